@@ -1,0 +1,48 @@
+# vae-edge: train -> export -> runtime / firmware_sim. Each stage reads files and writes files.
+#   make setup train export     # first run on a fresh machine (CPU: about an hour for all four models)
+#   make setup test             # what CI runs
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ARTIFACTS ?= artifacts
+REPORTS ?= reports
+# The real MNIST: an explicit path wins; else ../shared/data/mnist.npz where it exists; else keras downloads it.
+VAE_EDGE_MNIST ?= $(wildcard $(abspath ../shared/data/mnist.npz))
+export VAE_EDGE_MNIST
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+EPOCHS ?=
+TRAIN_FLAGS ?= $(if $(EPOCHS),--epochs $(EPOCHS),)
+
+.PHONY: help setup train export test lint format bench-train clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+setup: $(VENV)/.installed  ## create .venv with the pinned dependencies
+
+train: setup  ## train vae2d, vae3d, vae2d_corr and the classifier into artifacts/ (resumes if interrupted)
+	$(PY) -m train --model all --out $(ARTIFACTS) --resume $(TRAIN_FLAGS)
+
+test: setup  ## lint + the whole test suite (what CI runs)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest -q
+
+lint: setup  ## ruff check
+	$(PY) -m ruff check .
+
+format: setup  ## ruff format + autofix
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+bench-train: setup  ## vae-edge's training loop vs the keras-io reference loop -> reports/bench_train.{json,md}
+	$(PY) -m train.bench --out $(REPORTS)
+
+clean:  ## remove reports and caches (artifacts/ is kept: it holds trained models)
+	rm -rf $(REPORTS) .pytest_cache .ruff_cache

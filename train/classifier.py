@@ -1,0 +1,119 @@
+"""Training of the MNIST digit classifier that judges generated samples (logits + penultimate features)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from runtime.fileio import write_json_atomic, write_text_atomic
+
+from . import figures
+from .data import Mnist
+from .loop import Trainer, TrainSettings, dtype_policy, history_csv, learning_rate_schedule, make_dataset
+from .model import ClassifierConfig, build_classifier, copy_weights
+from .provenance import provenance
+from .vae import EVAL_BATCH, save_keras_atomic
+
+TARGET_TEST_ACCURACY = 0.99
+
+
+def make_logits_fn(model):
+    @tf.function(reduce_retracing=True)
+    def batch(xb):
+        logits, _ = model(tf.cast(xb, tf.float32)[..., None] / 255.0, training=False)
+        return tf.cast(logits, tf.float32)
+
+    return batch
+
+
+def evaluate_classifier(logits_fn, x, y) -> dict:
+    logits = np.concatenate([logits_fn(x[i : i + EVAL_BATCH]).numpy() for i in range(0, len(x), EVAL_BATCH)])
+    ce = tf.keras.losses.sparse_categorical_crossentropy(y.astype(np.int32), logits, from_logits=True).numpy()
+    return {"test_loss": float(ce.mean()), "test_accuracy": float((logits.argmax(1) == y).mean())}
+
+
+def train_classifier(
+    cfg: ClassifierConfig,
+    data: Mnist,
+    out_dir: Path,
+    settings: TrainSettings,
+    *,
+    strategy=None,
+    resume: bool = False,
+    progress: bool = True,
+    figures_enabled: bool = True,
+) -> dict:
+    strategy = strategy or tf.distribute.get_strategy()
+    keras.utils.set_random_seed(settings.seed)
+    x_train, y_train = data.x_train[: settings.train_limit], data.y_train[: settings.train_limit]
+    x_test, y_test = data.x_test[: settings.test_limit], data.y_test[: settings.test_limit]
+    steps_per_epoch = len(x_train) // settings.batch_size
+    with strategy.scope():
+        model = build_classifier(cfg, dtype_policy=dtype_policy(settings.precision))
+        optimizer = keras.optimizers.Adam(learning_rate_schedule(settings, steps_per_epoch))
+
+    def step(batch, seed):
+        xb, yb = batch
+        x = tf.cast(xb, tf.float32)[..., None] / 255.0
+        with tf.GradientTape() as tape:
+            logits, _ = model(x, training=True)
+            logits = tf.cast(logits, tf.float32)
+            ce = tf.keras.losses.sparse_categorical_crossentropy(yb, logits, from_logits=True)
+            loss = tf.reduce_sum(ce) / settings.batch_size
+        optimizer.apply_gradients(
+            zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables, strict=True)
+        )
+        correct = tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), yb), tf.float32)
+        return {
+            "objective": tf.reduce_sum(ce),
+            "accuracy": tf.reduce_sum(correct),
+            "count": tf.cast(tf.shape(x)[0], tf.float32),
+        }
+
+    trainer = Trainer(
+        "classifier", {"classifier": model}, optimizer, step, settings, out_dir, strategy, progress
+    )
+    if resume and trainer.load_checkpoint() and progress:
+        print(f"classifier: resuming after epoch {trainer.start_epoch} from {trainer.checkpoint_path}")
+    logits_fn = make_logits_fn(model)
+    history = trainer.run(
+        lambda a, b: make_dataset(x_train, y_train, settings.batch_size, settings.seed, a, b),
+        steps_per_epoch,
+        lambda epoch: evaluate_classifier(logits_fn, x_test, y_test),
+    )
+    model32 = copy_weights(model, build_classifier(cfg))
+    metrics = {
+        "model": "classifier",
+        "epochs_trained": len(history),
+        **evaluate_classifier(make_logits_fn(model32), x_test, y_test),
+        "test_images": len(x_test),
+        "target_test_accuracy": TARGET_TEST_ACCURACY,
+    }
+    out_dir = Path(out_dir)
+    save_keras_atomic(model32, out_dir / "classifier.keras")
+    write_json_atomic(
+        out_dir / "config.json",
+        {
+            "model": cfg.to_json(),
+            "training": settings.to_json(),
+            "data": {
+                "source": data.source,
+                "sha256": data.sha256,
+                "train_images": len(x_train),
+                "test_images": len(x_test),
+            },
+            "outputs": {
+                "logits": "(batch, 10) unnormalised class scores",
+                "features": f"(batch, {cfg.feature_units}) penultimate ReLU features",
+            },
+            **provenance(),
+        },
+    )
+    write_text_atomic(out_dir / "history.csv", history_csv(history))
+    write_json_atomic(out_dir / "metrics.json", metrics)
+    if figures_enabled and history:
+        figures.classifier_curves(history, out_dir / "training_curves.png")
+    return metrics

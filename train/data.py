@@ -1,0 +1,154 @@
+"""MNIST loading for vae-edge.
+
+Where the data comes from, in order:
+  1. an explicit path (the ``--data`` flag);
+  2. the ``VAE_EDGE_MNIST`` environment variable;
+  3. the keras cache / download (``keras.datasets.mnist.load_data()``), for machines with internet.
+
+A path may be an ``.npz`` in the keras layout (x_train, y_train, x_test, y_test) or a folder holding the
+four LeCun IDX files, raw or gzipped. Everything is checked (shapes, dtypes, label range) and a problem
+gives one line naming the fix.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from runtime.errors import VaeEdgeError
+from runtime.fileio import sha256_file
+
+ENV_VAR = "VAE_EDGE_MNIST"
+HOW_TO_SUPPLY = f"pass --data PATH or set {ENV_VAR}=PATH (an .npz in the keras layout or a folder with the four MNIST IDX files)"
+IDX_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+
+
+@dataclass(frozen=True)
+class Mnist:
+    x_train: np.ndarray  # uint8 (n, 28, 28)
+    y_train: np.ndarray  # uint8 (n,)
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str
+    sha256: str | None
+
+    def images(self, split: str) -> np.ndarray:
+        """float32 (n, 28, 28, 1) in [0, 1]."""
+        x = self.x_train if split == "train" else self.x_test
+        return (x.astype(np.float32) / 255.0)[..., None]
+
+
+def resolve_path(path: str | os.PathLike | None) -> Path | None:
+    if path:
+        return Path(path)
+    env = os.environ.get(ENV_VAR)
+    return Path(env) if env else None
+
+
+def load_mnist(path: str | os.PathLike | None = None) -> Mnist:
+    """Load and validate MNIST from ``path``, ``$VAE_EDGE_MNIST`` or the keras cache (see module doc)."""
+    resolved = resolve_path(path)
+    if resolved is None:
+        arrays, source, digest = _load_keras(), "keras.datasets.mnist", None
+    elif resolved.is_dir():
+        arrays, source, digest = _load_idx_dir(resolved), str(resolved), None
+    elif resolved.is_file():
+        arrays, source, digest = _load_npz(resolved), str(resolved), sha256_file(resolved)
+    else:
+        raise VaeEdgeError(f"MNIST not found at {resolved}; {HOW_TO_SUPPLY}")
+    _validate(arrays, source)
+    return Mnist(**arrays, source=source, sha256=digest)
+
+
+def _load_keras() -> dict:
+    try:
+        import keras
+
+        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+    except Exception as exc:  # no internet, proxy, broken cache: all end the same way for the user
+        raise VaeEdgeError(
+            f"MNIST could not be downloaded by keras ({type(exc).__name__}); {HOW_TO_SUPPLY}"
+        ) from None
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+def _load_npz(path: Path) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in IDX_FILES if k not in npz.files]
+            if missing:
+                raise VaeEdgeError(
+                    f"{path} lacks the arrays {missing}; expected the keras layout x_train, y_train, x_test, y_test"
+                )
+            return {k: npz[k] for k in IDX_FILES}
+    except VaeEdgeError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise VaeEdgeError(
+            f"{path} is not a readable .npz ({type(exc).__name__}: {exc}); re-copy the file or {HOW_TO_SUPPLY}"
+        ) from None
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (OSError, EOFError) as exc:
+        raise VaeEdgeError(f"{path} cannot be read ({exc}); re-copy the IDX file") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise VaeEdgeError(f"{path} is not an unsigned-byte IDX file (bad magic); re-copy it")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(dims))
+    if len(data) - header != expected:
+        raise VaeEdgeError(f"{path} is truncated: {len(data) - header} bytes of data, header says {expected}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _load_idx_dir(folder: Path) -> dict:
+    arrays = {}
+    for key, stem in IDX_FILES.items():
+        candidates = [
+            folder / stem,
+            folder / f"{stem}.gz",
+            folder / stem.replace("-idx", ".idx"),
+            folder / f"{stem.replace('-idx', '.idx')}.gz",
+        ]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise VaeEdgeError(
+                f"{folder} has no {stem}[.gz]; put the four MNIST IDX files there or {HOW_TO_SUPPLY}"
+            )
+        arrays[key] = _read_idx(found)
+    return arrays
+
+
+def _validate(arrays: dict, source: str) -> None:
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim != 3 or x.shape[1:] != (28, 28):
+            raise VaeEdgeError(
+                f"{source}: x_{split} has shape {x.shape}, expected (n, 28, 28); {HOW_TO_SUPPLY}"
+            )
+        if y.shape != (x.shape[0],):
+            raise VaeEdgeError(
+                f"{source}: y_{split} has shape {y.shape} but x_{split} holds {x.shape[0]} images; the labels do not match"
+            )
+        if x.dtype != np.uint8:
+            raise VaeEdgeError(f"{source}: x_{split} is {x.dtype}, expected uint8 pixels 0..255")
+        if not np.issubdtype(y.dtype, np.integer) or (y.size and (y.min() < 0 or y.max() > 9)):
+            raise VaeEdgeError(f"{source}: y_{split} must hold integer labels 0..9")
+        if x.shape[0] == 0:
+            raise VaeEdgeError(f"{source}: the {split} split is empty")

@@ -1,0 +1,230 @@
+"""Model definitions for vae-edge: configs, builders and the VAE loss terms. No side effects.
+
+Everything that defines *what* a model is lives here; the training loop (``train/loop.py``) and the
+exporter (``export/``) import it, and nothing here trains, reads data or writes files.
+
+    from train.model import PRESETS, build_encoder, build_decoder
+    cfg = PRESETS["vae2d_corr"]
+    decoder = build_decoder(cfg, batch_size=1)   # static batch, as exported
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from runtime.prior import Prior
+
+IMAGE_SHAPE = (28, 28, 1)
+NUM_PIXELS = 28 * 28
+NUM_CLASSES = 10
+DEFAULT_CORRELATED_COV = ((1.0, 0.4), (0.4, 0.5))
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Architecture and prior of one VAE. ``prior_cov=None`` means the isotropic prior N(0, I)."""
+
+    name: str
+    latent_dim: int
+    prior_cov: tuple[tuple[float, ...], ...] | None = None
+    conv_filters: tuple[int, int] = (32, 64)
+    dense_units: int = 16
+    kind: str = field(default="vae", init=False)
+
+    def __post_init__(self):
+        if self.latent_dim < 1:
+            raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
+        _ = self.prior  # validates Σ (shape, symmetry, positive definiteness) at construction time
+
+    @property
+    def prior(self) -> Prior:
+        if self.prior_cov is None:
+            return Prior.isotropic(self.latent_dim)
+        return Prior(self.latent_dim, tuple(tuple(float(v) for v in row) for row in self.prior_cov))
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["prior"] = self.prior.to_json()
+        return out
+
+    @classmethod
+    def from_json(cls, obj: dict) -> VAEConfig:
+        cov = obj.get("prior_cov")
+        return cls(
+            name=obj["name"],
+            latent_dim=int(obj["latent_dim"]),
+            prior_cov=None if cov is None else tuple(tuple(row) for row in cov),
+            conv_filters=tuple(obj.get("conv_filters", (32, 64))),
+            dense_units=int(obj.get("dense_units", 16)),
+        )
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """The MNIST digit classifier used as the judge of generated samples."""
+
+    name: str = "classifier"
+    conv_filters: tuple[int, int] = (32, 64)
+    feature_units: int = 128
+    dropout: float = 0.3
+    kind: str = field(default="classifier", init=False)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict) -> ClassifierConfig:
+        return cls(
+            name=obj.get("name", "classifier"),
+            conv_filters=tuple(obj.get("conv_filters", (32, 64))),
+            feature_units=int(obj.get("feature_units", 128)),
+            dropout=float(obj.get("dropout", 0.3)),
+        )
+
+
+PRESETS: dict[str, VAEConfig | ClassifierConfig] = {
+    "vae2d": VAEConfig("vae2d", 2),
+    "vae3d": VAEConfig("vae3d", 3),
+    "vae2d_corr": VAEConfig("vae2d_corr", 2, DEFAULT_CORRELATED_COV),
+    "classifier": ClassifierConfig(),
+}
+VAE_NAMES = ("vae2d", "vae3d", "vae2d_corr")
+
+
+def config_from_json(obj: dict) -> VAEConfig | ClassifierConfig:
+    return ClassifierConfig.from_json(obj) if obj.get("kind") == "classifier" else VAEConfig.from_json(obj)
+
+
+# --------------------------------------------------------------------------------------------- builders
+def build_encoder(cfg: VAEConfig, dtype_policy: str | None = None) -> keras.Model:
+    """Image (28, 28, 1) in [0, 1] -> (z_mean, z_log_var), each (batch, latent_dim)."""
+    f1, f2 = cfg.conv_filters
+    kw = {"dtype": dtype_policy} if dtype_policy else {}
+    x_in = keras.Input(IMAGE_SHAPE, name="image")
+    x = layers.Conv2D(f1, 3, strides=2, padding="same", activation="relu", name="enc_conv1", **kw)(x_in)
+    x = layers.Conv2D(f2, 3, strides=2, padding="same", activation="relu", name="enc_conv2", **kw)(x)
+    x = layers.Flatten(name="enc_flatten")(x)
+    x = layers.Dense(cfg.dense_units, activation="relu", name="enc_dense", **kw)(x)
+    # The posterior parameters stay float32 even under a mixed policy: the KL needs their precision.
+    z_mean = layers.Dense(cfg.latent_dim, name="z_mean", dtype="float32")(x)
+    z_log_var = layers.Dense(cfg.latent_dim, name="z_log_var", dtype="float32")(x)
+    return keras.Model(x_in, [z_mean, z_log_var], name=f"{cfg.name}_encoder")
+
+
+def build_decoder(
+    cfg: VAEConfig, batch_size: int | None = None, dtype_policy: str | None = None, logits: bool = False
+) -> keras.Model:
+    """Latent (batch, latent_dim) -> image (batch, 28, 28, 1) in [0, 1].
+
+    ``batch_size`` fixes the batch dimension: exported decoders use a static batch because a dynamic one
+    makes the TFLite converter emit SHAPE/STRIDED_SLICE ops that keep XNNPACK off the transposed convs.
+    ``logits=True`` returns the pre-sigmoid output instead (the training loss uses it for stability).
+    """
+    f1, f2 = cfg.conv_filters
+    kw = {"dtype": dtype_policy} if dtype_policy else {}
+    z_in = keras.Input((cfg.latent_dim,), batch_size=batch_size, name="z")
+    x = layers.Dense(7 * 7 * f2, activation="relu", name="dec_dense", **kw)(z_in)
+    x = layers.Reshape((7, 7, f2), name="dec_reshape")(x)
+    x = layers.Conv2DTranspose(f2, 3, strides=2, padding="same", activation="relu", name="dec_deconv1", **kw)(
+        x
+    )
+    x = layers.Conv2DTranspose(f1, 3, strides=2, padding="same", activation="relu", name="dec_deconv2", **kw)(
+        x
+    )
+    # Conv2DTranspose(1, 3, sigmoid) is written as a linear layer + a sigmoid layer: the same function,
+    # but the logits stay reachable for a numerically stable cross-entropy.
+    x = layers.Conv2DTranspose(1, 3, padding="same", name="dec_logits", **kw)(x)
+    if logits:
+        return keras.Model(z_in, x, name=f"{cfg.name}_decoder_logits")
+    out = layers.Activation("sigmoid", name="image", dtype="float32")(x)
+    return keras.Model(z_in, out, name=f"{cfg.name}_decoder")
+
+
+def build_classifier(cfg: ClassifierConfig, dtype_policy: str | None = None) -> keras.Model:
+    """Image (28, 28, 1) in [0, 1] -> (logits (batch, 10), features (batch, feature_units))."""
+    f1, f2 = cfg.conv_filters
+    kw = {"dtype": dtype_policy} if dtype_policy else {}
+    x_in = keras.Input(IMAGE_SHAPE, name="image")
+    x = layers.Conv2D(f1, 3, padding="same", activation="relu", name="cls_conv1", **kw)(x_in)
+    x = layers.MaxPooling2D(name="cls_pool1", **kw)(x)
+    x = layers.Conv2D(f2, 3, padding="same", activation="relu", name="cls_conv2", **kw)(x)
+    x = layers.MaxPooling2D(name="cls_pool2", **kw)(x)
+    x = layers.Flatten(name="cls_flatten")(x)
+    features = layers.Dense(cfg.feature_units, activation="relu", name="features", dtype="float32")(x)
+    x = layers.Dropout(cfg.dropout, name="cls_dropout")(features)
+    logits = layers.Dense(NUM_CLASSES, name="logits", dtype="float32")(x)
+    return keras.Model(x_in, [logits, features], name="classifier")
+
+
+def copy_weights(src: keras.Model, dst: keras.Model) -> keras.Model:
+    """Copy weights layer by layer (by name) between two builds of the same architecture."""
+    for layer in dst.layers:
+        if layer.weights:
+            layer.set_weights(src.get_layer(layer.name).get_weights())
+    return dst
+
+
+# --------------------------------------------------------------------------------------------- loss terms
+def bce_sum_from_logits(x, logits):
+    """Per-image binary cross-entropy summed over the 784 pixels, from logits (stable form).
+
+    BCE(x, sigmoid(l)) = max(l, 0) - l·x + log(1 + exp(-|l|)).
+    """
+    logits = ops.reshape(ops.cast(logits, "float32"), (-1, NUM_PIXELS))
+    x = ops.reshape(ops.cast(x, "float32"), (-1, NUM_PIXELS))
+    per_pixel = ops.relu(logits) - logits * x + ops.log1p(ops.exp(-ops.abs(logits)))
+    return ops.sum(per_pixel, axis=1)
+
+
+def kl_terms_per_dim(z_mean, z_log_var, prior: Prior):
+    """Per-image, per-dimension contributions whose row sum is KL(N(μ, diag σ²) ‖ N(0, Σ)).
+
+    KL = ½[tr(Σ⁻¹ diag σ²) + μᵀΣ⁻¹μ − k + log det Σ − Σ log σᵢ²]. The split per dimension uses
+    the i-th diagonal term and the i-th term of μᵀΣ⁻¹μ = Σᵢ μᵢ (Σ⁻¹μ)ᵢ; for Σ = I it is the usual
+    isotropic per-unit KL ½(σᵢ² + μᵢ² − 1 − log σᵢ²).
+    """
+    sigma = prior.sigma
+    sigma_inv = np.linalg.inv(sigma)
+    logdet = float(np.linalg.slogdet(sigma)[1])
+    k = prior.latent_dim
+    inv = ops.convert_to_tensor(sigma_inv.astype("float32"))
+    diag_inv = ops.convert_to_tensor(np.diag(sigma_inv).astype("float32"))
+    log_diag = ops.convert_to_tensor(np.full(k, logdet / k, dtype="float32"))
+    z_mean = ops.cast(z_mean, "float32")
+    z_log_var = ops.cast(z_log_var, "float32")
+    var = ops.exp(z_log_var)
+    mahal = z_mean * ops.matmul(z_mean, inv)  # Σ⁻¹ is symmetric, so (μ Σ⁻¹)ᵢ = (Σ⁻¹ μ)ᵢ
+    return 0.5 * (diag_inv * var + mahal - 1.0 + log_diag - z_log_var)
+
+
+def kl_divergence(z_mean, z_log_var, prior: Prior):
+    """Per-image KL(N(μ, diag σ²) ‖ N(0, Σ)) in nats, shape (batch,)."""
+    return ops.sum(kl_terms_per_dim(z_mean, z_log_var, prior), axis=1)
+
+
+def log_normal_diag(z, mean, log_var):
+    """log N(z; mean, diag exp(log_var)) summed over the last axis."""
+    return -0.5 * ops.sum(math.log(2 * math.pi) + log_var + ops.square(z - mean) / ops.exp(log_var), axis=-1)
+
+
+def log_prior(z, prior: Prior):
+    """log N(z; 0, Σ) summed over the last axis."""
+    sigma_inv = ops.convert_to_tensor(np.linalg.inv(prior.sigma).astype("float32"))
+    logdet = float(np.linalg.slogdet(prior.sigma)[1])
+    mahal = ops.sum(z * ops.matmul(z, sigma_inv), axis=-1)
+    return -0.5 * (prior.latent_dim * math.log(2 * math.pi) + logdet + mahal)
+
+
+def reparameterize(z_mean, z_log_var, eps):
+    """Posterior sample z = μ + σ ⊙ ε with diagonal σ — the same for every prior.
+
+    The KL above is taken against the *diagonal* posterior, so the sample fed to the decoder must come
+    from that same posterior. Adding L ε here (as the source study does) would train the decoder on a
+    distribution the KL never sees; the prior's correlation belongs to generation only: z = L ε.
+    """
+    return z_mean + ops.exp(0.5 * z_log_var) * eps

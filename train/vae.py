@@ -1,0 +1,258 @@
+"""Training, evaluation and outputs of one VAE (vae2d, vae3d or vae2d_corr).
+
+Training objective: BCE summed over the 784 pixels + β·KL, averaged over the batch, with β warming up
+from 0 to 1 over the first ``kl_warmup_epochs`` (so a latent dimension is not switched off before the
+decoder has learned to use it). Every reported figure is the plain negative ELBO (β = 1).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from runtime.fileio import atomic_path, write_json_atomic, write_text_atomic
+
+from . import figures
+from .data import Mnist
+from .loop import Trainer, TrainSettings, dtype_policy, history_csv, learning_rate_schedule, make_dataset
+from .model import (
+    VAEConfig,
+    bce_sum_from_logits,
+    build_decoder,
+    build_encoder,
+    copy_weights,
+    kl_terms_per_dim,
+    log_normal_diag,
+    log_prior,
+    reparameterize,
+)
+from .provenance import provenance
+
+EVAL_BATCH = 500
+ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016: a unit is active when Var_x(E_q[z_u | x]) > 0.01
+
+
+def _images(x_uint8):
+    return tf.cast(x_uint8, tf.float32)[..., None] / 255.0
+
+
+def make_step(cfg: VAEConfig, encoder, decoder_logits, optimizer, kl_warmup_steps: int, global_batch: int):
+    prior = cfg.prior
+
+    def step(x_uint8, seed):
+        x = _images(x_uint8)
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        seed = seed + tf.stack([tf.constant(0, tf.int64), tf.cast(replica, tf.int64) * 1_000_000])
+        if kl_warmup_steps > 0:
+            beta = tf.minimum(1.0, tf.cast(optimizer.iterations, tf.float32) / float(kl_warmup_steps))
+        else:
+            beta = tf.constant(1.0)
+        with tf.GradientTape() as tape:
+            z_mean, z_log_var = encoder(x, training=True)
+            eps = tf.random.stateless_normal(tf.shape(z_mean), seed=seed)
+            z = reparameterize(z_mean, z_log_var, eps)
+            bce = bce_sum_from_logits(x, decoder_logits(z, training=True))
+            kl = tf.reduce_sum(kl_terms_per_dim(z_mean, z_log_var, prior), axis=1)
+            objective = bce + beta * kl
+            loss = tf.reduce_sum(objective) / global_batch
+        variables = encoder.trainable_variables + decoder_logits.trainable_variables
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        return {
+            "objective": tf.reduce_sum(objective),
+            "bce": tf.reduce_sum(bce),
+            "kl": tf.reduce_sum(kl),
+            "neg_elbo": tf.reduce_sum(bce + kl),
+            "beta": beta * tf.cast(tf.shape(x)[0], tf.float32),
+            "count": tf.cast(tf.shape(x)[0], tf.float32),
+        }
+
+    return step
+
+
+def make_eval_fn(cfg: VAEConfig, encoder, decoder_logits):
+    """A traced function: (uint8 images, seed) -> (BCE, KL per dim, z_mean). Build it once per model."""
+    prior = cfg.prior
+
+    @tf.function(reduce_retracing=True)
+    def batch_terms(xb, s):
+        x = _images(xb)
+        z_mean, z_log_var = encoder(x, training=False)
+        z = reparameterize(z_mean, z_log_var, tf.random.stateless_normal(tf.shape(z_mean), seed=s))
+        bce = bce_sum_from_logits(x, decoder_logits(z, training=False))
+        return bce, kl_terms_per_dim(z_mean, z_log_var, prior), z_mean
+
+    return batch_terms
+
+
+def evaluate(batch_terms, x_test: np.ndarray, seed: int = 1234) -> dict:
+    """Test-split BCE, KL and negative ELBO per image (one posterior sample, seeded), KL per dimension,
+    posterior means and the active-unit variances."""
+    bces, kls, means = [], [], []
+    for i in range(0, len(x_test), EVAL_BATCH):
+        bce, kl, mu = batch_terms(x_test[i : i + EVAL_BATCH], tf.constant([seed, i], tf.int64))
+        bces.append(bce.numpy())
+        kls.append(kl.numpy())
+        means.append(mu.numpy())
+    bce, kl, mu = np.concatenate(bces), np.concatenate(kls), np.concatenate(means)
+    kl_per_dim = kl.mean(axis=0)
+    variance = mu.var(axis=0)
+    return {
+        "test_bce": float(bce.mean()),
+        "test_kl": float(kl.sum(axis=1).mean()),
+        "test_neg_elbo": float((bce + kl.sum(axis=1)).mean()),
+        "kl_per_dim": [float(v) for v in kl_per_dim],
+        "active_unit_variance": [float(v) for v in variance],
+        "active_units": int((variance > ACTIVE_UNIT_THRESHOLD).sum()),
+        "_z_mean": mu,
+    }
+
+
+def importance_weighted_nll(
+    cfg: VAEConfig,
+    encoder,
+    decoder_logits,
+    x_test: np.ndarray,
+    samples: int = 100,
+    seed: int = 4321,
+    images_per_batch: int = 50,
+) -> float:
+    """−log p(x) estimated with K importance samples from q(z|x) (Burda et al. 2016), nats per image.
+
+    log p(x) ≈ logsumexp_k [log p(x|z_k) + log p(z_k) − log q(z_k|x)] − log K; a lower bound that tightens
+    with K, so this NLL is ≤ the single-sample negative ELBO up to noise.
+    """
+    prior = cfg.prior
+    d = cfg.latent_dim
+
+    @tf.function(reduce_retracing=True)
+    def batch_nll(xb, s):
+        x = _images(xb)
+        n = tf.shape(x)[0]
+        z_mean, z_log_var = encoder(x, training=False)
+        eps = tf.random.stateless_normal(tf.stack([samples, n, d]), seed=s)
+        z = z_mean[None] + tf.exp(0.5 * z_log_var)[None] * eps  # (K, n, d)
+        logits = decoder_logits(tf.reshape(z, (-1, d)), training=False)
+        x_rep = tf.reshape(tf.broadcast_to(x[None], tf.concat([[samples], tf.shape(x)], 0)), (-1, 28, 28, 1))
+        log_px_z = -tf.reshape(bce_sum_from_logits(x_rep, logits), (samples, n))
+        log_w = log_px_z + log_prior(z, prior) - log_normal_diag(z, z_mean[None], z_log_var[None])
+        return -(tf.reduce_logsumexp(log_w, axis=0) - math.log(samples))
+
+    nll = [
+        batch_nll(x_test[i : i + images_per_batch], tf.constant([seed, i], tf.int64)).numpy()
+        for i in range(0, len(x_test), images_per_batch)
+    ]
+    return float(np.concatenate(nll).mean())
+
+
+def train_vae(
+    cfg: VAEConfig,
+    data: Mnist,
+    out_dir: Path,
+    settings: TrainSettings,
+    *,
+    strategy: tf.distribute.Strategy | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    iw_samples: int = 100,
+    figures_enabled: bool = True,
+) -> dict:
+    """Train ``cfg`` on MNIST and write every output under ``out_dir``; returns the metrics dict."""
+    strategy = strategy or tf.distribute.get_strategy()
+    keras.utils.set_random_seed(settings.seed)
+    x_train = data.x_train[: settings.train_limit]
+    x_test = data.x_test[: settings.test_limit]
+    global_batch = settings.batch_size
+    steps_per_epoch = len(x_train) // global_batch
+    policy = dtype_policy(settings.precision)
+    with strategy.scope():
+        encoder = build_encoder(cfg, dtype_policy=policy)
+        decoder_logits = build_decoder(cfg, dtype_policy=policy, logits=True)
+        optimizer = keras.optimizers.Adam(learning_rate_schedule(settings, steps_per_epoch))
+    step = make_step(
+        cfg,
+        encoder,
+        decoder_logits,
+        optimizer,
+        int(settings.kl_warmup_epochs * steps_per_epoch),
+        global_batch,
+    )
+    trainer = Trainer(
+        cfg.name,
+        {"encoder": encoder, "decoder": decoder_logits},
+        optimizer,
+        step,
+        settings,
+        out_dir,
+        strategy,
+        progress,
+    )
+    if resume and trainer.load_checkpoint() and progress:
+        print(f"{cfg.name}: resuming after epoch {trainer.start_epoch} from {trainer.checkpoint_path}")
+
+    eval_fn = make_eval_fn(cfg, encoder, decoder_logits)
+
+    def end_of_epoch(epoch):
+        ev = evaluate(eval_fn, x_test, seed=settings.seed + 1)
+        return {k: ev[k] for k in ("test_bce", "test_kl", "test_neg_elbo")}
+
+    history = trainer.run(
+        lambda a, b: make_dataset(x_train, None, global_batch, settings.seed, a, b),
+        steps_per_epoch,
+        end_of_epoch,
+    )
+
+    # Final models in float32 whatever the training precision: that is what gets evaluated and exported.
+    encoder32 = copy_weights(encoder, build_encoder(cfg))
+    decoder32 = copy_weights(decoder_logits, build_decoder(cfg))
+    decoder32_logits = keras.Model(decoder32.input, decoder32.get_layer("dec_logits").output)
+    ev = evaluate(make_eval_fn(cfg, encoder32, decoder32_logits), x_test, seed=settings.seed + 1)
+    z_mean = ev.pop("_z_mean")
+    metrics = {
+        "model": cfg.name,
+        "epochs_trained": len(history),
+        **ev,
+        "test_iw_nll": importance_weighted_nll(
+            cfg, encoder32, decoder32_logits, x_test, samples=iw_samples, seed=settings.seed + 2
+        ),
+        "iw_samples": iw_samples,
+        "test_images": len(x_test),
+        "units": "nats per image",
+    }
+    if history:
+        metrics["best_epoch_test_neg_elbo"] = min(r["test_neg_elbo"] for r in history)
+        metrics["mean_train_seconds_per_epoch"] = float(np.mean([r["train_seconds"] for r in history]))
+    write_outputs(cfg, out_dir, encoder32, decoder32, settings, data, history, metrics)
+    if figures_enabled:
+        figures.vae_figures(cfg, decoder32, z_mean, data.y_test[: len(x_test)], history, out_dir)
+    return metrics
+
+
+def save_keras_atomic(model: keras.Model, path: Path) -> None:
+    with atomic_path(path, suffix=".keras") as tmp:
+        model.save(tmp)
+
+
+def write_outputs(cfg, out_dir, encoder, decoder, settings, data, history, metrics) -> None:
+    out_dir = Path(out_dir)
+    save_keras_atomic(encoder, out_dir / "encoder.keras")
+    save_keras_atomic(decoder, out_dir / "decoder.keras")
+    write_json_atomic(
+        out_dir / "config.json",
+        {
+            "model": cfg.to_json(),
+            "training": settings.to_json(),
+            "data": {
+                "source": data.source,
+                "sha256": data.sha256,
+                "train_images": len(data.x_train[: settings.train_limit]),
+                "test_images": len(data.x_test[: settings.test_limit]),
+            },
+            **provenance(),
+        },
+    )
+    write_text_atomic(out_dir / "history.csv", history_csv(history))
+    write_json_atomic(out_dir / "metrics.json", metrics)
