@@ -29,6 +29,9 @@ setup: $(VENV)/.installed  ## create .venv with the pinned dependencies
 train: setup  ## train vae2d, vae3d, vae2d_corr and the classifier into artifacts/ (resumes if interrupted)
 	$(PY) -m train --model all --out $(ARTIFACTS) --resume $(TRAIN_FLAGS)
 
+export: setup  ## convert every trained model to TFLite/ONNX (+ C array), validated -> artifacts/<model>/export/
+	$(PY) -m export --model all --artifacts $(ARTIFACTS) --reports $(REPORTS)
+
 test: setup  ## lint + the whole test suite (what CI runs)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .

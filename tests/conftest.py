@@ -35,3 +35,75 @@ def pytest_sessionfinish(session, exitstatus):
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None and reporter.stats.get("skipped") and exitstatus == 0:
         session.exitstatus = 1
+
+
+TINY_TRAIN = [
+    "--train-limit",
+    "1024",
+    "--test-limit",
+    "200",
+    "--iw-samples",
+    "100",
+    "--epochs",
+    "1",
+    "--quiet",
+    "--no-figures",
+    "--precision",
+    "float32",
+]
+TINY_EXPORT_BATCH = 4
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, mnist_path) -> Path:
+    """artifacts/ with vae2d_corr and the classifier trained for a few steps and exported (batch 1 and 4)."""
+    from export.__main__ import main as export_main
+    from export.__main__ import parse_args as export_args
+    from train.__main__ import main as train_main
+    from train.__main__ import parse_args as train_args
+
+    root = tmp_path_factory.mktemp("artifacts")
+    for model in ("vae2d_corr", "classifier"):
+        assert (
+            train_main(
+                train_args(["--model", model, "--data", str(mnist_path), "--out", str(root), *TINY_TRAIN])
+            )
+            == 0
+        )
+    rc = export_main(
+        export_args(
+            [
+                "--model",
+                "vae2d_corr",
+                "--artifacts",
+                str(root),
+                "--batch",
+                str(TINY_EXPORT_BATCH),
+                "--calibration-samples",
+                "500",
+                "--reports",
+                str(root / "reports"),
+                "--quiet",
+            ]
+        )
+    )
+    assert rc == 0
+    rc = export_main(
+        export_args(
+            [
+                "--model",
+                "classifier",
+                "--artifacts",
+                str(root),
+                "--batch",
+                str(TINY_EXPORT_BATCH),
+                "--calibration-samples",
+                "500",
+                "--reports",
+                str(root / "reports"),
+                "--quiet",
+            ]
+        )
+    )
+    assert rc == 0
+    return root

@@ -101,11 +101,13 @@ def config_from_json(obj: dict) -> VAEConfig | ClassifierConfig:
 
 
 # --------------------------------------------------------------------------------------------- builders
-def build_encoder(cfg: VAEConfig, dtype_policy: str | None = None) -> keras.Model:
+def build_encoder(
+    cfg: VAEConfig, dtype_policy: str | None = None, batch_size: int | None = None
+) -> keras.Model:
     """Image (28, 28, 1) in [0, 1] -> (z_mean, z_log_var), each (batch, latent_dim)."""
     f1, f2 = cfg.conv_filters
     kw = {"dtype": dtype_policy} if dtype_policy else {}
-    x_in = keras.Input(IMAGE_SHAPE, name="image")
+    x_in = keras.Input(IMAGE_SHAPE, batch_size=batch_size, name="image")
     x = layers.Conv2D(f1, 3, strides=2, padding="same", activation="relu", name="enc_conv1", **kw)(x_in)
     x = layers.Conv2D(f2, 3, strides=2, padding="same", activation="relu", name="enc_conv2", **kw)(x)
     x = layers.Flatten(name="enc_flatten")(x)
@@ -145,11 +147,95 @@ def build_decoder(
     return keras.Model(z_in, out, name=f"{cfg.name}_decoder")
 
 
-def build_classifier(cfg: ClassifierConfig, dtype_policy: str | None = None) -> keras.Model:
+class DepthToSpace(layers.Layer):
+    """tf.nn.depth_to_space as a layer (TFLite DEPTH_TO_SPACE, ONNX DepthToSpace DCR)."""
+
+    def __init__(self, block_size: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.block_size = block_size
+
+    def call(self, x):
+        import tensorflow as tf  # the sub-pixel graph is only built for export, on the TF backend
+
+        return tf.nn.depth_to_space(x, self.block_size)
+
+    def compute_output_shape(self, shape):
+        b = self.block_size
+        return (shape[0], shape[1] * b, shape[2] * b, shape[3] // (b * b))
+
+    def get_config(self):
+        return {**super().get_config(), "block_size": self.block_size}
+
+
+def build_subpixel_decoder(cfg: VAEConfig, batch_size: int | None = None) -> keras.Model:
+    """The decoder with every transposed convolution rewritten as an ordinary convolution (deployment graph).
+
+    Each stride-2 Conv2DTranspose(F, 3) becomes pad(top/left 1) → Conv2D(4F, 2×2, valid) → depth-to-space(2)
+    (sub-pixel convolution); the stride-1 Conv2DTranspose(1, 3) becomes Conv2D(1, 3, same) with the kernel
+    flipped. Same function, same trained weights re-indexed by :func:`subpixel_weights_from`; int8 CONV_2D
+    kernels exist in every runtime, while ONNX Runtime leaves ConvTranspose in float and TFLite Micro's
+    TRANSPOSE_CONV needs a whole-output int32 scratch buffer.
+    """
+    f1, f2 = cfg.conv_filters
+    z_in = keras.Input((cfg.latent_dim,), batch_size=batch_size, name="z")
+    x = layers.Dense(7 * 7 * f2, activation="relu", name="dec_dense")(z_in)
+    x = layers.Reshape((7, 7, f2), name="dec_reshape")(x)
+    for name, filters in (("dec_deconv1", f2), ("dec_deconv2", f1)):
+        x = layers.ZeroPadding2D(((1, 0), (1, 0)), name=f"{name}_pad")(x)
+        x = layers.Conv2D(4 * filters, 2, padding="valid", activation="relu", name=f"{name}_subpixel")(x)
+        x = DepthToSpace(2, name=f"{name}_d2s")(x)
+    x = layers.Conv2D(1, 3, padding="same", name="dec_logits_conv")(x)
+    out = layers.Activation("sigmoid", name="image")(x)
+    return keras.Model(z_in, out, name=f"{cfg.name}_decoder_subpixel")
+
+
+# Rows (or columns) of a stride-2, 3-tap transposed conv, per output phase: {window tap: kernel tap}.
+# Output 2m uses input m (tap 0) and m-1 (tap 2); output 2m+1 uses input m (tap 1). With one row of
+# padding on top, window tap 0 reads input m-1 and window tap 1 reads input m.
+_SUBPIXEL_TAPS = ({1: 0, 0: 2}, {1: 1})
+
+
+def subpixel_kernel(w_transpose: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Conv2DTranspose(F, 3, s2, same) kernel (3, 3, F, C) -> sub-pixel Conv2D kernel (2, 2, C, 4F) and bias.
+
+    Output channel (2·pr + pc)·F + f holds phase (row parity pr, column parity pc), the order
+    depth-to-space expects; taps a phase never reads stay zero.
+    """
+    _, _, f, c = w_transpose.shape
+    k = np.zeros((2, 2, c, 4 * f), w_transpose.dtype)
+    for pr in (0, 1):
+        for pc in (0, 1):
+            phase = 2 * pr + pc
+            for di, a in _SUBPIXEL_TAPS[pr].items():
+                for dj, b in _SUBPIXEL_TAPS[pc].items():
+                    k[di, dj, :, phase * f : (phase + 1) * f] = w_transpose[a, b].T
+    return k, np.tile(bias, 4)
+
+
+def flipped_conv_kernel(w_transpose: np.ndarray) -> np.ndarray:
+    """Conv2DTranspose(F, k, s1, same) kernel (k, k, F, C) -> the equivalent Conv2D kernel (k, k, C, F)."""
+    return np.ascontiguousarray(w_transpose[::-1, ::-1].transpose(0, 1, 3, 2))
+
+
+def subpixel_decoder_from(decoder: keras.Model, cfg: VAEConfig, batch_size: int | None = None) -> keras.Model:
+    """Build :func:`build_subpixel_decoder` and fill it with ``decoder``'s trained weights, re-indexed."""
+    model = build_subpixel_decoder(cfg, batch_size)
+    model.get_layer("dec_dense").set_weights(decoder.get_layer("dec_dense").get_weights())
+    for name in ("dec_deconv1", "dec_deconv2"):
+        w, b = decoder.get_layer(name).get_weights()
+        model.get_layer(f"{name}_subpixel").set_weights(list(subpixel_kernel(w, b)))
+    w, b = decoder.get_layer("dec_logits").get_weights()
+    model.get_layer("dec_logits_conv").set_weights([flipped_conv_kernel(w), b])
+    return model
+
+
+def build_classifier(
+    cfg: ClassifierConfig, dtype_policy: str | None = None, batch_size: int | None = None
+) -> keras.Model:
     """Image (28, 28, 1) in [0, 1] -> (logits (batch, 10), features (batch, feature_units))."""
     f1, f2 = cfg.conv_filters
     kw = {"dtype": dtype_policy} if dtype_policy else {}
-    x_in = keras.Input(IMAGE_SHAPE, name="image")
+    x_in = keras.Input(IMAGE_SHAPE, batch_size=batch_size, name="image")
     x = layers.Conv2D(f1, 3, padding="same", activation="relu", name="cls_conv1", **kw)(x_in)
     x = layers.MaxPooling2D(name="cls_pool1", **kw)(x)
     x = layers.Conv2D(f2, 3, padding="same", activation="relu", name="cls_conv2", **kw)(x)

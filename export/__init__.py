@@ -1,0 +1,1 @@
+"""vae-edge export: trained Keras models -> TFLite / ONNX artifacts, validated, with a manifest and a C array."""

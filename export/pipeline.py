@@ -1,0 +1,426 @@
+"""Export one trained model: convert every variant, validate each against Keras, then publish atomically.
+
+All files are first written to a staging folder beside ``export/``; only when every artifact has converted,
+loaded back in its own runtime and met its tolerance are they moved into ``export/`` and the manifest written
+(last). A failure leaves the previous good export untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from runtime.backends import TFLiteModel, open_model
+from runtime.errors import VaeEdgeError
+from runtime.fileio import ensure_writable_dir, sha256_file, write_json_atomic, write_text_atomic
+
+from . import carray, convert
+from .variants import (
+    SUBPIXEL_FLOAT_MAX_ABS,
+    Variant,
+    classifier_variants,
+    decoder_variants,
+    encoder_variants,
+)
+
+MANIFEST = "manifest.json"
+EXPORT_DIR = "export"
+MIN_CALIBRATION_SAMPLES = 500
+FLOAT_OPS_ALLOWED_IN_INT8 = ()  # a full-integer graph has no float tensor between its int8 ends
+INT_TYPES = {"int8", "int32", "uint8", "int16"}
+
+
+def load_keras(path: Path, model_name: str):
+    import keras
+
+    if not path.is_file():
+        raise VaeEdgeError(f"{path} not found; train it first: python -m train --model {model_name}")
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=False)
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as exc:
+        raise VaeEdgeError(
+            f"{path} is corrupt or truncated ({type(exc).__name__}); retrain it: python -m train --model {model_name}"
+        ) from None
+
+
+def load_config(model_dir: Path, model_name: str):
+    from train.model import config_from_json
+
+    path = model_dir / "config.json"
+    if not path.is_file():
+        raise VaeEdgeError(f"{path} not found; train the model first: python -m train --model {model_name}")
+    try:
+        cfg = config_from_json(json.loads(path.read_text())["model"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise VaeEdgeError(
+            f"{path} is unreadable ({exc}); retrain: python -m train --model {model_name}"
+        ) from None
+    if cfg.name != model_name:
+        raise VaeEdgeError(
+            f"{model_dir} holds the model {cfg.name!r}, not {model_name!r}; point --artifacts at the folder "
+            f"that contains {model_name}/"
+        )
+    return cfg
+
+
+def run_in_batches(model, x: np.ndarray, batch: int) -> list[np.ndarray]:
+    """Run a static-batch model over all rows of ``x`` (the last chunk padded, its padding dropped)."""
+    outs = []
+    for i in range(0, len(x), batch):
+        chunk = x[i : i + batch]
+        n = len(chunk)
+        if n < batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
+        outs.append([o[:n] for o in model.run([chunk])])
+    return [np.concatenate(parts) for parts in zip(*outs, strict=True)]
+
+
+def error_figures(out: np.ndarray, ref: np.ndarray) -> dict:
+    err = np.abs(out.astype(np.float64) - ref.astype(np.float64))
+    return {"max_abs_err": float(err.max()), "mean_abs_err": float(err.mean())}
+
+
+def check_tolerance(variant: Variant, figures: dict) -> None:
+    for key, limit in variant.tolerance().items():
+        value = figures[f"{key}_err"]
+        if not value <= limit:  # also catches NaN
+            raise VaeEdgeError(
+                f"validation failed for {variant.filename}: {key.replace('_', ' ')} error {value:.3g} > {limit:g} "
+                "against the Keras model; previous artifacts left untouched"
+            )
+
+
+def check_int8_graph(variant: Variant, ops: list[dict]) -> None:
+    """Full-integer graphs: every op int8 between the ends; ReLUs fused into their producers."""
+    names = [op["op"] for op in ops]
+    if "RELU" in names:
+        raise VaeEdgeError(
+            f"{variant.filename} has a separate RELU op (not fused): the int8 decoder would be ~7x slower"
+        )
+    inner = ops if variant.io == "int8" else [op for op in ops if op["op"] not in ("QUANTIZE", "DEQUANTIZE")]
+    for op in inner:
+        floats = [t for t in op["inputs"] + op["outputs"] if t not in INT_TYPES]
+        if floats:
+            raise VaeEdgeError(
+                f"{variant.filename}: op {op['op']} computes in {floats[0]}; the int8 graph must be integer-only"
+            )
+
+
+def artifact_entry(path: Path, variant: Variant, model, figures: dict, ops: list[str], extra: dict) -> dict:
+    return {
+        "path": path.name,
+        "role": variant.role,
+        "format": variant.format,
+        "precision": variant.precision,
+        "io": variant.io,
+        "graph": variant.graph,
+        "batch": variant.batch,
+        "sha256": sha256_file(path),
+        "size_bytes": path.stat().st_size,
+        "inputs": [t.to_json() for t in model.inputs],
+        "outputs": [t.to_json() for t in model.outputs],
+        "ops": ops,
+        "validation": {
+            **figures,
+            "tolerance": variant.tolerance() if variant.role == "decoder" else {},
+            "passed": True,
+        },
+        **extra,
+    }
+
+
+class Exporter:
+    def __init__(
+        self,
+        model_dir: Path,
+        batches: tuple[int, ...],
+        calibration_samples: int,
+        validation_samples: int,
+        seed: int,
+        progress: bool,
+    ):
+        if calibration_samples < MIN_CALIBRATION_SAMPLES:
+            raise VaeEdgeError(f"--calibration-samples must be >= {MIN_CALIBRATION_SAMPLES}")
+        self.model_dir, self.batches, self.seed, self.progress = Path(model_dir), batches, seed, progress
+        self.calibration_samples, self.validation_samples = calibration_samples, validation_samples
+        self.export_dir = ensure_writable_dir(self.model_dir / EXPORT_DIR)
+
+    def _write(self, staging: Path, variant: Variant, data: bytes) -> Path:
+        path = staging / variant.filename
+        path.write_bytes(data)
+        return path
+
+    def _publish(self, staging: Path, manifest: dict) -> dict:
+        for entry in manifest["artifacts"]:
+            os.replace(staging / entry["path"], self.export_dir / entry["path"])
+        write_json_atomic(self.export_dir / MANIFEST, manifest)
+        return manifest
+
+    def _bar(self, total: int, desc: str):
+        return tqdm(
+            total=total,
+            desc=desc,
+            unit="artifact",
+            disable=not self.progress,
+            leave=False,
+            dynamic_ncols=True,
+        )
+
+    # ------------------------------------------------------------------------------------------ VAEs
+    def export_vae(self, model_name: str) -> dict:
+        from train.model import build_decoder, build_encoder, copy_weights, subpixel_decoder_from
+
+        cfg = load_config(self.model_dir, model_name)
+        decoder = load_keras(self.model_dir / "decoder.keras", model_name)
+        encoder = load_keras(self.model_dir / "encoder.keras", model_name)
+        if tuple(decoder.inputs[0].shape[1:]) != (cfg.latent_dim,):
+            raise VaeEdgeError(
+                f"{self.model_dir}/decoder.keras takes latents of shape {tuple(decoder.inputs[0].shape[1:])} but "
+                f"config.json says latent_dim={cfg.latent_dim}; the folder mixes two models — retrain {model_name}"
+            )
+        prior = cfg.prior
+        calibration = prior.sample(self.calibration_samples, seed=self.seed)
+        z_val = prior.sample(self.validation_samples, seed=self.seed + 1)
+        reference = np.asarray(decoder.predict(z_val, batch_size=250, verbose=0))
+        ref_mu, ref_logvar = (np.asarray(a) for a in encoder.predict(reference, batch_size=250, verbose=0))
+
+        graphs = {}
+
+        def keras_graph(graph: str, batch: int):
+            if (graph, batch) not in graphs:
+                if graph == "transpose":
+                    graphs[graph, batch] = copy_weights(decoder, build_decoder(cfg, batch_size=batch))
+                elif graph == "subpixel":
+                    graphs[graph, batch] = subpixel_decoder_from(decoder, cfg, batch)
+                else:
+                    graphs[graph, batch] = copy_weights(encoder, build_encoder(cfg, batch_size=batch))
+            return graphs[graph, batch]
+
+        # The rewrite must be exact in float before any of it is quantized.
+        sub = keras_graph("subpixel", self.batches[-1])
+        sub_out = np.concatenate([np.asarray(sub(c)) for c in convert.batches_of(z_val, self.batches[-1])])
+        subpixel_err = error_figures(sub_out, reference[: len(sub_out)])["max_abs_err"]
+        if not subpixel_err <= SUBPIXEL_FLOAT_MAX_ABS:
+            raise VaeEdgeError(
+                f"the sub-pixel rewrite differs from the decoder by {subpixel_err:.3g} > {SUBPIXEL_FLOAT_MAX_ABS}"
+            )
+
+        variants = decoder_variants(self.batches) + encoder_variants(self.batches)
+        entries = []
+        staging = Path(tempfile.mkdtemp(dir=self.model_dir, prefix=".export-staging-"))
+        try:
+            onnx_float = {}
+            bar = self._bar(len(variants) + 1, f"export {model_name}")
+            for v in variants:
+                if v.role == "encoder":
+                    entries.append(
+                        self._encoder_artifact(
+                            staging, v, keras_graph("encoder", v.batch), reference, ref_mu, ref_logvar
+                        )
+                    )
+                    bar.update()
+                    continue
+                model = keras_graph(v.graph, v.batch)
+                if v.format == "tflite":
+                    data = convert.to_tflite(model, v.precision, v.io, calibration)
+                elif v.precision == "float32":
+                    data = onnx_float[v.graph, v.batch] = convert.to_onnx(model)
+                else:
+                    fl = onnx_float.get((v.graph, v.batch)) or convert.to_onnx(model)
+                    data = convert.quantize_onnx(fl, calibration, convert.onnx_input_name(fl), v.batch)
+                path = self._write(staging, v, data)
+                entries.append(self._validate_decoder(path, v, z_val, reference))
+                bar.update()
+            c_files = self._c_array(staging, model_name, entries)
+            bar.update()
+            bar.close()
+            manifest = self._manifest(model_name, cfg, entries, c_files, subpixel_err)
+            return self._publish(staging, manifest)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _validate_decoder(self, path: Path, v: Variant, z: np.ndarray, reference: np.ndarray) -> dict:
+        model = open_model(path)
+        out = run_in_batches(model, z, v.batch)[0]
+        figures = error_figures(out, reference)
+        figures["samples"] = len(z)
+        check_tolerance(v, figures)
+        ops = []
+        if v.format == "tflite":
+            details = TFLiteModel(path, delegates=False).op_details()
+            if v.precision == "int8":
+                check_int8_graph(v, details)
+            ops = [op["op"] for op in details]
+        else:
+            ops = model.op_names()
+        return artifact_entry(path, v, model, figures, ops, {})
+
+    def _encoder_artifact(self, staging, v, keras_model, images, ref_mu, ref_logvar) -> dict:
+        path = self._write(staging, v, convert.to_tflite(keras_model, "float32"))
+        model = open_model(path)
+        outs = run_in_batches(model, images, v.batch)
+        # TFLite may reorder a model's outputs: name each by the Keras output it reproduces.
+        roles = []
+        for o in outs:
+            errs = {"z_mean": np.abs(o - ref_mu).max(), "z_log_var": np.abs(o - ref_logvar).max()}
+            roles.append(min(errs, key=errs.get))
+        if sorted(roles) != ["z_log_var", "z_mean"]:
+            raise VaeEdgeError(
+                f"validation failed for {v.filename}: its outputs match neither z_mean nor z_log_var"
+            )
+        figures = {
+            "max_abs_err": float(
+                max(
+                    np.abs(o - (ref_mu if r == "z_mean" else ref_logvar)).max()
+                    for o, r in zip(outs, roles, strict=True)
+                )
+            ),
+            "samples": len(images),
+        }
+        if not figures["max_abs_err"] <= 1e-4:
+            raise VaeEdgeError(
+                f"validation failed for {v.filename}: max abs error {figures['max_abs_err']:.3g} > 1e-4"
+            )
+        ops = TFLiteModel(path, delegates=False).op_names()
+        return artifact_entry(path, v, model, figures, ops, {"output_roles": roles})
+
+    def _c_array(self, staging: Path, model_name: str, entries: list[dict]) -> list[dict]:
+        src = next(
+            e
+            for e in entries
+            if e["format"] == "tflite"
+            and e["precision"] == "int8"
+            and e["io"] == "int8"
+            and e["graph"] == "subpixel"
+            and e["batch"] == 1
+        )
+        data = (staging / src["path"]).read_bytes()
+        header, source = carray.c_sources(data, model_name, src["path"], src["sha256"])
+        if carray.parse_c_array(source) != data:
+            raise VaeEdgeError("the generated C array does not round-trip to the .tflite bytes")
+        out = []
+        for name, text in (
+            (f"{model_name}_decoder_int8.h", header),
+            (f"{model_name}_decoder_int8.cc", source),
+        ):
+            p = staging / name
+            write_text_atomic(p, text)
+            out.append(
+                {
+                    "path": name,
+                    "role": "decoder",
+                    "format": "c",
+                    "precision": "int8",
+                    "io": "int8",
+                    "graph": src["graph"],
+                    "batch": 1,
+                    "sha256": sha256_file(p),
+                    "size_bytes": p.stat().st_size,
+                    "source": src["path"],
+                    "symbol": carray.symbol_for(model_name),
+                    "array_bytes": len(data),
+                }
+            )
+        return out
+
+    def _manifest(self, model_name, cfg, entries, c_files, subpixel_err) -> dict:
+        from train.provenance import provenance
+
+        return {
+            "model": model_name,
+            "kind": "vae",
+            "latent_dim": cfg.latent_dim,
+            "prior": cfg.prior.to_json(),
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "source": {
+                "decoder": {
+                    "path": "../decoder.keras",
+                    "sha256": sha256_file(self.model_dir / "decoder.keras"),
+                },
+                "encoder": {
+                    "path": "../encoder.keras",
+                    "sha256": sha256_file(self.model_dir / "encoder.keras"),
+                },
+            },
+            "calibration": {
+                "samples": self.calibration_samples,
+                "seed": self.seed,
+                "distribution": "the model's prior N(0, Σ), z = L ε (runtime.prior.Prior.sample)",
+            },
+            "validation": {
+                "samples": self.validation_samples,
+                "seed": self.seed + 1,
+                "reference": "Keras float32 decoder on the same prior samples",
+                "subpixel_float_max_abs_err": subpixel_err,
+            },
+            "image": {"shape": [28, 28, 1], "range": [0.0, 1.0]},
+            **provenance(),
+            "artifacts": entries + c_files,
+        }
+
+    # ------------------------------------------------------------------------------------------ classifier
+    def export_classifier(self) -> dict:
+        cfg = load_config(self.model_dir, "classifier")
+        keras_model = load_keras(self.model_dir / "classifier.keras", "classifier")
+        from train.model import build_classifier, copy_weights
+
+        images = (
+            np.random.default_rng(self.seed)
+            .uniform(0, 1, (self.validation_samples, 28, 28, 1))
+            .astype(np.float32)
+        )
+        ref_logits, ref_features = (
+            np.asarray(a) for a in keras_model.predict(images, batch_size=250, verbose=0)
+        )
+        entries = []
+        staging = Path(tempfile.mkdtemp(dir=self.model_dir, prefix=".export-staging-"))
+        try:
+            for v in classifier_variants(self.batches):
+                static = copy_weights(keras_model, build_classifier(cfg, batch_size=v.batch))
+                path = self._write(staging, v, convert.to_tflite(static, "float32"))
+                model = open_model(path)
+                outs = run_in_batches(model, images, v.batch)
+                roles = ["logits" if o.shape[1] == 10 else "features" for o in outs]
+                err = max(
+                    float(np.abs(o - (ref_logits if r == "logits" else ref_features)).max())
+                    for o, r in zip(outs, roles, strict=True)
+                )
+                if not err <= 1e-4:
+                    raise VaeEdgeError(f"validation failed for {v.filename}: max abs error {err:.3g} > 1e-4")
+                ops = TFLiteModel(path, delegates=False).op_names()
+                entries.append(
+                    artifact_entry(
+                        path,
+                        v,
+                        model,
+                        {"max_abs_err": err, "samples": len(images)},
+                        ops,
+                        {"output_roles": roles},
+                    )
+                )
+            from train.provenance import provenance
+
+            manifest = {
+                "model": "classifier",
+                "kind": "classifier",
+                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "source": {
+                    "classifier": {
+                        "path": "../classifier.keras",
+                        "sha256": sha256_file(self.model_dir / "classifier.keras"),
+                    }
+                },
+                **provenance(),
+                "artifacts": entries,
+            }
+            return self._publish(staging, manifest)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)

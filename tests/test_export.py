@@ -1,0 +1,194 @@
+"""export/: every variant converts, loads and meets its tolerance; the int8 graphs are integer-only with fused
+ReLUs; the sub-pixel rewrite is exact; manifest and C array match the files; bad input fails cleanly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import keras
+import numpy as np
+import pytest
+
+from export import carray
+from export.__main__ import main, parse_args
+from export.variants import TOLERANCE_MAX_ABS, TOLERANCE_MEAN_ABS, decoder_variants
+from runtime.backends import TFLiteModel, open_model
+from runtime.fileio import sha256_file
+from train.model import PRESETS, build_decoder, subpixel_decoder_from
+
+INT_TYPES = {"int8", "int32"}
+
+
+@pytest.fixture(scope="module")
+def manifest(exported):
+    return json.loads((exported / "vae2d_corr" / "export" / "manifest.json").read_text())
+
+
+def export_dir(exported):
+    return exported / "vae2d_corr" / "export"
+
+
+def test_every_variant_exported_and_validated(manifest):
+    names = {a["path"] for a in manifest["artifacts"]}
+    for v in decoder_variants((1, 4)):
+        assert v.filename in names, v.filename
+    for a in manifest["artifacts"]:
+        for key in ("path", "format", "precision", "io", "graph", "batch", "sha256", "size_bytes"):
+            assert key in a, (a["path"], key)
+        if a["format"] == "c":
+            continue
+        assert a["validation"]["passed"] and a["validation"]["samples"] >= 1000
+    assert manifest["prior"]["cov"] == [[1.0, 0.4], [0.4, 0.5]]
+    assert manifest["calibration"]["samples"] >= 500
+
+
+def test_artifacts_reproduce_keras_within_tolerance(exported, manifest):
+    """Independently of the exporter's own check: run each decoder against Keras on fresh prior samples."""
+    decoder = keras.models.load_model(exported / "vae2d_corr" / "decoder.keras")
+    z = PRESETS["vae2d_corr"].prior.sample(64, seed=99)
+    ref = np.asarray(decoder(z))
+    for a in manifest["artifacts"]:
+        if a["role"] != "decoder" or a["format"] == "c":
+            continue
+        model = open_model(export_dir(exported) / a["path"])
+        out = np.concatenate([model.run([z[i : i + a["batch"]]])[0] for i in range(0, 64, a["batch"])])
+        err = np.abs(out - ref)
+        if a["precision"] in TOLERANCE_MAX_ABS:
+            assert err.max() <= TOLERANCE_MAX_ABS[a["precision"]], a["path"]
+        else:
+            assert err.mean() <= TOLERANCE_MEAN_ABS[a["precision"]], a["path"]
+
+
+def test_full_int8_graph_is_integer_only_with_fused_relu(exported, manifest):
+    int8 = [a for a in manifest["artifacts"] if a["format"] == "tflite" and a["precision"] == "int8"]
+    assert len(int8) == 8
+    for a in int8:
+        ops = TFLiteModel(export_dir(exported) / a["path"], delegates=False).op_details()
+        names = [op["op"] for op in ops]
+        assert "RELU" not in names, a["path"]
+        inner = ops if a["io"] == "int8" else ops[1:-1]
+        if a["io"] == "float":
+            assert names[0] == "QUANTIZE" and names[-1] == "DEQUANTIZE"
+        for op in inner:
+            assert set(op["inputs"] + op["outputs"]) <= INT_TYPES, (a["path"], op)
+        expected = {"TRANSPOSE_CONV"} if a["graph"] == "transpose" else {"CONV_2D", "DEPTH_TO_SPACE"}
+        assert expected <= set(names)
+        assert "LOGISTIC" in names and "FULLY_CONNECTED" in names
+    for a in int8:
+        if a["io"] == "int8":
+            assert a["inputs"][0]["dtype"] == "int8" and a["inputs"][0]["scale"] > 0
+            assert a["outputs"][0]["dtype"] == "int8"
+
+
+@pytest.mark.parametrize("name", ["vae2d", "vae3d"])
+def test_subpixel_rewrite_is_exact_in_float(name):
+    cfg = PRESETS[name]
+    rng = np.random.default_rng(0)
+    dec = build_decoder(cfg, batch_size=16)
+    for layer in dec.layers:
+        if layer.weights:
+            layer.set_weights([rng.normal(0, 0.2, w.shape).astype(np.float32) for w in layer.get_weights()])
+    sub = subpixel_decoder_from(dec, cfg, 16)
+    z = rng.normal(size=(16, cfg.latent_dim)).astype(np.float32)
+    assert np.abs(np.asarray(dec(z)) - np.asarray(sub(z))).max() <= 1e-5
+    assert "Conv2DTranspose" not in {type(la).__name__ for la in sub.layers}
+
+
+def test_manifest_checksums_match_files(exported, manifest):
+    for a in manifest["artifacts"]:
+        path = export_dir(exported) / a["path"]
+        assert sha256_file(path) == a["sha256"] and path.stat().st_size == a["size_bytes"]
+
+
+def test_c_array_round_trips(exported, manifest):
+    c = next(a for a in manifest["artifacts"] if a["path"].endswith(".cc"))
+    source = (export_dir(exported) / c["path"]).read_text()
+    data = (export_dir(exported) / c["source"]).read_bytes()
+    assert carray.parse_c_array(source) == data
+    assert carray.declared_length(source) == len(data)
+    assert "alignas(16) const unsigned char g_vae2d_corr_decoder_int8_model_data[]" in source
+    header = (export_dir(exported) / "vae2d_corr_decoder_int8.h").read_text()
+    assert "extern const unsigned int g_vae2d_corr_decoder_int8_model_data_len;" in header
+
+
+def test_classifier_export_has_logits_and_features(exported):
+    m = json.loads((exported / "classifier" / "export" / "manifest.json").read_text())
+    for a in m["artifacts"]:
+        assert sorted(a["output_roles"]) == ["features", "logits"]
+        assert a["validation"]["max_abs_err"] <= 1e-4
+
+
+def test_report_written(exported):
+    text = (exported / "reports" / "export.md").read_text()
+    assert "decoder_subpixel_int8_b1.tflite" in text and "of the float32 transpose decoder" in text
+
+
+# ------------------------------------------------------------------------------------------ bad input
+def run_export(root, model="vae2d_corr", *extra):
+    return main(
+        parse_args(
+            [
+                "--model",
+                model,
+                "--artifacts",
+                str(root),
+                "--batch",
+                "4",
+                "--quiet",
+                "--reports",
+                str(root / "reports"),
+                *extra,
+            ]
+        )
+    )
+
+
+@pytest.fixture
+def model_copy(exported, tmp_path):
+    shutil.copytree(exported / "vae2d_corr", tmp_path / "vae2d_corr")
+    return tmp_path
+
+
+def snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_missing_keras(model_copy, capsys):
+    (model_copy / "vae2d_corr" / "decoder.keras").unlink()
+    before = snapshot(model_copy / "vae2d_corr" / "export")
+    assert run_export(model_copy) == 2
+    assert "decoder.keras not found; train it first" in capsys.readouterr().err
+    assert snapshot(model_copy / "vae2d_corr" / "export") == before
+
+
+def test_corrupt_keras(model_copy, capsys):
+    path = model_copy / "vae2d_corr" / "decoder.keras"
+    path.write_bytes(path.read_bytes()[:2000])
+    assert run_export(model_copy) == 2
+    assert "corrupt or truncated" in capsys.readouterr().err
+
+
+def test_folder_from_another_model(model_copy, capsys):
+    (model_copy / "vae2d_corr").rename(model_copy / "vae3d")
+    assert run_export(model_copy, "vae3d") == 2
+    assert "holds the model 'vae2d_corr', not 'vae3d'" in capsys.readouterr().err
+
+
+def test_unwritable_output_folder(model_copy, capsys):
+    shutil.rmtree(model_copy / "vae2d_corr" / "export")
+    (model_copy / "vae2d_corr" / "export").write_text("a file where the export folder should be")
+    assert run_export(model_copy) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_failed_validation_keeps_previous_artifacts(model_copy, monkeypatch, capsys):
+    from export import variants
+
+    before = snapshot(model_copy / "vae2d_corr" / "export")
+    monkeypatch.setitem(variants.TOLERANCE_MEAN_ABS, "int8", 1e-9)
+    assert run_export(model_copy) == 2
+    err = capsys.readouterr().err
+    assert "validation failed for decoder_transpose_int8_b1.tflite: mean abs error" in err
+    assert snapshot(model_copy / "vae2d_corr" / "export") == before
+    assert not [p for p in (model_copy / "vae2d_corr").iterdir() if p.name.startswith(".export-staging")]
