@@ -13,7 +13,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 EPOCHS ?=
 TRAIN_FLAGS ?= $(if $(EPOCHS),--epochs $(EPOCHS),)
 
-.PHONY: help setup train export test lint format bench-train clean
+.PHONY: help setup train export test lint format bench-train bench check pi-bundle clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -47,5 +47,15 @@ format: setup  ## ruff format + autofix
 bench-train: setup  ## vae-edge's training loop vs the keras-io reference loop -> reports/bench_train.{json,md}
 	$(PY) -m train.bench --out $(REPORTS)
 
+check: setup  ## quality of every quantized decoder vs float32 -> reports/check.{json,md,png}
+	$(PY) -m runtime check --artifacts $(ARTIFACTS) --reports $(REPORTS)
+
+bench: setup  ## check + latency bench of every exported decoder -> reports/{check,bench}.{json,md}, PNGs
+	$(PY) -m runtime check --artifacts $(ARTIFACTS) --reports $(REPORTS)
+	$(PY) -m runtime bench --artifacts $(ARTIFACTS) --reports $(REPORTS)
+
+pi-bundle: setup  ## runtime + exported artifacts + MNIST test split -> dist/vae-edge-pi.tar.gz
+	$(PY) -m runtime.bundle --artifacts $(ARTIFACTS) --out dist/vae-edge-pi.tar.gz
+
 clean:  ## remove reports and caches (artifacts/ is kept: it holds trained models)
-	rm -rf $(REPORTS) .pytest_cache .ruff_cache
+	rm -rf $(REPORTS) dist .pytest_cache .ruff_cache runtime/build runtime/*.egg-info

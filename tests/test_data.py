@@ -7,8 +7,8 @@ import gzip
 import numpy as np
 import pytest
 
+from runtime.data import ENV_VAR, load_mnist
 from runtime.errors import VaeEdgeError
-from train.data import ENV_VAR, load_mnist
 
 
 def test_real_mnist_loads_with_expected_layout(mnist):

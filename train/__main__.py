@@ -62,8 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--precision",
         choices=("auto", "float32", "bfloat16"),
-        default="auto",
-        help="compute precision; auto = bf16 where the CPU has AMX/AVX512-BF16 (final models are float32)",
+        default="float32",
+        help="compute precision (default float32). bfloat16 trains ~1.3x faster on CPUs with AMX/AVX512-BF16 "
+        "but ends ~2 nats worse in test -ELBO after 5 epochs; auto = bf16 where the CPU has it",
     )
     p.add_argument(
         "--prior-cov",
@@ -102,8 +103,9 @@ def run(args: argparse.Namespace) -> dict:
     # Heavy imports only once the arguments are known to be good (so --help is instant).
     import tensorflow as tf
 
+    from runtime.data import load_mnist
+
     from .classifier import train_classifier
-    from .data import load_mnist
     from .loop import TrainSettings, resolve_precision
     from .model import PRESETS, VAE_NAMES, ClassifierConfig, VAEConfig
     from .vae import train_vae

@@ -177,7 +177,8 @@ def cpu_model() -> str:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        from .data import load_mnist
+        from runtime.data import load_mnist
+
         from .provenance import provenance
 
         out = ensure_writable_dir(args.out)

@@ -8,10 +8,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from runtime.data import Mnist
 from runtime.fileio import write_json_atomic, write_text_atomic
 
 from . import figures
-from .data import Mnist
 from .loop import Trainer, TrainSettings, dtype_policy, history_csv, learning_rate_schedule, make_dataset
 from .model import ClassifierConfig, build_classifier, copy_weights
 from .provenance import provenance

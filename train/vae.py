@@ -14,10 +14,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from runtime.data import Mnist
 from runtime.fileio import atomic_path, write_json_atomic, write_text_atomic
 
 from . import figures
-from .data import Mnist
 from .loop import Trainer, TrainSettings, dtype_policy, history_csv, learning_rate_schedule, make_dataset
 from .model import (
     VAEConfig,

@@ -1,4 +1,4 @@
-"""MNIST loading for vae-edge.
+"""MNIST loading for vae-edge (numpy only: the runtime uses it on a Raspberry Pi, training uses it too).
 
 Where the data comes from, in order:
   1. an explicit path (the ``--data`` flag);
@@ -13,6 +13,7 @@ gives one line naming the fix.
 from __future__ import annotations
 
 import gzip
+import importlib
 import os
 import zipfile
 from dataclasses import dataclass
@@ -20,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.errors import VaeEdgeError
-from runtime.fileio import sha256_file
+from .errors import VaeEdgeError
+from .fileio import sha256_file
 
 ENV_VAR = "VAE_EDGE_MNIST"
 HOW_TO_SUPPLY = f"pass --data PATH or set {ENV_VAR}=PATH (an .npz in the keras layout or a folder with the four MNIST IDX files)"
@@ -55,9 +56,18 @@ def resolve_path(path: str | os.PathLike | None) -> Path | None:
     return Path(env) if env else None
 
 
-def load_mnist(path: str | os.PathLike | None = None) -> Mnist:
-    """Load and validate MNIST from ``path``, ``$VAE_EDGE_MNIST`` or the keras cache (see module doc)."""
+def load_mnist(path: str | os.PathLike | None = None, test_only: bool = False) -> Mnist:
+    """Load and validate MNIST from ``path``, ``$VAE_EDGE_MNIST`` or the keras cache (see module doc).
+
+    ``test_only`` accepts an .npz holding just x_test and y_test (what ``make pi-bundle`` ships); the train
+    split is then empty.
+    """
     resolved = resolve_path(path)
+    if test_only and resolved is not None and resolved.is_file():
+        arrays = _load_npz(resolved, keys=("x_test", "y_test"))
+        arrays.update(x_train=np.zeros((0, 28, 28), np.uint8), y_train=np.zeros(0, np.uint8))
+        _validate(arrays, str(resolved), splits=("test",))
+        return Mnist(**arrays, source=str(resolved), sha256=sha256_file(resolved))
     if resolved is None:
         arrays, source, digest = _load_keras(), "keras.datasets.mnist", None
     elif resolved.is_dir():
@@ -72,8 +82,8 @@ def load_mnist(path: str | os.PathLike | None = None) -> Mnist:
 
 def _load_keras() -> dict:
     try:
-        import keras
-
+        # Imported by name so that the runtime never imports Keras unless a user without a path asks for it.
+        keras = importlib.import_module("keras")
         (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
     except Exception as exc:  # no internet, proxy, broken cache: all end the same way for the user
         raise VaeEdgeError(
@@ -82,15 +92,15 @@ def _load_keras() -> dict:
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
-def _load_npz(path: Path) -> dict:
+def _load_npz(path: Path, keys=tuple(IDX_FILES)) -> dict:
     try:
         with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in IDX_FILES if k not in npz.files]
+            missing = [k for k in keys if k not in npz.files]
             if missing:
                 raise VaeEdgeError(
                     f"{path} lacks the arrays {missing}; expected the keras layout x_train, y_train, x_test, y_test"
                 )
-            return {k: npz[k] for k in IDX_FILES}
+            return {k: npz[k] for k in keys}
     except VaeEdgeError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
@@ -135,8 +145,8 @@ def _load_idx_dir(folder: Path) -> dict:
     return arrays
 
 
-def _validate(arrays: dict, source: str) -> None:
-    for split in ("train", "test"):
+def _validate(arrays: dict, source: str, splits=("train", "test")) -> None:
+    for split in splits:
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.ndim != 3 or x.shape[1:] != (28, 28):
             raise VaeEdgeError(

@@ -1,0 +1,117 @@
+"""Latency bench: every exported decoder in its own runtime, at 1 thread and at all cores.
+
+    python -m runtime bench --artifacts artifacts --invokes 1000
+
+Per artifact and thread count: load time, warm-up, then ``invokes`` timed invokes (batch-1 artifacts: p50/p90/
+p99 in µs) or ``batch_invokes`` timed invokes (batch-N artifacts: throughput in images/s); file size; the peak
+RSS of a fresh process that loaded and ran only that artifact. Inputs are pre-quantized prior samples, so the
+timings are the interpreter's alone.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import multiprocessing
+import os
+import platform
+import resource
+import time
+
+import numpy as np
+
+WARMUP_INVOKES = 20
+
+
+def bench_one(
+    folder: str, artifact: str, threads: int, invokes: int, batch_invokes: int, seed: int = 0
+) -> dict:
+    """Runs in a fresh process (see :func:`bench_all`), so ``peak_rss_kb`` is this artifact's alone."""
+    from .backends import quantize
+    from .manifest import load_manifest
+    from .models import Decoder
+
+    manifest = load_manifest(folder)
+    entry = manifest.by_path(artifact)
+    t0 = time.perf_counter()
+    decoder = Decoder(manifest, entry, num_threads=threads)
+    load_ms = (time.perf_counter() - t0) * 1e3
+    model = decoder.model
+    info = model.inputs[0]
+    z = manifest.prior.sample(entry["batch"], seed=seed)
+    raw = [quantize(z, info) if info.quantized else z.astype(np.float32)]
+    for _ in range(WARMUP_INVOKES):
+        model.run_raw(raw)
+    n = invokes if entry["batch"] == 1 else batch_invokes
+    times = np.empty(n)
+    for i in range(n):
+        t = time.perf_counter_ns()
+        model.run_raw(raw)
+        times[i] = (time.perf_counter_ns() - t) / 1e3
+    return {
+        "model": manifest.model,
+        "artifact": artifact,
+        "format": entry["format"],
+        "precision": entry["precision"],
+        "graph": entry["graph"],
+        "io": entry["io"],
+        "batch": entry["batch"],
+        "threads": threads,
+        "backend": model.backend,
+        "invokes": n,
+        "load_ms": load_ms,
+        "p50_us": float(np.percentile(times, 50)),
+        "p90_us": float(np.percentile(times, 90)),
+        "p99_us": float(np.percentile(times, 99)),
+        "mean_us": float(times.mean()),
+        "throughput_per_s": entry["batch"] * 1e6 / float(times.mean()),
+        "size_bytes": entry["size_bytes"],
+        "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    }
+
+
+def bench_all(jobs: list[tuple], progress=None) -> list[dict]:
+    """Each job in its own spawned process (one task per child): clean RSS, and a crash cannot take us down."""
+    ctx = multiprocessing.get_context("spawn")
+    out = []
+    for job in jobs:
+        with concurrent.futures.ProcessPoolExecutor(
+            max_workers=1, mp_context=ctx, max_tasks_per_child=1
+        ) as pool:
+            try:
+                rec = pool.submit(bench_one, *job).result()
+            except concurrent.futures.process.BrokenProcessPool:
+                rec = {"artifact": job[1], "threads": job[2], "error": "the interpreter process crashed"}
+        out.append(rec)
+        if progress:
+            progress(rec)
+    return out
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key = line.split(":", 1)[0].strip().lower()
+                if key in ("model name", "hardware", "model"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def platform_info() -> dict:
+    import importlib.metadata as md
+
+    versions = {}
+    for name in ("numpy", "ai-edge-litert", "tflite-runtime", "onnxruntime"):
+        with contextlib.suppress(md.PackageNotFoundError):
+            versions[name] = md.version(name)
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "system": platform.system(),
+        "python": platform.python_version(),
+        "versions": versions,
+    }

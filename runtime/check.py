@@ -1,0 +1,145 @@
+"""Quality check: every quantized decoder against its float32 decoder on the same prior samples.
+
+    python -m runtime check --artifacts artifacts --data ../shared/data/mnist.npz --samples 10000
+
+For each VAE and each quantized decoder (float16, dynamic-range int8, int8; TFLite and ONNX; both graphs and
+batches): pixel mean/max abs error and PSNR against the float32 TFLite decoder; digit agreement of the
+classifier between float and quantized samples; Fréchet distance of the classifier's features to the float
+samples and to the real test digits; class histogram; and the test-split negative ELBO with the float encoder
+feeding each decoder (the cost of quantization in nats). Exits 1 when a decoder breaks a threshold below.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .manifest import Manifest
+from .models import Classifier, Decoder, Encoder
+from .quality import bce_per_image, frechet_distance, kl_per_image, psnr_db
+
+DIGIT_AGREEMENT_MIN = 0.97
+MEAN_ABS_ERR_MAX = 0.01
+NEG_ELBO_DELTA_MAX = 1.0  # nats per image
+FD_TO_REAL_RATIO_MAX = 1.05  # quantized samples' distance to real digits within 5% of the float decoder's
+THRESHOLDS = {
+    "digit_agreement_min": DIGIT_AGREEMENT_MIN,
+    "mean_abs_err_max": MEAN_ABS_ERR_MAX,
+    "neg_elbo_delta_max": NEG_ELBO_DELTA_MAX,
+    "fd_to_real_ratio_max": FD_TO_REAL_RATIO_MAX,
+}
+QUANTIZED = ("float16", "dynamic_int8", "int8")
+
+
+def reference_entry(manifest: Manifest) -> dict:
+    floats = manifest.find(role="decoder", format="tflite", precision="float32", graph="transpose")
+    return max(floats, key=lambda a: a["batch"])
+
+
+def check_model(
+    manifest: Manifest,
+    classifier: Classifier,
+    samples: int,
+    seed: int,
+    test_images: np.ndarray | None,
+    real_features: np.ndarray | None,
+    num_threads: int | None = None,
+    progress=None,
+) -> list[dict]:
+    prior = manifest.prior
+    z = prior.sample(samples, seed=seed)
+    ref_entry = reference_entry(manifest)
+    ref_decoder = Decoder(manifest, ref_entry, num_threads)
+    ref_images = ref_decoder.decode(z)
+    ref_logits, ref_features = classifier.predict(ref_images)
+    ref_digits = ref_logits.argmax(1)
+
+    recon = None
+    if test_images is not None:
+        encoder = Encoder.from_manifest(manifest, num_threads=num_threads)
+        mu, log_var = encoder.encode(test_images)
+        eps = np.random.default_rng(seed + 1).standard_normal(mu.shape).astype(np.float32)
+        z_post = mu + np.exp(0.5 * log_var) * eps
+        kl = kl_per_image(mu, log_var, prior.sigma)
+        recon = {"z": z_post, "kl": kl, "x": test_images.reshape(len(test_images), -1)}
+        ref_neg_elbo = float(np.mean(bce_per_image(recon["x"], ref_decoder.decode(z_post)) + kl))
+
+    def base_record(entry):
+        return {
+            "model": manifest.model,
+            "artifact": entry["path"],
+            "format": entry["format"],
+            "precision": entry["precision"],
+            "graph": entry["graph"],
+            "io": entry["io"],
+            "batch": entry["batch"],
+            "samples": samples,
+            "reference": ref_entry["path"],
+        }
+
+    fd_float_real = frechet_distance(ref_features, real_features) if real_features is not None else None
+    baseline = {
+        **base_record(ref_entry),
+        "role": "reference",
+        "class_histogram": np.bincount(ref_digits, minlength=10).tolist(),
+        "fd_to_real": fd_float_real,
+        "mean_abs_err": 0.0,
+        "max_abs_err": 0.0,
+        "digit_agreement": 1.0,
+        "neg_elbo": ref_neg_elbo if recon else None,
+        "neg_elbo_delta": 0.0 if recon else None,
+        "passed": True,
+        "failures": [],
+    }
+    records = [baseline]
+    quantized = [
+        a
+        for a in manifest.artifacts
+        if a["role"] == "decoder" and a["format"] in ("tflite", "onnx") and a["precision"] in QUANTIZED
+    ]
+    for entry in quantized:
+        decoder = Decoder(manifest, entry, num_threads)
+        images = decoder.decode(z)
+        err = np.abs(images.astype(np.float64) - ref_images)
+        logits, features = classifier.predict(images)
+        digits = logits.argmax(1)
+        rec = {
+            **base_record(entry),
+            "role": "quantized",
+            "mean_abs_err": float(err.mean()),
+            "max_abs_err": float(err.max()),
+            "psnr_db": psnr_db(images, ref_images),
+            "digit_agreement": float((digits == ref_digits).mean()),
+            "fd_to_float": frechet_distance(features, ref_features),
+            "class_histogram": np.bincount(digits, minlength=10).tolist(),
+        }
+        if real_features is not None:
+            rec["fd_to_real"] = frechet_distance(features, real_features)
+            rec["fd_to_real_float"] = fd_float_real
+            rec["fd_to_real_ratio"] = rec["fd_to_real"] / fd_float_real
+        if recon:
+            rec["neg_elbo"] = float(
+                np.mean(bce_per_image(recon["x"], decoder.decode(recon["z"])) + recon["kl"])
+            )
+            rec["neg_elbo_float"] = ref_neg_elbo
+            rec["neg_elbo_delta"] = rec["neg_elbo"] - ref_neg_elbo
+        rec["failures"] = failures_of(rec)
+        rec["passed"] = not rec["failures"]
+        records.append(rec)
+        if progress:
+            progress(rec)
+    return records
+
+
+def failures_of(rec: dict) -> list[str]:
+    out = []
+    if not rec["digit_agreement"] >= DIGIT_AGREEMENT_MIN:
+        out.append(f"digit agreement {rec['digit_agreement']:.3f} < {DIGIT_AGREEMENT_MIN}")
+    if not rec["mean_abs_err"] <= MEAN_ABS_ERR_MAX:
+        out.append(f"mean abs error {rec['mean_abs_err']:.4f} > {MEAN_ABS_ERR_MAX}")
+    if rec.get("neg_elbo_delta") is not None and not rec["neg_elbo_delta"] <= NEG_ELBO_DELTA_MAX:
+        out.append(f"-ELBO increase {rec['neg_elbo_delta']:.3f} > {NEG_ELBO_DELTA_MAX} nat")
+    if rec.get("fd_to_real_ratio") is not None and not rec["fd_to_real_ratio"] <= FD_TO_REAL_RATIO_MAX:
+        out.append(
+            f"Fréchet distance to real digits {rec['fd_to_real_ratio']:.3f}x the float decoder's > {FD_TO_REAL_RATIO_MAX}x"
+        )
+    return out

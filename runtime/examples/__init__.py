@@ -1,0 +1,1 @@
+"""Example edge apps built on the runtime."""

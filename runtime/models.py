@@ -1,0 +1,139 @@
+"""The runtime's library API: decoders, encoders and the classifier over any exported artifact.
+
+    from runtime import load_manifest, Decoder
+    m = load_manifest("artifacts/vae2d_corr/export")
+    decoder = Decoder.from_manifest(m, precision="int8", graph="subpixel", batch=1)
+    images = decoder.decode(m.prior.sample(16, seed=0))       # (16, 28, 28) float32 in [0, 1]
+
+Inputs are checked before they reach an interpreter: wrong shape or dtype, NaN or inf raise ValueError.
+Any number of rows is accepted; they run in chunks of the artifact's static batch (the last chunk padded).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .backends import OnnxModel, TFLiteModel
+from .errors import InvalidInputError
+from .manifest import Manifest
+
+
+def _check_array(x, name: str, trailing: tuple[int, ...]) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fiu":
+        raise InvalidInputError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if arr.ndim != 1 + len(trailing) or tuple(arr.shape[1:]) != trailing:
+        raise InvalidInputError(
+            f"{name} must have shape (n, {', '.join(map(str, trailing))}), got {arr.shape}"
+        )
+    if arr.shape[0] == 0:
+        raise InvalidInputError(f"{name} is empty; pass at least one row")
+    arr = arr.astype(np.float32)
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.count_nonzero(~np.isfinite(arr).reshape(len(arr), -1).all(axis=1)))
+        raise InvalidInputError(f"{name} holds NaN or inf in {bad} row(s); pass finite values")
+    return arr
+
+
+class _Artifact:
+    """A loaded artifact plus its manifest entry; runs any number of rows through its static batch."""
+
+    def __init__(self, manifest: Manifest, entry: dict, num_threads: int | None = None):
+        self.manifest, self.entry = manifest, entry
+        path = manifest.verify(entry)
+        self.model = (
+            TFLiteModel(path, num_threads) if entry["format"] == "tflite" else OnnxModel(path, num_threads)
+        )
+        self.batch = int(entry["batch"])
+
+    @property
+    def name(self) -> str:
+        return self.entry["path"]
+
+    def _run(self, x: np.ndarray) -> list[np.ndarray]:
+        outs = []
+        for i in range(0, len(x), self.batch):
+            chunk = x[i : i + self.batch]
+            n = len(chunk)
+            if n < self.batch:
+                chunk = np.concatenate([chunk, np.zeros((self.batch - n, *chunk.shape[1:]), np.float32)])
+            outs.append([o[:n] for o in self.model.run([chunk])])
+        return [np.concatenate(parts) for parts in zip(*outs, strict=True)]
+
+
+class Decoder(_Artifact):
+    @classmethod
+    def from_manifest(
+        cls,
+        manifest: Manifest,
+        *,
+        precision: str = "float32",
+        graph: str | None = None,
+        batch: int = 1,
+        format: str = "tflite",
+        io: str | None = None,
+        num_threads: int | None = None,
+    ) -> Decoder:
+        if graph is None:
+            graph = "subpixel" if precision == "int8" else "transpose"
+        if io is None and precision == "int8" and format == "tflite":
+            io = "int8"
+        entry = manifest.select(
+            role="decoder", format=format, precision=precision, graph=graph, batch=batch, io=io
+        )
+        return cls(manifest, entry, num_threads)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.manifest.latent_dim
+
+    def decode(self, z) -> np.ndarray:
+        """Latents (n, latent_dim) -> images (n, 28, 28) in [0, 1]."""
+        z = _check_array(z, "latents", (self.latent_dim,))
+        return self._run(z)[0].reshape(len(z), 28, 28)
+
+
+class Encoder(_Artifact):
+    @classmethod
+    def from_manifest(
+        cls, manifest: Manifest, batch: int | None = None, num_threads: int | None = None
+    ) -> Encoder:
+        entries = manifest.find(role="encoder")
+        entry = (
+            max(entries, key=lambda a: a["batch"])
+            if batch is None
+            else manifest.select(role="encoder", batch=batch)
+        )
+        return cls(manifest, entry, num_threads)
+
+    def encode(self, images) -> tuple[np.ndarray, np.ndarray]:
+        """Images (n, 28, 28) or (n, 28, 28, 1) in [0, 1] -> (z_mean, z_log_var)."""
+        x = np.asarray(images)
+        if x.ndim == 3:
+            x = x[..., None]
+        x = _check_array(x, "images", (28, 28, 1))
+        outs = dict(zip(self.entry["output_roles"], self._run(x), strict=True))
+        return outs["z_mean"], outs["z_log_var"]
+
+
+class Classifier(_Artifact):
+    @classmethod
+    def from_manifest(
+        cls, manifest: Manifest, batch: int | None = None, num_threads: int | None = None
+    ) -> Classifier:
+        entries = manifest.find(role="classifier")
+        entry = (
+            max(entries, key=lambda a: a["batch"])
+            if batch is None
+            else manifest.select(role="classifier", batch=batch)
+        )
+        return cls(manifest, entry, num_threads)
+
+    def predict(self, images) -> tuple[np.ndarray, np.ndarray]:
+        """Images (n, 28, 28[, 1]) in [0, 1] -> (logits (n, 10), features (n, 128))."""
+        x = np.asarray(images)
+        if x.ndim == 3:
+            x = x[..., None]
+        x = _check_array(x, "images", (28, 28, 1))
+        outs = dict(zip(self.entry["output_roles"], self._run(x), strict=True))
+        return outs["logits"], outs["features"]
