@@ -337,14 +337,24 @@ def test_pi_bundle(exported, mnist_path, tmp_path):
     from runtime.data import load_mnist
 
     out = tmp_path / "pi.tar.gz"
-    assert bundle_main(bundle_args(["--artifacts", str(exported), "--data", str(mnist_path), "--out", str(out)])) == 0
+    assert (
+        bundle_main(bundle_args(["--artifacts", str(exported), "--data", str(mnist_path), "--out", str(out)]))
+        == 0
+    )
     with tarfile.open(out) as tar:
         names = set(tar.getnames())
         tar.extractall(tmp_path / "x", filter="data")
     root = "vae-edge-pi"
-    for must in ("runtime/pyproject.toml", "runtime/__main__.py", "runtime/examples/generate_digits.py",
-                 "artifacts/vae2d_corr/export/manifest.json", "artifacts/vae2d_corr/export/decoder_subpixel_int8_b1.tflite",
-                 "artifacts/classifier/export/manifest.json", "mnist_test.npz", "README.md"):
+    for must in (
+        "runtime/pyproject.toml",
+        "runtime/__main__.py",
+        "runtime/examples/generate_digits.py",
+        "artifacts/vae2d_corr/export/manifest.json",
+        "artifacts/vae2d_corr/export/decoder_subpixel_int8_b1.tflite",
+        "artifacts/classifier/export/manifest.json",
+        "mnist_test.npz",
+        "README.md",
+    ):
         assert f"{root}/{must}" in names, must
     assert not [n for n in names if "__pycache__" in n or n.endswith((".keras", "checkpoint.npz"))]
     test_split = load_mnist(tmp_path / "x" / root / "mnist_test.npz", test_only=True)
