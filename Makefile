@@ -13,7 +13,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 EPOCHS ?=
 TRAIN_FLAGS ?= $(if $(EPOCHS),--epochs $(EPOCHS),)
 
-.PHONY: help setup train export test lint format bench-train bench check pi-bundle clean
+.PHONY: help setup train export simulate test lint format bench-train bench check pi-bundle clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ train: setup  ## train vae2d, vae3d, vae2d_corr and the classifier into artifact
 
 export: setup  ## convert every trained model to TFLite/ONNX (+ C array), validated -> artifacts/<model>/export/
 	$(PY) -m export --model all --artifacts $(ARTIFACTS) --reports $(REPORTS)
+
+simulate: setup  ## int8 decoders on simulated MCUs (TFLite Micro reference) -> reports/firmware.{json,md}
+	$(PY) -m firmware_sim --model all --target all --artifacts $(ARTIFACTS) --reports $(REPORTS)
 
 test: setup  ## lint + the whole test suite (what CI runs)
 	$(PY) -m ruff check .

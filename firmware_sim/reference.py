@@ -1,0 +1,285 @@
+"""An integer-only reference of the int8 decoder graph, bit-exact with TensorFlow Lite Micro.
+
+    from firmware_sim.graph import load_graph
+    from firmware_sim.reference import IntegerReference
+    ref = IntegerReference(load_graph("artifacts/vae2d/export/decoder_subpixel_int8_b1.tflite"))
+    image_int8, trace = ref.run(latent_int8, trace=True)
+
+Each op does what TFLM's reference kernel does on an MCU: int8 × int8 products accumulated in int32 with the
+input offset, int32 bias, requantization by a Q31 multiplier and a shift (MultiplyByQuantizedMultiplier),
+output offset, clamp to the fused activation's range; LOGISTIC through gemmlowp's fixed-point logistic. The
+multipliers are derived from the tensors' float scales exactly as TFLM's Prepare() derives them. An op outside
+the supported set raises :class:`UnsupportedOpError` naming it — nothing is approximated.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .fixedpoint import (
+    gemmlowp_logistic,
+    multiply_by_quantized_multiplier,
+    quantize_multiplier,
+    rounding_divide_by_pot,
+    tflite_round,
+)
+from .graph import Graph, Op, Tensor, UnsupportedOpError
+
+SUPPORTED_OPS = (
+    "FULLY_CONNECTED",
+    "RESHAPE",
+    "TRANSPOSE_CONV",
+    "CONV_2D",
+    "DEPTH_TO_SPACE",
+    "PAD",
+    "LOGISTIC",
+    "QUANTIZE",
+    "DEQUANTIZE",
+)
+LOGISTIC_INPUT_INTEGER_BITS = 4
+
+
+@dataclass
+class LayerTrace:
+    op: str
+    inputs: list[tuple[int, ...]]
+    output: tuple[int, ...]
+    macs: int
+    note: str
+
+
+def activation_range(t: Tensor, activation: str) -> tuple[int, int]:
+    """CalculateActivationRangeQuantized for an int8 output."""
+    qmin, qmax = -128, 127
+    scale, zp = float(t.scale[0]), int(t.zero_point[0])
+
+    def q(v: float) -> int:
+        return zp + int(tflite_round(float(np.float32(v) / np.float32(scale))))
+
+    if activation == "RELU":
+        return max(qmin, q(0.0)), qmax
+    if activation == "RELU6":
+        return max(qmin, q(0.0)), min(qmax, q(6.0))
+    if activation == "RELU_N1_TO_1":
+        return max(qmin, q(-1.0)), min(qmax, q(1.0))
+    if activation in ("NONE", None):
+        return qmin, qmax
+    raise UnsupportedOpError(f"fused activation {activation} is not supported by the integer reference")
+
+
+def per_channel_multipliers(
+    inp: Tensor, filt: Tensor, out: Tensor, channels: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """PopulateConvolutionQuantizationParams: effective scale in double, per output channel."""
+    mults, shifts = [], []
+    for c in range(channels):
+        fs = float(filt.scale[c if len(filt.scale) > 1 else 0])
+        m, s = quantize_multiplier(float(inp.scale[0]) * fs / float(out.scale[0]))
+        mults.append(m)
+        shifts.append(s)
+    return np.array(mults, np.int64), np.array(shifts, np.int64)
+
+
+def same_padding(stride: int, in_size: int, filter_size: int, out_size: int) -> int:
+    total = max((out_size - 1) * stride + filter_size - in_size, 0)
+    return total // 2
+
+
+def requantize(acc: np.ndarray, mult, shift, zp: int, lo: int, hi: int) -> np.ndarray:
+    out = multiply_by_quantized_multiplier(acc, mult, shift) + zp
+    return np.clip(out, lo, hi).astype(np.int8)
+
+
+class IntegerReference:
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        unsupported = sorted({op.kind for op in graph.ops} - set(SUPPORTED_OPS))
+        if unsupported:
+            raise UnsupportedOpError(
+                f"the integer reference does not implement {', '.join(unsupported)} (supported: {', '.join(SUPPORTED_OPS)})"
+            )
+        for op in graph.ops:
+            for i in op.inputs + op.outputs:
+                t = graph.tensors[i]
+                if op.kind not in ("QUANTIZE", "DEQUANTIZE") and not t.is_constant and t.dtype is not np.int8:
+                    raise UnsupportedOpError(
+                        f"{op.kind} on a {np.dtype(t.dtype).name} tensor: only int8 graphs are supported"
+                    )
+
+    def t(self, i: int) -> Tensor:
+        return self.graph.tensors[i]
+
+    def run(self, x: np.ndarray, trace: bool = False):
+        """Run one input through the graph; returns the output (and the per-layer trace if asked)."""
+        values: dict[int, np.ndarray] = {self.graph.inputs[0]: np.asarray(x)}
+        layers = []
+        for op in self.graph.ops:
+            fn = getattr(self, "_" + op.kind.lower())
+            out, macs, note = fn(
+                op, [values.get(i) if not self.t(i).is_constant else self.t(i).data for i in op.inputs]
+            )
+            values[op.outputs[0]] = out
+            if trace:
+                layers.append(
+                    LayerTrace(
+                        op.kind,
+                        [self.t(i).shape for i in op.inputs if not self.t(i).is_constant],
+                        self.t(op.outputs[0]).shape,
+                        macs,
+                        note,
+                    )
+                )
+        out = values[self.graph.outputs[0]]
+        return (out, layers) if trace else out
+
+    # ------------------------------------------------------------------------------------------- ops
+    def _fully_connected(self, op: Op, args):
+        x, w, b = args[0], args[1], args[2] if len(args) > 2 else None
+        inp, filt, out = self.t(op.inputs[0]), self.t(op.inputs[1]), self.t(op.outputs[0])
+        if len(filt.scale) > 1:
+            raise UnsupportedOpError("per-channel FULLY_CONNECTED is not supported by the integer reference")
+        # GetQuantizedConvolutionMultipler: the scale product is taken in float32, then divided in double.
+        real = float(np.float32(inp.scale[0]) * np.float32(filt.scale[0])) / float(out.scale[0])
+        mult, shift = quantize_multiplier(real)
+        xi = x.reshape(-1, w.shape[1]).astype(np.int64) - int(inp.zero_point[0])
+        acc = xi @ (w.astype(np.int64) - int(filt.zero_point[0])).T
+        if b is not None:
+            acc = acc + b.astype(np.int64)
+        lo, hi = activation_range(out, op.options.get("activation"))
+        res = requantize(acc, mult, shift, int(out.zero_point[0]), lo, hi).reshape(out.shape)
+        return (
+            res,
+            int(w.size) * xi.shape[0],
+            f"acc = Σ w·(x{-int(inp.zero_point[0]):+d}) + b; ×{mult}·2^{shift}; clamp [{lo}, {hi}]",
+        )
+
+    def _reshape(self, op: Op, args):
+        return args[0].reshape(self.t(op.outputs[0]).shape), 0, "view"
+
+    def _pad(self, op: Op, args):
+        x, paddings = args[0], np.asarray(args[1]).reshape(-1, 2)
+        out = self.t(op.outputs[0])
+        value = int(out.zero_point[0])  # int8 PAD without constant_values pads with the output zero point
+        return (
+            np.pad(x, [tuple(p) for p in paddings.tolist()], constant_values=value).astype(np.int8),
+            0,
+            f"pad with {value}",
+        )
+
+    def _depth_to_space(self, op: Op, args):
+        x = args[0]
+        bs = int(op.options["blockSize"])
+        n, h, w, c = x.shape
+        oc = c // (bs * bs)
+        y = x.reshape(n, h, w, bs, bs, oc).transpose(0, 1, 3, 2, 4, 5).reshape(n, h * bs, w * bs, oc)
+        return y, 0, f"block {bs}"
+
+    def _conv_2d(self, op: Op, args):
+        x, w, b = args[0], args[1], args[2] if len(args) > 2 else None
+        inp, filt, out = self.t(op.inputs[0]), self.t(op.inputs[1]), self.t(op.outputs[0])
+        if op.options.get("dilationHFactor", 1) != 1 or op.options.get("dilationWFactor", 1) != 1:
+            raise UnsupportedOpError("dilated CONV_2D is not supported by the integer reference")
+        sh, sw = int(op.options["strideH"]), int(op.options["strideW"])
+        n, h, wd, ic = x.shape
+        oc, kh, kw, _ = w.shape
+        oh, ow = out.shape[1], out.shape[2]
+        if op.options["padding"] == "SAME":
+            ph, pw = same_padding(sh, h, kh, oh), same_padding(sw, wd, kw, ow)
+        else:
+            ph = pw = 0
+        zp = int(inp.zero_point[0])
+        # Taps outside the image are skipped by the kernel: padding with the zero point contributes (zp - zp) = 0.
+        xp = np.full(
+            (n, max(h + 2 * ph, (oh - 1) * sh + kh), max(wd + 2 * pw, (ow - 1) * sw + kw), ic), zp, np.int64
+        )
+        xp[:, ph : ph + h, pw : pw + wd] = x
+        xp -= zp
+        acc = np.zeros((n, oh, ow, oc), np.int64)
+        wf = w.astype(np.int64)
+        for fy in range(kh):
+            for fx in range(kw):
+                patch = xp[:, fy : fy + (oh - 1) * sh + 1 : sh, fx : fx + (ow - 1) * sw + 1 : sw, :]
+                acc += patch @ wf[:, fy, fx, :].T
+        if b is not None:
+            acc += b.astype(np.int64)
+        mult, shift = per_channel_multipliers(inp, filt, out, oc)
+        lo, hi = activation_range(out, op.options.get("activation"))
+        res = requantize(acc, mult, shift, int(out.zero_point[0]), lo, hi)
+        return (
+            res,
+            oh * ow * oc * kh * kw * ic * n,
+            f"{kh}x{kw} s{sh}, per-channel ×M·2^s; clamp [{lo}, {hi}]",
+        )
+
+    def _transpose_conv(self, op: Op, args):
+        _, w, x = args[0], args[1], args[2]
+        b = args[3] if len(args) > 3 and op.inputs[3] >= 0 else None
+        inp, filt, out = self.t(op.inputs[2]), self.t(op.inputs[1]), self.t(op.outputs[0])
+        sh, sw = int(op.options["strideH"]), int(op.options["strideW"])
+        n, h, wd, ic = x.shape
+        oc, kh, kw, _ = w.shape
+        oh, ow = out.shape[1], out.shape[2]
+        if op.options["padding"] == "SAME":
+            ph = same_padding(sh, oh, kh, math.ceil(oh / sh))
+            pw = same_padding(sw, ow, kw, math.ceil(ow / sw))
+        else:
+            ph = pw = 0
+        xi = x.astype(np.int64) - int(inp.zero_point[0])
+        # The whole-output int32 scratch TFLM allocates; the scatter below is what fills it.
+        scratch = np.zeros((n, (h - 1) * sh + kh, (wd - 1) * sw + kw, oc), np.int64)
+        wf = w.astype(np.int64)
+        for fy in range(kh):
+            for fx in range(kw):
+                scratch[:, fy : fy + (h - 1) * sh + 1 : sh, fx : fx + (wd - 1) * sw + 1 : sw, :] += (
+                    xi @ wf[:, fy, fx, :].T
+                )
+        acc = scratch[:, ph : ph + oh, pw : pw + ow, :]
+        if acc.shape[1:3] != (oh, ow):  # output larger than the scatter (not produced by our exporter)
+            raise UnsupportedOpError("TRANSPOSE_CONV with this padding/shape combination is not supported")
+        if b is not None:
+            acc = acc + b.astype(np.int64)
+        mult, shift = per_channel_multipliers(inp, filt, out, oc)
+        lo, hi = activation_range(out, op.options.get("activation"))
+        res = requantize(acc, mult, shift, int(out.zero_point[0]), lo, hi)
+        return (
+            res,
+            h * wd * ic * kh * kw * oc * n,
+            f"{kh}x{kw} s{sh} scatter into int32 scratch {oh}x{ow}x{oc}; clamp [{lo}, {hi}]",
+        )
+
+    def _logistic(self, op: Op, args):
+        x = args[0].astype(np.int64)
+        inp, out = self.t(op.inputs[0]), self.t(op.outputs[0])
+        if int(out.zero_point[0]) != -128:
+            raise UnsupportedOpError("int8 LOGISTIC needs an output zero point of -128")
+        bits = LOGISTIC_INPUT_INTEGER_BITS
+        q, left_shift = math.frexp(float(inp.scale[0]) * float(1 << (31 - bits)))
+        multiplier = int(tflite_round(q * (1 << 31)))
+        radius = math.floor(1.0 * ((1 << bits) - 1) * (1 << (31 - bits)) / (1 << left_shift))
+        centered = x - int(inp.zero_point[0])
+        q4 = multiply_by_quantized_multiplier(centered, multiplier, left_shift)
+        q0 = gemmlowp_logistic(q4, bits)
+        y = np.clip(rounding_divide_by_pot(q0, 31 - 8) - 128, -128, 127)
+        y = np.where(centered <= -radius, -128, np.where(centered >= radius, 127, y))
+        return (
+            y.astype(np.int8),
+            0,
+            f"gemmlowp fixed-point logistic, input ×{multiplier}·2^{left_shift}, radius {radius}",
+        )
+
+    def _quantize(self, op: Op, args):
+        out = self.t(op.outputs[0])
+        x = np.asarray(args[0], np.float32)
+        q = np.vectorize(tflite_round)(x / np.float32(out.scale[0])).astype(np.int64) + int(out.zero_point[0])
+        return np.clip(q, -128, 127).astype(np.int8), 0, "float -> int8"
+
+    def _dequantize(self, op: Op, args):
+        inp = self.t(op.inputs[0])
+        return (
+            (float(inp.scale[0]) * (args[0].astype(np.float64) - int(inp.zero_point[0]))).astype(np.float32),
+            0,
+            "int8 -> float",
+        )
