@@ -13,7 +13,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 EPOCHS ?=
 TRAIN_FLAGS ?= $(if $(EPOCHS),--epochs $(EPOCHS),)
 
-.PHONY: help setup train export simulate test lint format bench-train bench check pi-bundle clean
+.PHONY: help setup train export simulate test lint format bench-train bench check pi-bundle pi-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ bench: setup  ## check + latency bench of every exported decoder -> reports/{che
 
 pi-bundle: setup  ## runtime + exported artifacts + MNIST test split -> dist/vae-edge-pi.tar.gz
 	$(PY) -m runtime.bundle --artifacts $(ARTIFACTS) --out dist/vae-edge-pi.tar.gz
+
+pi-check: setup  ## (root) runtime alone on emulated Pi 4/5 (qemu-user, Debian 12 arm64) vs the host -> reports/pi_check.*
+	$(PY) -m runtime.pi_check --artifacts $(ARTIFACTS) --reports $(REPORTS) --boards pi4,pi5
 
 clean:  ## remove reports and caches (artifacts/ is kept: it holds trained models)
 	rm -rf $(REPORTS) dist .pytest_cache .ruff_cache runtime/build runtime/*.egg-info

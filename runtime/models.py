@@ -93,47 +93,43 @@ class Decoder(_Artifact):
         return self._run(z)[0].reshape(len(z), 28, 28)
 
 
-class Encoder(_Artifact):
+class _ImageModel(_Artifact):
+    """An image-input artifact (encoder, classifier) whose outputs the manifest names in ``output_roles``."""
+
+    role = ""
+
     @classmethod
-    def from_manifest(
-        cls, manifest: Manifest, batch: int | None = None, num_threads: int | None = None
-    ) -> Encoder:
-        entries = manifest.find(role="encoder")
-        entry = (
-            max(entries, key=lambda a: a["batch"])
-            if batch is None
-            else manifest.select(role="encoder", batch=batch)
-        )
+    def from_manifest(cls, manifest: Manifest, batch: int | None = None, num_threads: int | None = None):
+        """The artifact of this role at ``batch``, or the largest batch exported when None."""
+        if batch is None:
+            entry = max(manifest.find(role=cls.role), key=lambda a: a["batch"], default=None)
+            if entry is None:
+                manifest.select(role=cls.role)  # raises the error that lists what is available
+        else:
+            entry = manifest.select(role=cls.role, batch=batch)
         return cls(manifest, entry, num_threads)
+
+    def _outputs(self, images) -> dict[str, np.ndarray]:
+        x = np.asarray(images)
+        if x.ndim == 3:
+            x = x[..., None]
+        x = _check_array(x, "images", (28, 28, 1))
+        return dict(zip(self.entry["output_roles"], self._run(x), strict=True))
+
+
+class Encoder(_ImageModel):
+    role = "encoder"
 
     def encode(self, images) -> tuple[np.ndarray, np.ndarray]:
         """Images (n, 28, 28) or (n, 28, 28, 1) in [0, 1] -> (z_mean, z_log_var)."""
-        x = np.asarray(images)
-        if x.ndim == 3:
-            x = x[..., None]
-        x = _check_array(x, "images", (28, 28, 1))
-        outs = dict(zip(self.entry["output_roles"], self._run(x), strict=True))
+        outs = self._outputs(images)
         return outs["z_mean"], outs["z_log_var"]
 
 
-class Classifier(_Artifact):
-    @classmethod
-    def from_manifest(
-        cls, manifest: Manifest, batch: int | None = None, num_threads: int | None = None
-    ) -> Classifier:
-        entries = manifest.find(role="classifier")
-        entry = (
-            max(entries, key=lambda a: a["batch"])
-            if batch is None
-            else manifest.select(role="classifier", batch=batch)
-        )
-        return cls(manifest, entry, num_threads)
+class Classifier(_ImageModel):
+    role = "classifier"
 
     def predict(self, images) -> tuple[np.ndarray, np.ndarray]:
         """Images (n, 28, 28[, 1]) in [0, 1] -> (logits (n, 10), features (n, 128))."""
-        x = np.asarray(images)
-        if x.ndim == 3:
-            x = x[..., None]
-        x = _check_array(x, "images", (28, 28, 1))
-        outs = dict(zip(self.entry["output_roles"], self._run(x), strict=True))
+        outs = self._outputs(images)
         return outs["logits"], outs["features"]

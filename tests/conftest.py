@@ -70,40 +70,19 @@ def exported(tmp_path_factory, mnist_path) -> Path:
             )
             == 0
         )
-    rc = export_main(
-        export_args(
-            [
-                "--model",
-                "vae2d_corr",
-                "--artifacts",
-                str(root),
-                "--batch",
-                str(TINY_EXPORT_BATCH),
-                "--calibration-samples",
-                "500",
-                "--reports",
-                str(root / "reports"),
-                "--quiet",
-            ]
-        )
-    )
-    assert rc == 0
-    rc = export_main(
-        export_args(
-            [
-                "--model",
-                "classifier",
-                "--artifacts",
-                str(root),
-                "--batch",
-                str(TINY_EXPORT_BATCH),
-                "--calibration-samples",
-                "500",
-                "--reports",
-                str(root / "reports"),
-                "--quiet",
-            ]
-        )
-    )
-    assert rc == 0
+    for model in ("vae2d_corr", "classifier"):
+        args = [
+            "--model",
+            model,
+            "--artifacts",
+            str(root),
+            "--batch",
+            str(TINY_EXPORT_BATCH),
+            "--calibration-samples",
+            "500",
+            "--reports",
+            str(root / "reports"),
+            "--quiet",
+        ]
+        assert export_main(export_args(args)) == 0
     return root

@@ -9,13 +9,11 @@ import numpy as np
 import tensorflow as tf
 
 from runtime.data import Mnist
-from runtime.fileio import write_json_atomic, write_text_atomic
 
 from . import figures
-from .loop import Trainer, TrainSettings, dtype_policy, history_csv, learning_rate_schedule, make_dataset
+from .loop import Trainer, TrainSettings, dtype_policy, learning_rate_schedule, make_dataset
 from .model import ClassifierConfig, build_classifier, copy_weights
-from .provenance import provenance
-from .vae import EVAL_BATCH, save_keras_atomic
+from .vae import EVAL_BATCH, save_keras_atomic, write_run_record
 
 TARGET_TEST_ACCURACY = 0.99
 
@@ -94,26 +92,18 @@ def train_classifier(
     }
     out_dir = Path(out_dir)
     save_keras_atomic(model32, out_dir / "classifier.keras")
-    write_json_atomic(
-        out_dir / "config.json",
-        {
-            "model": cfg.to_json(),
-            "training": settings.to_json(),
-            "data": {
-                "source": data.source,
-                "sha256": data.sha256,
-                "train_images": len(x_train),
-                "test_images": len(x_test),
-            },
-            "outputs": {
-                "logits": "(batch, 10) unnormalised class scores",
-                "features": f"(batch, {cfg.feature_units}) penultimate ReLU features",
-            },
-            **provenance(),
+    write_run_record(
+        out_dir,
+        cfg,
+        settings,
+        data,
+        history,
+        metrics,
+        outputs={
+            "logits": "(batch, 10) unnormalised class scores",
+            "features": f"(batch, {cfg.feature_units}) penultimate ReLU features",
         },
     )
-    write_text_atomic(out_dir / "history.csv", history_csv(history))
-    write_json_atomic(out_dir / "metrics.json", metrics)
     if figures_enabled and history:
         figures.classifier_curves(history, out_dir / "training_curves.png")
     return metrics

@@ -240,6 +240,12 @@ def write_outputs(cfg, out_dir, encoder, decoder, settings, data, history, metri
     out_dir = Path(out_dir)
     save_keras_atomic(encoder, out_dir / "encoder.keras")
     save_keras_atomic(decoder, out_dir / "decoder.keras")
+    write_run_record(out_dir, cfg, settings, data, history, metrics)
+
+
+def write_run_record(out_dir: Path, cfg, settings, data, history, metrics, **extra) -> None:
+    """config.json (model, training settings, data provenance, library versions), history.csv, metrics.json."""
+    out_dir = Path(out_dir)
     write_json_atomic(
         out_dir / "config.json",
         {
@@ -251,6 +257,7 @@ def write_outputs(cfg, out_dir, encoder, decoder, settings, data, history, metri
                 "train_images": len(data.x_train[: settings.train_limit]),
                 "test_images": len(data.x_test[: settings.test_limit]),
             },
+            **extra,
             **provenance(),
         },
     )

@@ -1,0 +1,485 @@
+"""Prove the Raspberry Pi path on an emulated one: the runtime alone, installed from aarch64 wheels, in a Debian 12
+arm64 root run through qemu-user, must reproduce the host's outputs (``make pi-check``; needs root).
+
+    sudo python -m runtime.pi_check --artifacts artifacts --data ../shared/data/mnist.npz --boards pi4,pi5
+    python -m runtime.pi_check dump --artifacts DIR --out outputs.npz     # (runs inside the emulated board)
+
+Steps: register qemu-aarch64 with binfmt_misc (fix-binary flag); build once, cached outside the repository, a
+Debian 12 arm64 root with ``debootstrap --variant=minbase --include=python3,python3-venv,python3-pip``; download
+the runtime's aarch64 wheels on the host and install only them, offline, into a venv in the root; copy the
+``make pi-bundle`` tarball in; then for each board mount /proc and /sys, bind an arm64 /proc/cpuinfo of that
+board over the host's, set ``QEMU_CPU`` to the matching core, and run the dump, the check and the bench there.
+
+Established on this machine: XNNPACK only runs with /sys mounted and an arm64 cpuinfo; with QEMU's default
+``max`` CPU the emulated SME path returns wrong int8 results; with the host's x86 cpuinfo the interpreters crash;
+a mismatched cpuinfo/QEMU_CPU pair dies with SIGILL. :func:`validate_pairing` refuses each of those.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FLOAT_TOLERANCE = 1e-5
+CHECK_FIGURE_RTOL = 1e-6
+DEBIAN_SUITE = "bookworm"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+WHEEL_PLATFORMS = (
+    "manylinux_2_28_aarch64",
+    "manylinux_2_27_aarch64",
+    "manylinux_2_17_aarch64",
+    "manylinux2014_aarch64",
+)
+RUNTIME_REQUIREMENTS = ("numpy==2.4.6", "ai-edge-litert==2.3.0", "onnxruntime==1.32.0")
+BINFMT_CONF = Path("/usr/lib/binfmt.d/qemu-aarch64.conf")
+BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    qemu_cpu: str
+    cpu_part: str  # MIDR part number that /proc/cpuinfo reports for this core
+    features: str
+
+
+BOARDS = {
+    "pi4": Board("Raspberry Pi 4 (Cortex-A72)", "cortex-a72", "0xd08", "fp asimd evtstrm crc32 cpuid"),
+    "pi5": Board(
+        "Raspberry Pi 5 (Cortex-A76)",
+        "cortex-a76",
+        "0xd0b",
+        "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp",
+    ),
+}
+QEMU_CPU_PARTS = {"cortex-a72": "0xd08", "cortex-a76": "0xd0b", "cortex-a53": "0xd03", "cortex-a55": "0xd05"}
+
+
+class PiCheckError(RuntimeError):
+    pass
+
+
+def cpuinfo_for(board: Board, cores: int = 4) -> str:
+    block = (
+        "processor\t: {i}\nBogoMIPS\t: 108.00\nFeatures\t: {f}\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
+        "CPU variant\t: 0x0\nCPU part\t: {p}\nCPU revision\t: 1\n\n"
+    )
+    return (
+        "".join(block.format(i=i, f=board.features, p=board.cpu_part) for i in range(cores))
+        + f"Model\t\t: {board.name}\n"
+    )
+
+
+def validate_pairing(qemu_cpu: str | None, cpuinfo: str) -> None:
+    """Refuse every combination seen to fail: no QEMU_CPU or ``max``, an x86 cpuinfo, a mismatched core."""
+    if not qemu_cpu or qemu_cpu == "max":
+        raise PiCheckError(
+            f"QEMU_CPU={qemu_cpu or '(unset)'}: QEMU's default 'max' CPU emulates SME and returns wrong "
+            "int8 results; set it to the board's core (cortex-a72 for a Pi 4, cortex-a76 for a Pi 5)"
+        )
+    if (
+        re.search(r"^(vendor_id|flags)\s*:", cpuinfo, re.M)
+        or "GenuineIntel" in cpuinfo
+        or "AuthenticAMD" in cpuinfo
+    ):
+        raise PiCheckError(
+            "the emulated board would see the host's x86 /proc/cpuinfo (the interpreters crash on it); "
+            "bind an arm64 cpuinfo over /proc/cpuinfo"
+        )
+    parts = set(re.findall(r"^CPU part\s*:\s*(0x[0-9a-fA-F]+)", cpuinfo, re.M))
+    if not parts:
+        raise PiCheckError("the cpuinfo names no 'CPU part'; it is not an arm64 cpuinfo")
+    expected = QEMU_CPU_PARTS.get(qemu_cpu)
+    if expected is None:
+        raise PiCheckError(
+            f"QEMU_CPU={qemu_cpu} is not a known Raspberry Pi core ({', '.join(QEMU_CPU_PARTS)})"
+        )
+    if parts != {expected}:
+        raise PiCheckError(
+            f"cpuinfo says CPU part {sorted(parts)} but QEMU_CPU={qemu_cpu} is part {expected}: a "
+            "mismatched pair dies with SIGILL; use the same board for both"
+        )
+
+
+# ------------------------------------------------------------------------------------------ output dump
+def dump_outputs(artifacts: Path, samples: int = 32, seed: int = 123) -> dict[str, np.ndarray]:
+    """Raw outputs (int8 stays int8) of every TFLite and ONNX artifact on fixed inputs."""
+    from .backends import quantize
+    from .manifest import find_manifests
+    from .models import Decoder, _ImageModel
+
+    out = {}
+    images = np.random.default_rng(seed).uniform(0, 1, (samples, 28, 28, 1)).astype(np.float32)
+    for name, m in find_manifests(artifacts).items():
+        z = m.prior.sample(samples, seed=seed) if m.kind == "vae" else None
+        for entry in m.artifacts:
+            if entry["format"] not in ("tflite", "onnx"):
+                continue
+            art = Decoder(m, entry, num_threads=1) if entry["role"] == "decoder" else _ImageModel(m, entry, 1)
+            x = z if entry["role"] == "decoder" else images
+            info = art.model.inputs[0]
+            raws = []
+            for i in range(0, samples, art.batch):
+                chunk = x[i : i + art.batch]
+                if len(chunk) < art.batch:
+                    break
+                raws.append(art.model.run_raw([quantize(chunk, info) if info.quantized else chunk]))
+            for k in range(len(raws[0])):
+                out[f"{name}::{entry['path']}::{k}"] = np.concatenate([r[k] for r in raws])
+    return out
+
+
+def compare_dumps(host: dict, board: dict) -> dict:
+    rows, worst_float, worst_lsb, missing = [], 0.0, 0, sorted(set(host) - set(board))
+    for key in sorted(set(host) & set(board)):
+        a, b = host[key], board[key]
+        if a.dtype.kind == "f":
+            err = float(np.abs(a.astype(np.float64) - b).max())
+            ok = err <= FLOAT_TOLERANCE
+            worst_float = max(worst_float, err)
+            rows.append({"output": key, "kind": "float", "max_abs_diff": err, "passed": ok})
+        else:
+            lsb = int(np.abs(a.astype(np.int32) - b.astype(np.int32)).max())
+            worst_lsb = max(worst_lsb, lsb)
+            rows.append({"output": key, "kind": "int8", "max_lsb_diff": lsb, "passed": lsb == 0})
+    return {
+        "rows": rows,
+        "max_float_diff": worst_float,
+        "max_int8_lsb": worst_lsb,
+        "missing": missing,
+        "passed": not missing and all(r["passed"] for r in rows),
+    }
+
+
+def compare_checks(host: dict, board: dict) -> dict:
+    keys = (
+        "mean_abs_err",
+        "max_abs_err",
+        "digit_agreement",
+        "fd_to_float",
+        "fd_to_real",
+        "neg_elbo",
+        "neg_elbo_delta",
+    )
+    h = {(r["model"], r["artifact"]): r for r in host["records"]}
+    worst, diffs = 0.0, []
+    for r in board["records"]:
+        ref = h.get((r["model"], r["artifact"]))
+        if ref is None:
+            diffs.append(f"{r['model']}/{r['artifact']} missing on the host")
+            continue
+        for k in keys:
+            a, b = ref.get(k), r.get(k)
+            if a is None or b is None:
+                continue
+            rel = abs(a - b) / max(abs(a), 1e-12)
+            worst = max(worst, rel)
+            if rel > CHECK_FIGURE_RTOL:
+                diffs.append(f"{r['model']}/{r['artifact']} {k}: host {a:.6g}, board {b:.6g}")
+    return {
+        "max_relative_diff": worst,
+        "differences": diffs,
+        "passed": not diffs and len(board["records"]) == len(h),
+    }
+
+
+# ------------------------------------------------------------------------------------------ host side
+def sh(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw)
+
+
+def ensure_binfmt() -> None:
+    if os.geteuid() != 0:
+        raise PiCheckError("pi-check needs root (debootstrap, chroot, mounts, binfmt_misc); run it with sudo")
+    for tool in ("debootstrap", "chroot", "mount"):
+        if shutil.which(tool) is None:
+            raise PiCheckError(f"{tool} not found; apt-get install debootstrap qemu-user-static")
+    if not BINFMT_CONF.exists():
+        raise PiCheckError(f"{BINFMT_CONF} not found; apt-get install qemu-user-static")
+    if not (BINFMT_DIR / "register").exists():
+        sh(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_DIR)])
+    entry = BINFMT_DIR / "qemu-aarch64"
+    if not entry.exists():
+        (BINFMT_DIR / "register").write_text(BINFMT_CONF.read_text().strip())
+    text = entry.read_text()
+    flags = re.search(r"^flags: (\w*)", text, re.M)
+    if "enabled" not in text or not flags or "F" not in flags.group(1):
+        raise PiCheckError(
+            "qemu-aarch64 is registered with binfmt_misc without the F (fix-binary) flag, so it "
+            "cannot run inside a chroot; re-register it from " + str(BINFMT_CONF)
+        )
+
+
+def ensure_root(cache: Path, log) -> Path:
+    root = cache / f"debian-{DEBIAN_SUITE}-arm64"
+    if (root / ".vae-edge-ready").exists():
+        return root
+    tmp = cache / f"debian-{DEBIAN_SUITE}-arm64.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    log(f"building the arm64 root in {root} (once; a few minutes)")
+    sh(
+        [
+            "debootstrap",
+            "--arch=arm64",
+            "--variant=minbase",
+            "--include=python3,python3-venv,python3-pip",
+            DEBIAN_SUITE,
+            str(tmp),
+            DEBIAN_MIRROR,
+        ]
+    )
+    (tmp / ".vae-edge-ready").write_text("ok\n")
+    shutil.rmtree(root, ignore_errors=True)
+    tmp.rename(root)
+    return root
+
+
+def ensure_wheels(cache: Path, log) -> Path:
+    wheels = cache / "wheels-aarch64"
+    if wheels.is_dir() and any(wheels.glob("ai_edge_litert-*.whl")):
+        return wheels
+    log("downloading the runtime's aarch64 wheels")
+    plat = [a for p in WHEEL_PLATFORMS for a in ("--platform", p)]
+    sh(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--only-binary=:all:",
+            *plat,
+            "--platform",
+            "any",
+            "--python-version",
+            "3.11",
+            "--implementation",
+            "cp",
+            "-d",
+            str(wheels),
+            *RUNTIME_REQUIREMENTS,
+        ]
+    )
+    return wheels
+
+
+class Mounted:
+    """/proc and /sys inside the root, with the board's cpuinfo bound over /proc/cpuinfo; undone on exit."""
+
+    def __init__(self, root: Path, cpuinfo: Path):
+        self.root, self.cpuinfo, self.done = root, cpuinfo, []
+
+    def __enter__(self):
+        for args, target in (
+            (["-t", "proc", "proc"], "proc"),
+            (["-t", "sysfs", "sysfs"], "sys"),
+            (["--bind", str(self.cpuinfo)], "proc/cpuinfo"),
+        ):
+            sh(["mount", *args, str(self.root / target)])
+            self.done.append(self.root / target)
+        return self
+
+    def __exit__(self, *exc):
+        for target in reversed(self.done):
+            subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+def run_on_board(root: Path, board_key: str, commands: list[str], log) -> None:
+    board = BOARDS[board_key]
+    cpuinfo = root / "opt" / f"cpuinfo-{board_key}"
+    cpuinfo.write_text(cpuinfo_for(board))
+    validate_pairing(board.qemu_cpu, cpuinfo.read_text())
+    env = {
+        "PATH": "/opt/venv/bin:/usr/bin:/bin",
+        "HOME": "/root",
+        "QEMU_CPU": board.qemu_cpu,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "LANG": "C.UTF-8",
+    }
+    with Mounted(root, cpuinfo):
+        seen = sh(["chroot", str(root), "/bin/cat", "/proc/cpuinfo"], env=env).stdout
+        validate_pairing(env["QEMU_CPU"], seen)
+        for cmd in commands:
+            log(f"[{board_key}] {cmd}")
+            res = subprocess.run(
+                ["chroot", str(root), "/bin/sh", "-c", cmd], env=env, text=True, capture_output=True
+            )
+            if res.returncode not in (0, 1):  # check exits 1 on a broken threshold: still a result to compare
+                raise PiCheckError(f"[{board_key}] '{cmd}' failed ({res.returncode}): {res.stderr[-1500:]}")
+
+
+def pi_check(args) -> int:
+    from .bundle import build_bundle
+
+    def log(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    ensure_binfmt()
+    cache = Path(args.cache).expanduser()
+    cache.mkdir(parents=True, exist_ok=True)
+    root = ensure_root(cache, log)
+    wheels = ensure_wheels(cache, log)
+    bundle = build_bundle(Path(args.artifacts), args.data, cache / "vae-edge-pi.tar.gz")
+    opt = root / "opt"
+    for sub in ("vae-edge-pi", "wheels", "out"):
+        shutil.rmtree(opt / sub, ignore_errors=True)
+    shutil.copytree(wheels, opt / "wheels")
+    with tarfile.open(bundle) as tar:
+        tar.extractall(opt, filter="data")
+    (opt / "out").mkdir()
+    check_args = f"--samples {args.check_samples} --test-limit {args.check_samples} --seed 0"
+    setup = [
+        "test -x /opt/venv/bin/python || python3 -m venv /opt/venv",
+        "pip install -q --no-index --find-links /opt/wheels --no-build-isolation --force-reinstall "
+        "'/opt/vae-edge-pi/runtime[onnx]'",
+        'python -c \'import importlib.util as u, sys; sys.exit(1 if u.find_spec("tensorflow") or '
+        'u.find_spec("keras") else 0)\'',
+    ]
+    boards = args.boards.split(",")
+    results = {}
+    for i, b in enumerate(boards):
+        out = f"/opt/out/{b}"
+        cmds = (setup if i == 0 else []) + [
+            f"mkdir -p {out} && cd /opt/vae-edge-pi",
+            f"cd /opt/vae-edge-pi && python -m runtime.pi_check dump --artifacts artifacts --out {out}/dump.npz",
+            f"cd /opt/vae-edge-pi && python -m runtime check --artifacts artifacts --data mnist_test.npz "
+            f"--reports {out} {check_args}",
+            f"cd /opt/vae-edge-pi && python -m runtime bench --artifacts artifacts --reports {out} --invokes 20 "
+            "--batch-invokes 2 --threads 1",
+        ]
+        run_on_board(root, b, cmds, log)
+        results[b] = opt / "out" / b
+    # The host runs the same dump and check on the same bundle.
+    host_dir = cache / "host-out"
+    shutil.rmtree(host_dir, ignore_errors=True)
+    host_dir.mkdir()
+    art = opt / "vae-edge-pi" / "artifacts"
+    np.savez(host_dir / "dump.npz", **dump_outputs(art))
+    sh(
+        [
+            sys.executable,
+            "-m",
+            "runtime",
+            "check",
+            "--artifacts",
+            str(art),
+            "--data",
+            str(opt / "vae-edge-pi" / "mnist_test.npz"),
+            "--reports",
+            str(host_dir),
+            *check_args.split(),
+        ]
+    )
+    host_dump = dict(np.load(host_dir / "dump.npz"))
+    host_check = json.loads((host_dir / "check.json").read_text())
+    report = {
+        "boards": {},
+        "criteria": {
+            "float_max_abs": FLOAT_TOLERANCE,
+            "int8": "bit-exact",
+            "check_figures_rtol": CHECK_FIGURE_RTOL,
+        },
+        "check_samples": args.check_samples,
+    }
+    for b, d in results.items():
+        dump = compare_dumps(host_dump, dict(np.load(d / "dump.npz")))
+        check = compare_checks(host_check, json.loads((d / "check.json").read_text()))
+        bench = json.loads((d / "bench.json").read_text())
+        report["boards"][b] = {
+            "board": BOARDS[b].name,
+            "qemu_cpu": BOARDS[b].qemu_cpu,
+            "outputs": dump,
+            "check": check,
+            "platform": bench["platform"],
+            "bench_records": bench["records"],
+            "passed": dump["passed"] and check["passed"],
+        }
+    reports = Path(args.reports)
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "pi_check.json").write_text(json.dumps(report, indent=2, default=float))
+    (reports / "pi_check.md").write_text(pi_markdown(report))
+    log(f"pi-check -> {reports / 'pi_check.md'}")
+    return 0 if all(v["passed"] for v in report["boards"].values()) else 1
+
+
+def pi_markdown(report: dict) -> str:
+    lines = [
+        "# The runtime on emulated Raspberry Pis",
+        "",
+        "Debian 12 arm64 root under qemu-user, the runtime installed alone from aarch64 wheels (no TensorFlow), "
+        "the `make pi-bundle` artifacts. Pass criteria: every artifact loads; float outputs within "
+        f"{FLOAT_TOLERANCE:g} of the host's; int8 outputs bit-exact; the check's figures equal the host's "
+        f"(relative {CHECK_FIGURE_RTOL:g}) on {report['check_samples']} samples. Emulated timings are recorded "
+        "but **meaningless for speed**.",
+        "",
+        "| board | QEMU_CPU | outputs compared | max float diff | max int8 LSB | check figures | result |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for b in report["boards"].values():
+        o, c = b["outputs"], b["check"]
+        lines.append(
+            f"| {b['board']} | {b['qemu_cpu']} | {len(o['rows'])} | {o['max_float_diff']:.2e} | "
+            f"{o['max_int8_lsb']} | max rel diff {c['max_relative_diff']:.1e} | "
+            f"{'PASS' if b['passed'] else 'FAIL'} |"
+        )
+    for key, b in report["boards"].items():
+        bad = (
+            [r for r in b["outputs"]["rows"] if not r["passed"]]
+            + b["outputs"]["missing"]
+            + b["check"]["differences"]
+        )
+        if bad:
+            lines += ["", f"## {key}: differences", ""] + [f"- {x}" for x in bad[:50]]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m runtime.pi_check", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command")
+    d = sub.add_parser("dump", help="(inside a board) raw outputs of every artifact on fixed inputs")
+    d.add_argument("--artifacts", required=True)
+    d.add_argument("--out", required=True)
+    p.add_argument("--artifacts", default="artifacts")
+    p.add_argument("--data", default=None, help="MNIST .npz (default $VAE_EDGE_MNIST)")
+    p.add_argument("--boards", default="pi4,pi5", help="comma list of: " + ", ".join(BOARDS))
+    p.add_argument(
+        "--cache",
+        default=os.environ.get("VAE_EDGE_PI_CACHE", "~/.cache/vae-edge/pi"),
+        help="where the arm64 root and wheels are cached (outside the repository)",
+    )
+    p.add_argument("--check-samples", type=int, default=200, help="prior samples for the emulated check")
+    p.add_argument("--reports", default="reports")
+    return p.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
+    from .errors import VaeEdgeError
+
+    try:
+        if args.command == "dump":
+            np.savez(args.out, **dump_outputs(Path(args.artifacts)))
+            return 0
+        return pi_check(args)
+    except (PiCheckError, VaeEdgeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except subprocess.CalledProcessError as exc:
+        print(
+            f"error: {' '.join(exc.cmd[:3])}… failed ({exc.returncode}): {(exc.stderr or '')[-800:]}",
+            file=sys.stderr,
+        )
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(parse_args()))
