@@ -54,6 +54,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     b.add_argument("--batch-invokes", type=int, default=50, help="timed invokes at batch N (default 50)")
     b.add_argument("--threads", default=None, help="comma list of thread counts (default: 1 and all cores)")
     b.add_argument("--formats", default="tflite,onnx", help="comma list of formats to bench")
+    b.add_argument(
+        "--no-isolate",
+        action="store_true",
+        help="bench in this process instead of a fresh one per artifact (peak RSS is then shared)",
+    )
     return p.parse_args(argv)
 
 
@@ -220,6 +225,7 @@ def cmd_bench(args) -> int:
     print(f"bench: {len(jobs)} runs ({len(threads)} thread settings)", file=sys.stderr)
     records = bench_all(
         jobs,
+        isolate=not args.no_isolate,
         progress=lambda r: print(
             f"  {r.get('model', '?')}/{r['artifact']} t{r['threads']}: "
             + (

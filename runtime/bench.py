@@ -70,8 +70,19 @@ def bench_one(
     }
 
 
-def bench_all(jobs: list[tuple], progress=None) -> list[dict]:
-    """Each job in its own spawned process (one task per child): clean RSS, and a crash cannot take us down."""
+def bench_all(jobs: list[tuple], progress=None, isolate: bool = True) -> list[dict]:
+    """Each job in its own spawned process (one task per child): clean RSS, and a crash cannot take us down.
+
+    ``isolate=False`` runs them in this process (peak RSS is then the whole run's): for emulated boards,
+    where starting a Python process costs tens of seconds.
+    """
+    if not isolate:
+        out = []
+        for job in jobs:
+            out.append(bench_one(*job))
+            if progress:
+                progress(out[-1])
+        return out
     ctx = multiprocessing.get_context("spawn")
     out = []
     for job in jobs:
