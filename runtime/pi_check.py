@@ -31,7 +31,19 @@ from pathlib import Path
 import numpy as np
 
 FLOAT_TOLERANCE = 1e-5
-CHECK_FIGURE_RTOL = 1e-6
+# The float32 reference decoder itself differs across ISAs by up to ~1e-5 per pixel (summation order), so the
+# check's figures agree to these absolute tolerances, not to the last bit (seen on the emulated Pi 4: 8e-8 on
+# pixel errors, 8e-6 nats on the ELBO, 2e-7 on Fréchet distances, digit agreement identical).
+CHECK_FIGURE_ATOL = {
+    "mean_abs_err": 1e-6,
+    "max_abs_err": 1e-5,
+    "digit_agreement": 0.0,
+    "fd_to_float": 1e-4,
+    "fd_to_real": 1e-4,
+    "neg_elbo": 1e-3,
+    "neg_elbo_delta": 1e-3,
+    "psnr_db": 1e-2,
+}
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 WHEEL_PLATFORMS = (
@@ -163,32 +175,24 @@ def compare_dumps(host: dict, board: dict) -> dict:
 
 
 def compare_checks(host: dict, board: dict) -> dict:
-    keys = (
-        "mean_abs_err",
-        "max_abs_err",
-        "digit_agreement",
-        "fd_to_float",
-        "fd_to_real",
-        "neg_elbo",
-        "neg_elbo_delta",
-    )
     h = {(r["model"], r["artifact"]): r for r in host["records"]}
-    worst, diffs = 0.0, []
+    worst: dict[str, float] = {}
+    diffs = []
     for r in board["records"]:
         ref = h.get((r["model"], r["artifact"]))
         if ref is None:
             diffs.append(f"{r['model']}/{r['artifact']} missing on the host")
             continue
-        for k in keys:
+        for k, atol in CHECK_FIGURE_ATOL.items():
             a, b = ref.get(k), r.get(k)
             if a is None or b is None:
                 continue
-            rel = abs(a - b) / max(abs(a), 1e-12)
-            worst = max(worst, rel)
-            if rel > CHECK_FIGURE_RTOL:
-                diffs.append(f"{r['model']}/{r['artifact']} {k}: host {a:.6g}, board {b:.6g}")
+            d = abs(a - b)
+            worst[k] = max(worst.get(k, 0.0), d)
+            if d > atol:
+                diffs.append(f"{r['model']}/{r['artifact']} {k}: host {a:.8g}, board {b:.8g}")
     return {
-        "max_relative_diff": worst,
+        "max_abs_diff": worst,
         "differences": diffs,
         "passed": not diffs and len(board["records"]) == len(h),
     }
@@ -372,7 +376,7 @@ def pi_check(args) -> int:
             f"cd /opt/vae-edge-pi && python -m runtime check --artifacts artifacts --data mnist_test.npz "
             f"--reports {out} {check_args}",
             f"cd /opt/vae-edge-pi && python -m runtime bench --artifacts artifacts --reports {out} --invokes 20 "
-            f"--batch-invokes 2 --threads 1 --model {args.bench_model} --no-isolate",
+            f"--batch-invokes 2 --threads 1 --model {args.bench_model} --formats tflite --no-isolate",
         ]
         run_on_board(root, b, cmds, log)
         results[b] = opt / "out" / b
@@ -404,7 +408,7 @@ def pi_check(args) -> int:
         "criteria": {
             "float_max_abs": FLOAT_TOLERANCE,
             "int8": "bit-exact",
-            "check_figures_rtol": CHECK_FIGURE_RTOL,
+            "check_figures_atol": CHECK_FIGURE_ATOL,
         },
         "check_samples": args.check_samples,
     }
@@ -436,7 +440,7 @@ def pi_markdown(report: dict) -> str:
         "Debian 12 arm64 root under qemu-user, the runtime installed alone from aarch64 wheels (no TensorFlow), "
         "the `make pi-bundle` artifacts. Pass criteria: every artifact loads; float outputs within "
         f"{FLOAT_TOLERANCE:g} of the host's; int8 outputs bit-exact; the check's figures equal the host's "
-        f"(relative {CHECK_FIGURE_RTOL:g}) on {report['check_samples']} samples. Emulated timings are recorded "
+        f"within the absolute tolerances {CHECK_FIGURE_ATOL} on {report['check_samples']} samples. Emulated timings are recorded "
         "but **meaningless for speed**.",
         "",
         "| board | QEMU_CPU | outputs compared | max float diff | max int8 LSB | check figures | result |",
@@ -446,7 +450,9 @@ def pi_markdown(report: dict) -> str:
         o, c = b["outputs"], b["check"]
         lines.append(
             f"| {b['board']} | {b['qemu_cpu']} | {len(o['rows'])} | {o['max_float_diff']:.2e} | "
-            f"{o['max_int8_lsb']} | max rel diff {c['max_relative_diff']:.1e} | "
+            f"{o['max_int8_lsb']} | "
+            + ", ".join(f"{k} {v:.1e}" for k, v in c["max_abs_diff"].items())
+            + " | "
             f"{'PASS' if b['passed'] else 'FAIL'} |"
         )
     for key, b in report["boards"].items():

@@ -157,7 +157,11 @@ def run(args: argparse.Namespace) -> dict:
             results[n] = train_classifier(cfg, data, out_root / n, settings, **common)
         else:
             results[n] = train_vae(cfg, data, out_root / n, settings, iw_samples=args.iw_samples, **common)
-        summary = {k: v for k, v in results[n].items() if k.startswith("test_") or k == "active_units"}
+        summary = {
+            k: v
+            for k, v in results[n].items()
+            if (k.startswith("test_") or k == "active_units") and v is not None
+        }
         print(f"{n}: " + ", ".join(f"{k}={v:.4g}" for k, v in summary.items()), file=sys.stderr)
     return {n: {k: v for k, v in m.items() if not isinstance(v, list)} for n, m in results.items()}
 

@@ -149,7 +149,7 @@ def run_vae_edge(data, epochs: int, seed: int, precision: str) -> dict:
     settings = TrainSettings(epochs=epochs, seed=seed, precision=resolve_precision(precision))
     with tempfile.TemporaryDirectory() as tmp:
         metrics = train_vae(
-            PRESETS["vae2d"], data, Path(tmp), settings, progress=False, iw_samples=100, figures_enabled=False
+            PRESETS["vae2d"], data, Path(tmp), settings, progress=False, iw_samples=0, figures_enabled=False
         )
         import csv
 
