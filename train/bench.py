@@ -35,7 +35,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", default=None, help="MNIST path (default $VAE_EDGE_MNIST)")
     p.add_argument("--out", default="reports", help="report folder (default reports/)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto")
+    p.add_argument(
+        "--precisions",
+        default="float32,bfloat16",
+        help="vae-edge precisions to time, comma list (bfloat16 is skipped on CPUs without it)",
+    )
     return p.parse_args(argv)
 
 
@@ -179,16 +183,21 @@ def main(args: argparse.Namespace) -> int:
     try:
         from runtime.data import load_mnist
 
+        from .loop import cpu_has_bf16
         from .provenance import provenance
 
         out = ensure_writable_dir(args.out)
         data = load_mnist(args.data)
+        precisions = [p for p in args.precisions.split(",") if p != "bfloat16" or cpu_has_bf16()]
         reference = run_reference(data, args.epochs, args.seed)
-        ours = run_vae_edge(data, args.epochs, args.seed, args.precision)
+        ours = [run_vae_edge(data, args.epochs, args.seed, p) for p in precisions]
     except VaeEdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    speedup = reference["seconds_per_epoch"] / ours["seconds_per_epoch"]
+    for o in ours:
+        o["speedup"] = reference["seconds_per_epoch"] / o["seconds_per_epoch"]
+        o["speed_goal_met"] = o["speedup"] >= SPEEDUP_GOAL
+        o["elbo_not_worse"] = o["test_neg_elbo"] <= reference["test_neg_elbo"]
     report = {
         "epochs": args.epochs,
         "batch_size": 128,
@@ -197,34 +206,36 @@ def main(args: argparse.Namespace) -> int:
         "versions": provenance()["versions"],
         "reference_keras_io": reference,
         "vae_edge": ours,
-        "speedup": speedup,
         "speedup_goal": SPEEDUP_GOAL,
-        "speed_goal_met": speedup >= SPEEDUP_GOAL,
-        "elbo_goal_met": ours["test_neg_elbo"] <= reference["test_neg_elbo"],
     }
     write_json_atomic(out / "bench_train.json", report)
     md = [
         "# Training speed: vae-edge vs the keras-io reference loop",
         "",
         f"{report['platform']['cpu']}, {report['platform']['cores']} cores; {args.epochs} epochs each, batch 128, "
-        f"60k images; seconds per epoch = median after the first epoch.",
+        "60k images, same run; seconds per epoch = median after the first epoch (which includes tracing).",
         "",
-        "| loop | precision | s / epoch | images / s | test −ELBO after the run |",
-        "|---|---|---|---|---|",
+        "| loop | precision | s / epoch | images / s | speed-up | test −ELBO after the run |",
+        "|---|---|---|---|---|---|",
         f"| keras-io reference (`fit` + custom `train_step`) | float32 | {reference['seconds_per_epoch']:.1f} | "
-        f"{reference['images_per_s']:.0f} | {reference['test_neg_elbo']:.1f} |",
-        f"| vae-edge (`python -m train`) | {ours['precision']} | {ours['seconds_per_epoch']:.1f} | "
-        f"{ours['images_per_s']:.0f} | {ours['test_neg_elbo']:.1f} |",
-        "",
-        f"Speed-up: **{speedup:.2f}×** (goal ≥ {SPEEDUP_GOAL}×: {'met' if report['speed_goal_met'] else 'NOT met'}). "
-        f"Test −ELBO equal or better: {'yes' if report['elbo_goal_met'] else 'no'}"
-        + (
-            " (short runs: the learning-rate schedules differ, compare at 30 epochs)"
-            if args.epochs < 30
-            else ""
+        f"{reference['images_per_s']:.0f} | 1.00× | {reference['test_neg_elbo']:.1f} |",
+    ]
+    for o in ours:
+        md.append(
+            f"| vae-edge (`python -m train`) | {o['precision']} | {o['seconds_per_epoch']:.1f} | "
+            f"{o['images_per_s']:.0f} | {o['speedup']:.2f}× | {o['test_neg_elbo']:.1f} |"
         )
+    md += [
+        "",
+        f"Goal: ≥ {SPEEDUP_GOAL}× per epoch at equal or better test −ELBO. "
+        + "; ".join(f"{o['precision']}: {'met' if o['speed_goal_met'] else 'not met'} on speed" for o in ours)
         + ".",
     ]
+    if args.epochs < 30:
+        md.append(
+            "The −ELBO after a short run compares schedules, not final quality (vae-edge warms the KL weight up "
+            "over 5 epochs); the 30-epoch figures are in README."
+        )
     write_text_atomic(out / "bench_train.md", "\n".join(md) + "\n")
     print("\n".join(md))
     return 0
