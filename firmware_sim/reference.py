@@ -177,6 +177,14 @@ class IntegerReference:
         y = x.reshape(n, h, w, bs, bs, oc).transpose(0, 1, 3, 2, 4, 5).reshape(n, h * bs, w * bs, oc)
         return y, 0, f"block {bs}"
 
+    def _bias_requantize(self, op: Op, acc, bias, inp: Tensor, filt: Tensor, out: Tensor):
+        """Add the int32 bias, requantize per output channel, clamp to the fused activation (conv kernels)."""
+        if bias is not None:
+            acc = acc + bias.astype(np.int64)
+        mult, shift = per_channel_multipliers(inp, filt, out, acc.shape[-1])
+        lo, hi = activation_range(out, op.options.get("activation"))
+        return requantize(acc, mult, shift, int(out.zero_point[0]), lo, hi), (lo, hi)
+
     def _conv_2d(self, op: Op, args):
         x, w, b = args[0], args[1], args[2] if len(args) > 2 else None
         inp, filt, out = self.t(op.inputs[0]), self.t(op.inputs[1]), self.t(op.outputs[0])
@@ -203,11 +211,7 @@ class IntegerReference:
             for fx in range(kw):
                 patch = xp[:, fy : fy + (oh - 1) * sh + 1 : sh, fx : fx + (ow - 1) * sw + 1 : sw, :]
                 acc += patch @ wf[:, fy, fx, :].T
-        if b is not None:
-            acc += b.astype(np.int64)
-        mult, shift = per_channel_multipliers(inp, filt, out, oc)
-        lo, hi = activation_range(out, op.options.get("activation"))
-        res = requantize(acc, mult, shift, int(out.zero_point[0]), lo, hi)
+        res, (lo, hi) = self._bias_requantize(op, acc, b, inp, filt, out)
         return (
             res,
             oh * ow * oc * kh * kw * ic * n,
@@ -239,11 +243,7 @@ class IntegerReference:
         acc = scratch[:, ph : ph + oh, pw : pw + ow, :]
         if acc.shape[1:3] != (oh, ow):  # output larger than the scatter (not produced by our exporter)
             raise UnsupportedOpError("TRANSPOSE_CONV with this padding/shape combination is not supported")
-        if b is not None:
-            acc = acc + b.astype(np.int64)
-        mult, shift = per_channel_multipliers(inp, filt, out, oc)
-        lo, hi = activation_range(out, op.options.get("activation"))
-        res = requantize(acc, mult, shift, int(out.zero_point[0]), lo, hi)
+        res, (lo, hi) = self._bias_requantize(op, acc, b, inp, filt, out)
         return (
             res,
             h * wd * ic * kh * kw * oc * n,
