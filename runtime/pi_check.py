@@ -33,13 +33,14 @@ import numpy as np
 FLOAT_TOLERANCE = 1e-5
 # The float32 reference decoder itself differs across ISAs by up to ~1e-5 per pixel (summation order), so the
 # check's figures agree to these absolute tolerances, not to the last bit (seen on the emulated Pi 4: 8e-8 on
-# pixel errors, 8e-6 nats on the ELBO, 2e-7 on Fréchet distances, digit agreement identical).
+# pixel errors, 8e-6 nats on the ELBO, 2e-7 on Fréchet distances, digit agreement identical; the emulated Pi 5
+# moved one Fréchet distance of ~190 by 1.5e-4, hence 1e-3 there).
 CHECK_FIGURE_ATOL = {
     "mean_abs_err": 1e-6,
     "max_abs_err": 1e-5,
     "digit_agreement": 0.0,
-    "fd_to_float": 1e-4,
-    "fd_to_real": 1e-4,
+    "fd_to_float": 1e-3,
+    "fd_to_real": 1e-3,
     "neg_elbo": 1e-3,
     "neg_elbo_delta": 1e-3,
     "psnr_db": 1e-2,
@@ -349,14 +350,17 @@ def pi_check(args) -> int:
     cache.mkdir(parents=True, exist_ok=True)
     root = ensure_root(cache, log)
     wheels = ensure_wheels(cache, log)
-    bundle = build_bundle(Path(args.artifacts), args.data, cache / "vae-edge-pi.tar.gz")
     opt = root / "opt"
-    for sub in ("vae-edge-pi", "wheels", "out"):
-        shutil.rmtree(opt / sub, ignore_errors=True)
-    shutil.copytree(wheels, opt / "wheels")
-    with tarfile.open(bundle) as tar:
-        tar.extractall(opt, filter="data")
-    (opt / "out").mkdir()
+    boards = args.boards.split(",")
+    reuse = args.reuse and all((opt / "out" / b / "bench.json").exists() for b in boards)
+    if not reuse:
+        bundle = build_bundle(Path(args.artifacts), args.data, cache / "vae-edge-pi.tar.gz")
+        for sub in ("vae-edge-pi", "wheels", "out"):
+            shutil.rmtree(opt / sub, ignore_errors=True)
+        shutil.copytree(wheels, opt / "wheels")
+        with tarfile.open(bundle) as tar:
+            tar.extractall(opt, filter="data")
+        (opt / "out").mkdir()
     check_args = f"--samples {args.check_samples} --test-limit {args.check_samples} --seed 0"
     setup = [
         "test -x /opt/venv/bin/python || python3 -m venv /opt/venv",
@@ -366,9 +370,8 @@ def pi_check(args) -> int:
         'python -c \'import importlib.util as u, sys; sys.exit(1 if u.find_spec("tensorflow") or '
         'u.find_spec("keras") else 0)\'',
     ]
-    boards = args.boards.split(",")
-    results = {}
-    for i, b in enumerate(boards):
+    results = {b: opt / "out" / b for b in boards}
+    for i, b in enumerate([] if reuse else boards):
         out = f"/opt/out/{b}"
         cmds = (setup if i == 0 else []) + [
             f"mkdir -p {out} && cd /opt/vae-edge-pi",
@@ -379,14 +382,13 @@ def pi_check(args) -> int:
             f"--batch-invokes 2 --threads 1 --model {args.bench_model} --formats tflite --no-isolate",
         ]
         run_on_board(root, b, cmds, log)
-        results[b] = opt / "out" / b
     # The host runs the same dump and check on the same bundle.
     host_dir = cache / "host-out"
     shutil.rmtree(host_dir, ignore_errors=True)
     host_dir.mkdir()
     art = opt / "vae-edge-pi" / "artifacts"
     np.savez(host_dir / "dump.npz", **dump_outputs(art))
-    sh(
+    subprocess.run(  # exits 1 when a decoder breaks a threshold: the figures are still what we compare
         [
             sys.executable,
             "-m",
@@ -399,7 +401,9 @@ def pi_check(args) -> int:
             "--reports",
             str(host_dir),
             *check_args.split(),
-        ]
+        ],
+        check=False,
+        capture_output=True,
     )
     host_dump = dict(np.load(host_dir / "dump.npz"))
     host_check = json.loads((host_dir / "check.json").read_text())
@@ -488,6 +492,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="model whose decoders the emulated bench times (emulated timings mean nothing for speed)",
     )
     p.add_argument("--reports", default="reports")
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="compare the boards' outputs from the last run again instead of re-running the emulation",
+    )
     return p.parse_args(argv)
 
 
