@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from runtime.backends import TFLiteModel, open_model
+from runtime.backends import TFLiteModel, open_model, run_batched
 from runtime.errors import VaeEdgeError
 from runtime.fileio import ensure_writable_dir, sha256_file, write_json_atomic, write_text_atomic
 
@@ -69,18 +69,6 @@ def load_config(model_dir: Path, model_name: str):
             f"that contains {model_name}/"
         )
     return cfg
-
-
-def run_in_batches(model, x: np.ndarray, batch: int) -> list[np.ndarray]:
-    """Run a static-batch model over all rows of ``x`` (the last chunk padded, its padding dropped)."""
-    outs = []
-    for i in range(0, len(x), batch):
-        chunk = x[i : i + batch]
-        n = len(chunk)
-        if n < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
-        outs.append([o[:n] for o in model.run([chunk])])
-    return [np.concatenate(parts) for parts in zip(*outs, strict=True)]
 
 
 def error_figures(out: np.ndarray, ref: np.ndarray) -> dict:
@@ -249,7 +237,7 @@ class Exporter:
 
     def _validate_decoder(self, path: Path, v: Variant, z: np.ndarray, reference: np.ndarray) -> dict:
         model = open_model(path)
-        out = run_in_batches(model, z, v.batch)[0]
+        out = run_batched(model, z, v.batch)[0]
         figures = error_figures(out, reference)
         figures["samples"] = len(z)
         check_tolerance(v, figures)
@@ -266,7 +254,7 @@ class Exporter:
     def _encoder_artifact(self, staging, v, keras_model, images, ref_mu, ref_logvar) -> dict:
         path = self._write(staging, v, convert.to_tflite(keras_model, "float32"))
         model = open_model(path)
-        outs = run_in_batches(model, images, v.batch)
+        outs = run_batched(model, images, v.batch)
         # TFLite may reorder a model's outputs: name each by the Keras output it reproduces.
         roles = []
         for o in outs:
@@ -387,7 +375,7 @@ class Exporter:
                 static = copy_weights(keras_model, build_classifier(cfg, batch_size=v.batch))
                 path = self._write(staging, v, convert.to_tflite(static, "float32"))
                 model = open_model(path)
-                outs = run_in_batches(model, images, v.batch)
+                outs = run_batched(model, images, v.batch)
                 roles = ["logits" if o.shape[1] == 10 else "features" for o in outs]
                 err = max(
                     float(np.abs(o - (ref_logits if r == "logits" else ref_features)).max())

@@ -227,6 +227,19 @@ def _onnx_dtype(type_str: str) -> str:
     )
 
 
+def run_batched(model, x: np.ndarray, batch: int) -> list[np.ndarray]:
+    """Run a static-batch model over all rows of ``x``: the last chunk is padded with copies of its last row
+    (rows of a batch are independent) and the padding's outputs are dropped."""
+    outs = []
+    for i in range(0, len(x), batch):
+        chunk = x[i : i + batch]
+        n = len(chunk)
+        if n < batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
+        outs.append([o[:n] for o in model.run([chunk])])
+    return [np.concatenate(parts) for parts in zip(*outs, strict=True)]
+
+
 def open_model(path: str | os.PathLike, num_threads: int | None = None):
     """TFLiteModel or OnnxModel by the file's extension."""
     suffix = Path(path).suffix.lower()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backends import OnnxModel, TFLiteModel
+from .backends import OnnxModel, TFLiteModel, run_batched
 from .errors import InvalidInputError
 from .manifest import Manifest
 
@@ -51,14 +51,7 @@ class _Artifact:
         return self.entry["path"]
 
     def _run(self, x: np.ndarray) -> list[np.ndarray]:
-        outs = []
-        for i in range(0, len(x), self.batch):
-            chunk = x[i : i + self.batch]
-            n = len(chunk)
-            if n < self.batch:
-                chunk = np.concatenate([chunk, np.zeros((self.batch - n, *chunk.shape[1:]), np.float32)])
-            outs.append([o[:n] for o in self.model.run([chunk])])
-        return [np.concatenate(parts) for parts in zip(*outs, strict=True)]
+        return run_batched(self.model, x, self.batch)
 
 
 class Decoder(_Artifact):

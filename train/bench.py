@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -169,18 +168,9 @@ def run_vae_edge(data, epochs: int, seed: int, precision: str) -> dict:
     }
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main(args: argparse.Namespace) -> int:
     try:
+        from runtime.bench import cpu_model
         from runtime.data import load_mnist
 
         from .loop import cpu_has_bf16
