@@ -1,11 +1,13 @@
 """Export trained decoders (and encoders, classifier) to TFLite and ONNX, validated, with manifests.
 
     python -m export --model all --artifacts artifacts/           # make export
-    python -m export --model vae2d --batch 64 --calibration-samples 1000
+    python -m export --model vae2d --batch 64 --data ../shared/data/mnist.npz
 
 Reads ``<artifacts>/<model>/{decoder,encoder}.keras`` + config.json (``classifier.keras`` for the
 classifier) and writes ``<artifacts>/<model>/export/``: every artifact, ``manifest.json`` and, for each
-VAE, ``<model>_decoder_int8.h/.cc`` (the int8 batch-1 decoder as a C array). Then ``reports/export.md``.
+VAE, ``<model>_decoder_int8.h/.cc`` (the int8 batch-1 decoder as a C array, and the table that maps its int8
+logits to pixels). Then ``reports/export.md``. int8 ranges are calibrated on the encoder's posterior over
+training images (MNIST from --data or $VAE_EDGE_MNIST); ``--calibration prior`` needs no data.
 """
 
 from __future__ import annotations
@@ -35,7 +37,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--batch", type=int, default=64, help="static batch of the throughput variants (default 64)"
     )
     p.add_argument(
-        "--calibration-samples", type=int, default=1000, help="prior samples for int8 calibration (>= 500)"
+        "--calibration",
+        choices=("posterior", "prior"),
+        default="posterior",
+        help="int8 calibration latents: encoder posterior on training images (default; needs MNIST) or prior",
+    )
+    p.add_argument(
+        "--calibration-samples", type=int, default=5000, help="latents for int8 calibration (>= 500)"
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="MNIST (mnist.npz or IDX folder) for posterior calibration; default $VAE_EDGE_MNIST, else download",
     )
     p.add_argument(
         "--validation-samples", type=int, default=1000, help="prior samples for validation (default 1000)"
@@ -70,6 +83,8 @@ def main(args: argparse.Namespace) -> int:
                 args.validation_samples,
                 args.seed,
                 progress=not args.quiet,
+                calibration=args.calibration,
+                data=args.data,
             )
             manifests[name] = (
                 exporter.export_classifier() if name == "classifier" else exporter.export_vae(name)

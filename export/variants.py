@@ -33,6 +33,13 @@ class Variant:
         return f"decoder_{self.graph}_{self.precision}{fio}_b{self.batch}.{ext}"
 
     @property
+    def output_activation(self) -> str | None:
+        """What the app applies to the output: full-integer decoders end at their int8 logits."""
+        if self.role == "decoder" and self.precision == "int8" and self.io == "int8":
+            return "sigmoid"
+        return None
+
+    @property
     def is_quantized(self) -> bool:
         return self.precision in TOLERANCE_MEAN_ABS
 

@@ -50,7 +50,8 @@ class TensorInfo:
 
 def quantize(x: np.ndarray, info: TensorInfo) -> np.ndarray:
     """float -> int8/uint8 with round-half-away-from-zero as TFLite's QUANTIZE does, saturating."""
-    q = np.round(np.asarray(x, np.float32) / np.float32(info.scale)) + info.zero_point
+    v = (np.asarray(x, np.float32) / np.float32(info.scale)).astype(np.float64)
+    q = np.trunc(v + np.copysign(0.5, v)) + info.zero_point  # np.round would round ties to even
     lim = np.iinfo(info.dtype)
     return np.clip(q, lim.min, lim.max).astype(info.dtype)
 

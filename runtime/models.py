@@ -7,6 +7,8 @@
 
 Inputs are checked before they reach an interpreter: wrong shape or dtype, NaN or inf raise ValueError.
 Any number of rows is accepted; they run in chunks of the artifact's static batch (the last chunk padded).
+Full-integer decoders output int8 logits (manifest ``"output_activation": "sigmoid"``): ``decode`` applies the
+sigmoid, so every decoder returns pixel probabilities.
 """
 
 from __future__ import annotations
@@ -16,6 +18,25 @@ import numpy as np
 from .backends import OnnxModel, TFLiteModel, run_batched
 from .errors import InvalidInputError
 from .manifest import Manifest
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-x.astype(np.float32)))).astype(np.float32)
+
+
+OUTPUT_ACTIVATIONS = {"sigmoid": sigmoid}
+
+
+def decoder_pixels(raw: np.ndarray, entry: dict) -> np.ndarray:
+    """A decoder artifact's (dequantized) output -> pixel probabilities, by its manifest entry."""
+    name = entry.get("output_activation")
+    if name is None:
+        return raw
+    if name not in OUTPUT_ACTIVATIONS:
+        raise InvalidInputError(
+            f"{entry['path']}: unknown output_activation {name!r}; update the runtime or re-export"
+        )
+    return OUTPUT_ACTIVATIONS[name](raw)
 
 
 def _check_array(x, name: str, trailing: tuple[int, ...]) -> np.ndarray:
@@ -83,7 +104,7 @@ class Decoder(_Artifact):
     def decode(self, z) -> np.ndarray:
         """Latents (n, latent_dim) -> images (n, 28, 28) in [0, 1]."""
         z = _check_array(z, "latents", (self.latent_dim,))
-        return self._run(z)[0].reshape(len(z), 28, 28)
+        return decoder_pixels(self._run(z)[0], self.entry).reshape(len(z), 28, 28)
 
 
 class _ImageModel(_Artifact):

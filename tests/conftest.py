@@ -80,6 +80,8 @@ def exported(tmp_path_factory, mnist_path) -> Path:
             str(TINY_EXPORT_BATCH),
             "--calibration-samples",
             "500",
+            "--data",
+            str(mnist_path),
             "--reports",
             str(root / "reports"),
             "--quiet",

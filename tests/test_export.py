@@ -15,6 +15,7 @@ from export.__main__ import main, parse_args
 from export.variants import TOLERANCE_MAX_ABS, TOLERANCE_MEAN_ABS, decoder_variants
 from runtime.backends import TFLiteModel, open_model
 from runtime.fileio import sha256_file
+from runtime.models import decoder_pixels
 from train.model import PRESETS, build_decoder, subpixel_decoder_from
 
 INT_TYPES = {"int8", "int32"}
@@ -52,7 +53,8 @@ def test_artifacts_reproduce_keras_within_tolerance(exported, manifest):
         if a["role"] != "decoder" or a["format"] == "c":
             continue
         model = open_model(export_dir(exported) / a["path"])
-        out = np.concatenate([model.run([z[i : i + a["batch"]]])[0] for i in range(0, 64, a["batch"])])
+        raw = np.concatenate([model.run([z[i : i + a["batch"]]])[0] for i in range(0, 64, a["batch"])])
+        out = decoder_pixels(raw, a)
         err = np.abs(out - ref)
         if a["precision"] in TOLERANCE_MAX_ABS:
             assert err.max() <= TOLERANCE_MAX_ABS[a["precision"]], a["path"]
@@ -67,14 +69,21 @@ def test_full_int8_graph_is_integer_only_with_fused_relu(exported, manifest):
         ops = TFLiteModel(export_dir(exported) / a["path"], delegates=False).op_details()
         names = [op["op"] for op in ops]
         assert "RELU" not in names, a["path"]
-        inner = ops if a["io"] == "int8" else ops[1:-1]
+        inner = ops if a["io"] == "int8" else ops[1:-2]
         if a["io"] == "float":
-            assert names[0] == "QUANTIZE" and names[-1] == "DEQUANTIZE"
+            # int8 body between QUANTIZE and DEQUANTIZE; the sigmoid runs in float on the logits.
+            assert names[0] == "QUANTIZE" and names[-2:] == ["DEQUANTIZE", "LOGISTIC"], names
+            assert set(ops[-1]["inputs"] + ops[-1]["outputs"]) == {"float32"}
+            assert "output_activation" not in a
+        else:
+            # Ends at the int8 logits: the app (runtime, or the C header's table) applies the sigmoid.
+            assert "LOGISTIC" not in names and a["output_activation"] == "sigmoid"
+            assert a["outputs"][0]["name"] == "logits"
         for op in inner:
             assert set(op["inputs"] + op["outputs"]) <= INT_TYPES, (a["path"], op)
         expected = {"TRANSPOSE_CONV"} if a["graph"] == "transpose" else {"CONV_2D", "DEPTH_TO_SPACE"}
         assert expected <= set(names)
-        assert "LOGISTIC" in names and "FULLY_CONNECTED" in names
+        assert "FULLY_CONNECTED" in names
     for a in int8:
         if a["io"] == "int8":
             assert a["inputs"][0]["dtype"] == "int8" and a["inputs"][0]["scale"] > 0
@@ -110,6 +119,28 @@ def test_c_array_round_trips(exported, manifest):
     assert "alignas(16) const unsigned char g_vae2d_corr_decoder_int8_model_data[]" in source
     header = (export_dir(exported) / "vae2d_corr_decoder_int8.h").read_text()
     assert "extern const unsigned int g_vae2d_corr_decoder_int8_model_data_len;" in header
+    assert "extern const unsigned char g_vae2d_corr_decoder_int8_pixel_lut[256];" in header
+
+
+def test_c_pixel_table_maps_int8_logits_to_the_decoders_pixels(exported, manifest):
+    """An MCU app's pixels (table lookup on the int8 logits) equal the runtime's sigmoid within 1/255."""
+    from runtime.backends import quantize
+    from runtime.models import Decoder
+
+    c = next(a for a in manifest["artifacts"] if a["path"].endswith(".cc"))
+    table = np.array(carray.parse_pixel_lut((export_dir(exported) / c["path"]).read_text()))
+    assert table.shape == (256,) and table.min() >= 0 and table.max() <= 255 and np.all(np.diff(table) >= 0)
+    model = open_model(export_dir(exported) / c["source"])
+    z = PRESETS["vae2d_corr"].prior.sample(8, seed=5)
+    logits = np.concatenate([model.run_raw([quantize(z[i : i + 1], model.inputs[0])])[0] for i in range(8)])
+    from runtime.manifest import load_manifest
+
+    decoder = Decoder(
+        load_manifest(export_dir(exported)),
+        next(a for a in manifest["artifacts"] if a["path"] == c["source"]),
+    )
+    pixels = decoder.decode(z).reshape(logits.shape)
+    assert np.abs(table[logits.astype(np.int32) + 128] - pixels * 255).max() <= 0.5 + 1e-3
 
 
 def test_classifier_export_has_logits_and_features(exported):
@@ -138,6 +169,11 @@ def run_export(root, model="vae2d_corr", *extra):
                 "--quiet",
                 "--reports",
                 str(root / "reports"),
+                # Error paths: prior calibration needs no MNIST (posterior calibration is the fixture's).
+                "--calibration",
+                "prior",
+                "--calibration-samples",
+                "500",
                 *extra,
             ]
         )
@@ -192,3 +228,60 @@ def test_failed_validation_keeps_previous_artifacts(model_copy, monkeypatch, cap
     assert "validation failed for decoder_transpose_int8_b1.tflite: mean abs error" in err
     assert snapshot(model_copy / "vae2d_corr" / "export") == before
     assert not [p for p in (model_copy / "vae2d_corr").iterdir() if p.name.startswith(".export-staging")]
+
+
+def test_posterior_calibration_without_mnist_fails_cleanly(model_copy, tmp_path, capsys):
+    before = snapshot(model_copy / "vae2d_corr" / "export")
+    missing = tmp_path / "nowhere" / "mnist.npz"
+    assert run_export(model_copy, "vae2d_corr", "--calibration", "posterior", "--data", str(missing)) == 2
+    assert f"MNIST not found at {missing}" in capsys.readouterr().err
+    assert snapshot(model_copy / "vae2d_corr" / "export") == before
+
+
+def test_manifest_records_posterior_calibration(manifest):
+    cal = manifest["calibration"]
+    assert cal["source"] == "posterior" and cal["latent_clip"] > 0 and cal["logit_clip"] > 0
+
+
+def test_split_depth_to_space_is_exact():
+    """The ONNX DepthToSpace rewrite (faster in ONNX Runtime) gives the same values as DepthToSpace."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from export.convert import split_depth_to_space
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 12, 3, 5])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 6, 10])
+    node = helper.make_node("DepthToSpace", ["x"], ["y"], blocksize=2, mode="DCR", name="d2s")
+    model = helper.make_model(
+        helper.make_graph([node], "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17)]
+    )
+    rewritten = split_depth_to_space(model.SerializeToString())
+    assert "DepthToSpace" not in {n.op_type for n in onnx.load_from_string(rewritten).graph.node}
+    data = np.random.default_rng(0).normal(size=(2, 12, 3, 5)).astype(np.float32)
+    before = ort.InferenceSession(model.SerializeToString()).run(None, {"x": data})[0]
+    after = ort.InferenceSession(rewritten).run(None, {"x": data})[0]
+    assert np.array_equal(before, after)
+
+
+def test_int8_onnx_keeps_dense_and_sigmoid_float(exported, manifest):
+    import onnx
+
+    for a in manifest["artifacts"]:
+        if a["format"] != "onnx" or a["precision"] != "int8":
+            continue
+        graph = onnx.load(export_dir(exported) / a["path"]).graph
+        producers = {o: n.op_type for n in graph.node for o in n.output}
+        ops = [n.op_type for n in graph.node]
+        assert "DepthToSpace" not in ops and ops.count("QuantizeLinear") >= 3, a["path"]
+        consumers = {i: n.op_type for n in graph.node for i in n.input}
+        for n in graph.node:
+            if n.op_type == "Gemm":  # float weights, float latent in
+                assert producers.get(n.input[1]) != "DequantizeLinear", a["path"]
+                assert producers.get(n.input[0]) != "DequantizeLinear", a["path"]
+            if n.op_type == "Sigmoid":  # float sigmoid on dequantized logits, float pixels out
+                assert producers[n.input[0]] == "DequantizeLinear", a["path"]
+                assert consumers.get(n.output[0]) != "QuantizeLinear", a["path"]
+            if n.op_type == "Conv":  # int8 weights
+                assert producers[n.input[1]] == "DequantizeLinear", a["path"]
