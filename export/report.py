@@ -40,7 +40,9 @@ def write_report(artifacts: Path, reports: Path) -> Path:
         if m.get("kind") == "vae":
             lines += [
                 f"Latent {m['latent_dim']}-D, prior Σ = {m['prior']['cov']}; calibration: "
-                f"{m['calibration']['samples']} prior samples (seed {m['calibration']['seed']}); sub-pixel "
+                f"{m['calibration']['samples']} {m['calibration'].get('source', 'prior')} latents clipped to "
+                f"±{m['calibration'].get('latent_clip', '∞')} (seed {m['calibration']['seed']}), logits clipped to "
+                f"±{m['calibration'].get('logit_clip', '∞')}; sub-pixel "
                 f"rewrite vs original in float: max abs {m['validation']['subpixel_float_max_abs_err']:.2e}.",
                 "",
             ]
