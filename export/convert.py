@@ -79,11 +79,6 @@ def to_tflite(model, precision: str, io_type: str = "float", calibration: np.nda
     return clip_logistic_input_range(strip_internal_names(model))
 
 
-def int8_decoder_head(model: bytes, io_type: str) -> bytes:
-    """The end of a full-int8 decoder: int8 logits (int8 I/O) or a float sigmoid (float I/O); see below."""
-    return logits_output(model) if io_type == "int8" else float_sigmoid_head(model)
-
-
 def clip_logistic_input_range(model: bytes, clip: float = LOGIT_CLIP) -> bytes:
     """Narrow the int8 range of every LOGISTIC input to [-clip, clip] ∩ its calibrated range.
 
@@ -115,7 +110,8 @@ def clip_logistic_input_range(model: bytes, clip: float = LOGIT_CLIP) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
 
 
-LOGISTIC, QUANTIZE, DEQUANTIZE = 14, 114, 6  # TFLite builtin operator codes
+LOGISTIC, DEQUANTIZE, DEPTH_TO_SPACE, RESHAPE = 14, 6, 5, 22  # TFLite builtin operator codes
+DATA_MOVEMENT = (DEPTH_TO_SPACE, RESHAPE)
 LOGITS_NAME = b"logits"
 
 
@@ -123,51 +119,59 @@ def _opcode(code) -> int:
     return max(code.builtinCode, code.deprecatedBuiltinCode)
 
 
-def logits_output(model: bytes) -> bytes:
-    """Full-integer graphs end at the int8 logits: the final int8 LOGISTIC is dropped.
+def int8_decoder_head(model: bytes, io_type: str) -> bytes:
+    """The end of a full-int8 decoder: int8 logits out (int8 I/O) or a float sigmoid (float I/O).
 
-    Its output grid (1/256 steps, zero point -128) turns every pixel probability below 1/512 into exactly 0,
-    and a likelihood of 0 for a faintly inked test pixel costs ~16 nats per unit of ink: on vae3d that alone
-    was 0.78 of the 1.04-nat test -ELBO cost of int8. The int8 logits carry everything the LOGISTIC input did;
-    the app maps them to pixels (the runtime with a sigmoid, a microcontroller with the 256-entry table that
-    export writes into the C header). Measured on vae3d: 1.04 -> 0.30 nats.
-    """
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    obj = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
-    subgraph = obj.subgraphs[0]
-    last = subgraph.operators[-1]
-    if _opcode(obj.operatorCodes[last.opcodeIndex]) != LOGISTIC or list(subgraph.outputs) != list(
-        last.outputs
-    ):
-        raise ValueError("expected the graph to end with its LOGISTIC op")
-    subgraph.operators.pop()
-    subgraph.outputs = np.array([last.inputs[0]], np.int32)
-    subgraph.tensors[last.inputs[0]].name = LOGITS_NAME
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
-
-
-def float_sigmoid_head(model: bytes) -> bytes:
-    """Float-output int8 graphs: LOGISTIC(int8) -> DEQUANTIZE becomes DEQUANTIZE -> LOGISTIC(float).
-
-    Same int8 body; the sigmoid of the dequantized logits is exact instead of rounded to 1/256 (see
-    :func:`logits_output` for what that rounding costs), for 784 float sigmoids per image.
+    The converter's int8 LOGISTIC rounds pixel probabilities to 1/256 steps (zero point -128), so every
+    probability below 1/512 becomes exactly 0, and a likelihood of 0 for a faintly inked test pixel costs ~16
+    nats per unit of ink: on vae3d that alone was 0.78 of the 1.04-nat test -ELBO cost of int8. The int8 logits
+    carry everything the LOGISTIC input did, so the LOGISTIC is removed (measured on vae3d: 1.04 -> 0.30 nats):
+    int8 I/O graphs output the int8 logits (the app maps them to pixels: the runtime with a sigmoid, a
+    microcontroller with the 256-entry table export writes into the C header); float I/O graphs dequantize the
+    logits and end with a float LOGISTIC. Data-movement ops after the sigmoid (the converter may place the
+    final DEPTH_TO_SPACE there) take the logits' quantization.
     """
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
     obj = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
     subgraph = obj.subgraphs[0]
-    logistic, dequantize = subgraph.operators[-2:]
-    codes = [_opcode(obj.operatorCodes[op.opcodeIndex]) for op in (logistic, dequantize)]
-    if codes != [LOGISTIC, DEQUANTIZE] or list(logistic.outputs) != list(dequantize.inputs):
-        raise ValueError("expected the graph to end with LOGISTIC -> DEQUANTIZE")
-    logits, probs_int8, probs = logistic.inputs[0], logistic.outputs[0], dequantize.outputs[0]
-    dequantize.inputs, dequantize.outputs = np.array([logits], np.int32), np.array([probs_int8], np.int32)
-    logistic.inputs, logistic.outputs = np.array([probs_int8], np.int32), np.array([probs], np.int32)
-    middle = subgraph.tensors[probs_int8]
-    middle.type, middle.quantization, middle.name = schema.TensorType.FLOAT32, None, LOGITS_NAME
-    subgraph.operators[-2:] = [dequantize, logistic]
+    codes = [_opcode(obj.operatorCodes[op.opcodeIndex]) for op in subgraph.operators]
+    if codes.count(LOGISTIC) != 1:
+        raise ValueError(f"expected one LOGISTIC op in the decoder, found {codes.count(LOGISTIC)}")
+    at = codes.index(LOGISTIC)
+    logistic = subgraph.operators.pop(at)
+    codes.pop(at)
+    logits, probs = int(logistic.inputs[0]), int(logistic.outputs[0])
+    quant = subgraph.tensors[logits].quantization
+    current = logits
+    for op, code in zip(subgraph.operators[at:], codes[at:], strict=True):
+        if probs in op.inputs:
+            op.inputs = np.where(op.inputs == probs, logits, op.inputs).astype(np.int32)
+        if current not in op.inputs:
+            continue
+        if code in DATA_MOVEMENT:
+            current = int(op.outputs[0])
+            subgraph.tensors[current].quantization = quant
+        elif code == DEQUANTIZE and io_type == "float":
+            # DEQUANTIZE -> float logits -> LOGISTIC -> the graph's float output
+            out = int(op.outputs[0])
+            tensor = schema.TensorT()
+            tensor.name, tensor.type, tensor.buffer = LOGITS_NAME, schema.TensorType.FLOAT32, 0
+            tensor.shape = np.array(subgraph.tensors[out].shape, np.int32)
+            subgraph.tensors.append(tensor)
+            op.outputs = np.array([len(subgraph.tensors) - 1], np.int32)
+            logistic.inputs, logistic.outputs = op.outputs.copy(), np.array([out], np.int32)
+            subgraph.operators.append(logistic)
+            current = out
+            break
+        else:
+            raise ValueError(f"unexpected op (builtin code {code}) after the decoder's LOGISTIC")
+    subgraph.outputs = np.where(subgraph.outputs == probs, logits, subgraph.outputs).astype(np.int32)
+    if list(subgraph.outputs) != [current]:
+        raise ValueError("the decoder's LOGISTIC does not lead to its output")
+    if io_type == "int8":
+        subgraph.tensors[current].name = LOGITS_NAME
     return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
 
 

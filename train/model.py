@@ -173,10 +173,13 @@ def build_subpixel_decoder(cfg: VAEConfig, batch_size: int | None = None) -> ker
     """The decoder with every transposed convolution rewritten as an ordinary convolution (deployment graph).
 
     Each stride-2 Conv2DTranspose(F, 3) becomes pad(top/left 1) → Conv2D(4F, 2×2, valid) → depth-to-space(2)
-    (sub-pixel convolution); the stride-1 Conv2DTranspose(1, 3) becomes Conv2D(1, 3, same) with the kernel
-    flipped. Same function, same trained weights re-indexed by :func:`subpixel_weights_from`; int8 CONV_2D
-    kernels exist in every runtime, while ONNX Runtime leaves ConvTranspose in float and TFLite Micro's
-    TRANSPOSE_CONV needs a whole-output int32 scratch buffer.
+    (sub-pixel convolution). The stride-1 Conv2DTranspose(1, 3) on the 28×28 map runs at 14×14 instead, before
+    the second depth-to-space: Conv2D(4, 3, same) over the four phases' channels, then depth-to-space(2) of the
+    four logit phases. A Conv2D with one output channel wastes most of an int8 GEMM tile: in int8 TFLite at 1
+    thread the 28×28 form took 29 µs (1.9 ms at batch 64) against 19 µs (1.1 ms) for the 14×14 one.
+    Same function, same trained weights re-indexed by :func:`subpixel_decoder_from`; int8 CONV_2D kernels
+    exist in every runtime, while ONNX Runtime leaves ConvTranspose in float and TFLite Micro's TRANSPOSE_CONV
+    needs a whole-output int32 scratch buffer.
     """
     f1, f2 = cfg.conv_filters
     z_in = keras.Input((cfg.latent_dim,), batch_size=batch_size, name="z")
@@ -185,8 +188,10 @@ def build_subpixel_decoder(cfg: VAEConfig, batch_size: int | None = None) -> ker
     for name, filters in (("dec_deconv1", f2), ("dec_deconv2", f1)):
         x = layers.ZeroPadding2D(((1, 0), (1, 0)), name=f"{name}_pad")(x)
         x = layers.Conv2D(4 * filters, 2, padding="valid", activation="relu", name=f"{name}_subpixel")(x)
-        x = DepthToSpace(2, name=f"{name}_d2s")(x)
-    x = layers.Conv2D(1, 3, padding="same", name="dec_logits_conv")(x)
+        if name == "dec_deconv1":
+            x = DepthToSpace(2, name=f"{name}_d2s")(x)
+    x = layers.Conv2D(4, 3, padding="same", name="dec_logits_subpixel")(x)
+    x = DepthToSpace(2, name="dec_logits_d2s")(x)
     out = layers.Activation("sigmoid", name="image")(x)
     return keras.Model(z_in, out, name=f"{cfg.name}_decoder_subpixel")
 
@@ -219,6 +224,26 @@ def flipped_conv_kernel(w_transpose: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(w_transpose[::-1, ::-1].transpose(0, 1, 3, 2))
 
 
+def subpixel_logits_kernel(conv_kernel: np.ndarray) -> np.ndarray:
+    """Conv2D(1, 3, same) kernel (3, 3, F, 1) applied after depth-to-space(2) -> the Conv2D(4, 3, same) kernel
+    (3, 3, 4F, 4) applied before it, whose output channel 2·a + b is the logit of phase (row a, column b).
+
+    High-resolution row 2i + a + d (d = −1, 0, 1) is low-resolution row i + ⌊(a + d) / 2⌋, phase (a + d) mod 2.
+    """
+    f = conv_kernel.shape[2]
+    k = np.zeros((3, 3, 4 * f, 4), conv_kernel.dtype)
+    for a in (0, 1):
+        for b in (0, 1):
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    (u, pr), (v, pc) = divmod(a + dy, 2), divmod(b + dx, 2)
+                    phase = 2 * pr + pc
+                    k[u + 1, v + 1, phase * f : (phase + 1) * f, 2 * a + b] += conv_kernel[
+                        dy + 1, dx + 1, :, 0
+                    ]
+    return k
+
+
 def subpixel_decoder_from(decoder: keras.Model, cfg: VAEConfig, batch_size: int | None = None) -> keras.Model:
     """Build :func:`build_subpixel_decoder` and fill it with ``decoder``'s trained weights, re-indexed."""
     model = build_subpixel_decoder(cfg, batch_size)
@@ -227,7 +252,9 @@ def subpixel_decoder_from(decoder: keras.Model, cfg: VAEConfig, batch_size: int 
         w, b = decoder.get_layer(name).get_weights()
         model.get_layer(f"{name}_subpixel").set_weights(list(subpixel_kernel(w, b)))
     w, b = decoder.get_layer("dec_logits").get_weights()
-    model.get_layer("dec_logits_conv").set_weights([flipped_conv_kernel(w), b])
+    model.get_layer("dec_logits_subpixel").set_weights(
+        [subpixel_logits_kernel(flipped_conv_kernel(w)), np.tile(b, 4)]
+    )
     return model
 
 
