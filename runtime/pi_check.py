@@ -34,15 +34,18 @@ FLOAT_TOLERANCE = 1e-5
 # The float32 reference decoder itself differs across ISAs by up to ~1e-5 per pixel (summation order), so the
 # check's figures agree to these absolute tolerances, not to the last bit (seen on the emulated Pi 4: 8e-8 on
 # pixel errors, 8e-6 nats on the ELBO, 2e-7 on Fréchet distances, digit agreement identical; the emulated Pi 5
-# moved one Fréchet distance of ~190 by 1.5e-4, hence 1e-3 there).
+# moved one Fréchet distance of ~190 by 1.5e-4, hence 1e-3 there). The −ELBO feeds the float encoder's latents
+# (up to 3.8e-6 apart across ISAs) to every decoder; where that flips the rounding of an int8 activation, a
+# reconstruction moves by whole steps: the int8 ONNX sub-pixel decoders moved it by 2.0e-3 nats on both boards
+# while their outputs on identical latents were bit-identical to the host's. Hence 5e-3 nats there.
 CHECK_FIGURE_ATOL = {
     "mean_abs_err": 1e-6,
     "max_abs_err": 1e-5,
     "digit_agreement": 0.0,
     "fd_to_float": 1e-3,
     "fd_to_real": 1e-3,
-    "neg_elbo": 1e-3,
-    "neg_elbo_delta": 1e-3,
+    "neg_elbo": 5e-3,
+    "neg_elbo_delta": 5e-3,
     "psnr_db": 1e-2,
 }
 DEBIAN_SUITE = "bookworm"
