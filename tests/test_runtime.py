@@ -362,3 +362,13 @@ def test_pi_bundle(exported, mnist_path, tmp_path):
     manifest = load_manifest(tmp_path / "x" / root / "artifacts" / "vae2d_corr" / "export")
     for entry in manifest.artifacts:
         manifest.verify(entry)
+
+
+def test_quantize_rounds_half_away_from_zero_like_tflite():
+    """TFLite's QUANTIZE rounds ties away from zero; numpy's round would send 0.5 to 0 and 2.5 to 2."""
+    from runtime.backends import TensorInfo, dequantize, quantize
+
+    info = TensorInfo("z", (6,), "int8", scale=0.5, zero_point=3)
+    q = quantize(np.array([0.25, -0.25, 1.25, -1.25, 100.0, -100.0], np.float32), info)
+    assert q.tolist() == [4, 2, 6, 0, 127, -128]
+    assert dequantize(q, info).tolist() == [0.5, -0.5, 1.5, -1.5, 62.0, -65.5]
