@@ -14,8 +14,16 @@ import re
 BYTES_PER_LINE = 12
 
 
+def _c_prefix(model_name: str) -> str:
+    return "g_" + re.sub(r"[^0-9a-zA-Z_]", "_", model_name) + "_decoder_int8"
+
+
 def symbol_for(model_name: str) -> str:
-    return "g_" + re.sub(r"[^0-9a-zA-Z_]", "_", model_name) + "_decoder_int8_model_data"
+    return _c_prefix(model_name) + "_model_data"
+
+
+def lut_symbol_for(model_name: str) -> str:
+    return _c_prefix(model_name) + "_pixel_lut"
 
 
 def pixel_lut(scale: float, zero_point: int) -> list[int]:
@@ -60,10 +68,6 @@ def c_sources(
         + "\n};\n"
     )
     return header, source
-
-
-def lut_symbol_for(model_name: str) -> str:
-    return "g_" + re.sub(r"[^0-9a-zA-Z_]", "_", model_name) + "_decoder_int8_pixel_lut"
 
 
 def parse_pixel_lut(source: str) -> list[int]:

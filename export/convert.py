@@ -79,6 +79,15 @@ def to_tflite(model, precision: str, io_type: str = "float", calibration: np.nda
     return clip_logistic_input_range(strip_internal_names(model))
 
 
+LOGISTIC, DEQUANTIZE, DEPTH_TO_SPACE, RESHAPE = 14, 6, 5, 22  # TFLite builtin operator codes
+DATA_MOVEMENT = (DEPTH_TO_SPACE, RESHAPE)
+LOGITS_NAME = b"logits"
+
+
+def _opcode(code) -> int:
+    return max(code.builtinCode, code.deprecatedBuiltinCode)
+
+
 def clip_logistic_input_range(model: bytes, clip: float = LOGIT_CLIP) -> bytes:
     """Narrow the int8 range of every LOGISTIC input to [-clip, clip] ∩ its calibrated range.
 
@@ -88,11 +97,7 @@ def clip_logistic_input_range(model: bytes, clip: float = LOGIT_CLIP) -> bytes:
     from tensorflow.lite.tools import flatbuffer_utils
 
     obj = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
-    logistic = [
-        i
-        for i, code in enumerate(obj.operatorCodes)
-        if max(code.builtinCode, code.deprecatedBuiltinCode) == 14
-    ]
+    logistic = [i for i, code in enumerate(obj.operatorCodes) if _opcode(code) == LOGISTIC]
     for subgraph in obj.subgraphs:
         for op in subgraph.operators:
             if op.opcodeIndex not in logistic:
@@ -108,15 +113,6 @@ def clip_logistic_input_range(model: bytes, clip: float = LOGIT_CLIP) -> bytes:
             q.scale = np.array([new_scale], np.float32)
             q.zeroPoint = np.array([new_zp], np.int64)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
-
-
-LOGISTIC, DEQUANTIZE, DEPTH_TO_SPACE, RESHAPE = 14, 6, 5, 22  # TFLite builtin operator codes
-DATA_MOVEMENT = (DEPTH_TO_SPACE, RESHAPE)
-LOGITS_NAME = b"logits"
-
-
-def _opcode(code) -> int:
-    return max(code.builtinCode, code.deprecatedBuiltinCode)
 
 
 def int8_decoder_head(model: bytes, io_type: str) -> bytes:
@@ -211,9 +207,13 @@ def quantize_onnx(float_model: bytes, calibration: np.ndarray, input_name: str, 
     layer stays float (ORT's QGemm took 27 µs for its 6k MACs, the float Gemm 3.5 µs; the latent then
     also keeps full precision). The sigmoid runs in float on the dequantized logits, as in the TFLite graphs.
     """
+    import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     float_model = split_depth_to_space(float_model)
+    nodes = onnx.load_from_string(float_model).graph.node
+    float_nodes = [n.name for n in nodes if n.op_type in ("Sigmoid", "Gemm", "MatMul")]
+    logits = [n.input[0] for n in nodes if n.op_type == "Sigmoid"]
     chunks = batches_of(calibration.astype(np.float32), batch)
 
     class Reader(CalibrationDataReader):
@@ -236,21 +236,15 @@ def quantize_onnx(float_model: bytes, calibration: np.ndarray, input_name: str, 
                 activation_type=QuantType.QInt8,
                 weight_type=QuantType.QInt8,
                 per_channel=True,
-                nodes_to_exclude=nodes_of(float_model, ("Sigmoid", "Gemm", "MatMul")),
+                nodes_to_exclude=float_nodes,
                 extra_options={
                     "TensorQuantOverrides": {
                         name: [{"rmin": np.float32(-LOGIT_CLIP), "rmax": np.float32(LOGIT_CLIP)}]
-                        for name in sigmoid_inputs(float_model)
+                        for name in logits
                     }
                 },
             )
         return dst.read_bytes()
-
-
-def nodes_of(model_bytes: bytes, op_types: tuple[str, ...]) -> list[str]:
-    import onnx
-
-    return [n.name for n in onnx.load_from_string(model_bytes).graph.node if n.op_type in op_types]
 
 
 def split_depth_to_space(model_bytes: bytes) -> bytes:
@@ -303,12 +297,6 @@ def split_depth_to_space(model_bytes: bytes) -> bytes:
     graph.node.extend(nodes)
     onnx.checker.check_model(model)
     return model.SerializeToString()
-
-
-def sigmoid_inputs(model_bytes: bytes) -> list[str]:
-    import onnx
-
-    return [n.input[0] for n in onnx.load_from_string(model_bytes).graph.node if n.op_type == "Sigmoid"]
 
 
 def onnx_input_name(model_bytes: bytes) -> str:

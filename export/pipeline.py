@@ -8,6 +8,7 @@ loaded back in its own runtime and met its tolerance are they moved into ``expor
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import shutil
@@ -71,6 +72,12 @@ def load_config(model_dir: Path, model_name: str):
             f"that contains {model_name}/"
         )
     return cfg
+
+
+@functools.lru_cache(maxsize=1)
+def training_images(data: str | os.PathLike | None) -> np.ndarray:
+    """MNIST's training images, read once per process (``--model all`` calibrates three VAEs on them)."""
+    return load_mnist(data).images("train")
 
 
 def error_figures(out: np.ndarray, ref: np.ndarray) -> dict:
@@ -263,7 +270,7 @@ class Exporter:
         if self.calibration == "prior":
             z = prior.sample(n, seed=self.seed)
         else:
-            images = load_mnist(self.data).images("train")
+            images = training_images(self.data)
             if len(images) < n:
                 raise VaeEdgeError(
                     f"--calibration-samples {n} exceeds the {len(images)} training images; pass a smaller value"
@@ -278,7 +285,7 @@ class Exporter:
 
     def _validate_decoder(self, path: Path, v: Variant, z: np.ndarray, reference: np.ndarray) -> dict:
         model = open_model(path)
-        out = decoder_pixels(run_batched(model, z, v.batch)[0], {"output_activation": v.output_activation})
+        out = decoder_pixels(run_batched(model, z, v.batch)[0], v.output_activation)
         figures = error_figures(out, reference)
         figures["samples"] = len(z)
         check_tolerance(v, figures)

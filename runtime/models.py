@@ -27,16 +27,10 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 OUTPUT_ACTIVATIONS = {"sigmoid": sigmoid}
 
 
-def decoder_pixels(raw: np.ndarray, entry: dict) -> np.ndarray:
-    """A decoder artifact's (dequantized) output -> pixel probabilities, by its manifest entry."""
-    name = entry.get("output_activation")
-    if name is None:
-        return raw
-    if name not in OUTPUT_ACTIVATIONS:
-        raise InvalidInputError(
-            f"{entry['path']}: unknown output_activation {name!r}; update the runtime or re-export"
-        )
-    return OUTPUT_ACTIVATIONS[name](raw)
+def decoder_pixels(raw: np.ndarray, output_activation: str | None) -> np.ndarray:
+    """A decoder's (dequantized) output -> pixel probabilities; ``output_activation`` is its manifest entry's
+    (None: the output already is pixels)."""
+    return raw if output_activation is None else OUTPUT_ACTIVATIONS[output_activation](raw)
 
 
 def _check_array(x, name: str, trailing: tuple[int, ...]) -> np.ndarray:
@@ -76,6 +70,15 @@ class _Artifact:
 
 
 class Decoder(_Artifact):
+    def __init__(self, manifest: Manifest, entry: dict, num_threads: int | None = None):
+        self.output_activation = entry.get("output_activation")
+        if self.output_activation is not None and self.output_activation not in OUTPUT_ACTIVATIONS:
+            raise InvalidInputError(
+                f"{entry['path']}: unknown output_activation {self.output_activation!r}; "
+                "update the runtime or re-export"
+            )
+        super().__init__(manifest, entry, num_threads)
+
     @classmethod
     def from_manifest(
         cls,
@@ -104,7 +107,7 @@ class Decoder(_Artifact):
     def decode(self, z) -> np.ndarray:
         """Latents (n, latent_dim) -> images (n, 28, 28) in [0, 1]."""
         z = _check_array(z, "latents", (self.latent_dim,))
-        return decoder_pixels(self._run(z)[0], self.entry).reshape(len(z), 28, 28)
+        return decoder_pixels(self._run(z)[0], self.output_activation).reshape(len(z), 28, 28)
 
 
 class _ImageModel(_Artifact):
