@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -41,17 +42,52 @@ CALIBRATION_SOURCES = ("posterior", "prior")
 INT_TYPES = {"int8", "int32", "uint8", "int16"}
 
 
-def load_keras(path: Path, model_name: str):
-    import keras
+def load_keras(path: Path, model_name: str, architecture):
+    """The trained model at ``path``, rebuilt from the project's own code: no code from the file ever runs.
 
+    A ``.keras`` file carries its architecture as a config that Keras deserialises into layers, and a Lambda
+    layer in it is Python that runs when the model is called. So the config is only *read* (plain JSON, to
+    refuse a file whose layers differ from ``architecture``, naming the first difference), the model is built
+    by ``architecture`` (a ``train/model.py`` builder) and only the weights are read from the file.
+    """
     if not path.is_file():
         raise VaeEdgeError(f"{path} not found; train it first: python -m train --model {model_name}")
+    retrain = f"retrain it: python -m train --model {model_name}"
     try:
-        return keras.models.load_model(path, compile=False, safe_mode=False)
-    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as exc:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+        found = [(layer["class_name"], layer["config"]["name"]) for layer in config["config"]["layers"]]
+    except (zipfile.BadZipFile, OSError, KeyError, TypeError, ValueError, EOFError) as exc:
+        raise VaeEdgeError(f"{path} is corrupt or truncated ({type(exc).__name__}); {retrain}") from None
+    model = architecture()
+    expected = [(type(layer).__name__, layer.name) for layer in model.layers]
+    if found != expected:
+        diff = next(
+            (
+                f"layer {i} is {f[0]} {f[1]!r}, expected {e[0]} {e[1]!r}"
+                for i, (f, e) in enumerate(zip(found, expected, strict=False))
+                if f != e
+            ),
+            f"{len(found)} layers, expected {len(expected)}",
+        )
         raise VaeEdgeError(
-            f"{path} is corrupt or truncated ({type(exc).__name__}); retrain it: python -m train --model {model_name}"
+            f"{path} is not a {model_name} of this project's architecture ({diff}); refused without running "
+            f"anything from it: {retrain}"
+        )
+    try:
+        with warnings.catch_warnings():
+            # Keras only warns when it skips part of a file and leaves those layers freshly initialised.
+            warnings.simplefilter("error", UserWarning)
+            model.load_weights(path)
+    except (ValueError, UserWarning) as exc:  # e.g. a vae3d decoder beside a vae2d config.json
+        reason = str(exc).strip().splitlines()[0][:160]
+        raise VaeEdgeError(
+            f"{path}'s weights do not fit the {model_name} described by config.json ({reason}); the folder "
+            f"mixes two models or the file is corrupt: {retrain}"
         ) from None
+    except (zipfile.BadZipFile, OSError, KeyError, EOFError) as exc:
+        raise VaeEdgeError(f"{path} is corrupt or truncated ({type(exc).__name__}); {retrain}") from None
+    return model
 
 
 def load_config(model_dir: Path, model_name: str):
@@ -188,13 +224,9 @@ class Exporter:
         from train.model import build_decoder, build_encoder, copy_weights, subpixel_decoder_from
 
         cfg = load_config(self.model_dir, model_name)
-        decoder = load_keras(self.model_dir / "decoder.keras", model_name)
-        encoder = load_keras(self.model_dir / "encoder.keras", model_name)
-        if tuple(decoder.inputs[0].shape[1:]) != (cfg.latent_dim,):
-            raise VaeEdgeError(
-                f"{self.model_dir}/decoder.keras takes latents of shape {tuple(decoder.inputs[0].shape[1:])} but "
-                f"config.json says latent_dim={cfg.latent_dim}; the folder mixes two models — retrain {model_name}"
-            )
+        # A decoder of another latent size fails in load_weights (shape mismatch) with a one-line error.
+        decoder = load_keras(self.model_dir / "decoder.keras", model_name, lambda: build_decoder(cfg))
+        encoder = load_keras(self.model_dir / "encoder.keras", model_name, lambda: build_encoder(cfg))
         prior = cfg.prior
         calibration = self._calibration_latents(prior, encoder)
         z_val = prior.sample(self.validation_samples, seed=self.seed + 1)
@@ -416,8 +448,11 @@ class Exporter:
     # ------------------------------------------------------------------------------------------ classifier
     def export_classifier(self) -> dict:
         cfg = load_config(self.model_dir, "classifier")
-        keras_model = load_keras(self.model_dir / "classifier.keras", "classifier")
         from train.model import build_classifier, copy_weights
+
+        keras_model = load_keras(
+            self.model_dir / "classifier.keras", "classifier", lambda: build_classifier(cfg)
+        )
 
         images = (
             np.random.default_rng(self.seed)

@@ -205,6 +205,44 @@ def test_corrupt_keras(model_copy, capsys):
     assert "corrupt or truncated" in capsys.readouterr().err
 
 
+def test_keras_file_with_a_lambda_layer_is_refused_and_runs_nothing(model_copy, tmp_path, capsys):
+    """A hostile decoder.keras: the real architecture with a Lambda layer in front that writes a marker file
+    when the model runs. Export refuses it with one line, and the marker never appears."""
+    from keras import layers
+
+    marker = tmp_path / "MARKER"
+    marker_name = str(marker)  # the Lambda's closure must hold plain values to be serialised
+    cfg = PRESETS["vae2d_corr"]
+    z_in = keras.Input((cfg.latent_dim,), name="z")
+    x = layers.Lambda(
+        lambda t: t if __import__("pathlib").Path(marker_name).write_text("ran") else t,
+        name="evil",
+        output_shape=(cfg.latent_dim,),
+    )(z_in)
+    for layer in build_decoder(cfg).layers[1:]:
+        x = layer.__class__.from_config(layer.get_config())(x)
+    path = model_copy / "vae2d_corr" / "decoder.keras"
+    keras.Model(z_in, x).save(path)
+    # The file is genuinely hostile: loaded the way export used to (safe_mode=False) and run, it writes.
+    keras.models.load_model(path, safe_mode=False, compile=False)(np.zeros((1, cfg.latent_dim), np.float32))
+    assert marker.exists()
+    marker.unlink()
+
+    before = snapshot(model_copy / "vae2d_corr" / "export")
+    assert run_export(model_copy) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "layer 1 is Lambda 'evil', expected Dense 'dec_dense'" in err[0], err
+    assert "refused without running anything" in err[0]
+    assert not marker.exists()
+    assert snapshot(model_copy / "vae2d_corr" / "export") == before
+
+
+def test_decoder_of_another_latent_size_is_refused(model_copy, capsys):
+    build_decoder(PRESETS["vae3d"]).save(model_copy / "vae2d_corr" / "decoder.keras")
+    assert run_export(model_copy) == 2
+    assert "weights do not fit the vae2d_corr described by config.json" in capsys.readouterr().err
+
+
 def test_folder_from_another_model(model_copy, capsys):
     (model_copy / "vae2d_corr").rename(model_copy / "vae3d")
     assert run_export(model_copy, "vae3d") == 2
