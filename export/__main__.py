@@ -19,31 +19,36 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from runtime.cli import cli_main, int_at_least, nonnegative_int, parser  # noqa: E402
 from runtime.errors import VaeEdgeError  # noqa: E402
+from runtime.vocab import ALL, ALL_MODELS, CLASSIFIER  # noqa: E402
 
-VAE_MODELS = ("vae2d", "vae3d", "vae2d_corr")
+CALIBRATION_SOURCES = ("posterior", "prior")
+MIN_CALIBRATION_SAMPLES = 500
+MIN_VALIDATION_SAMPLES = 100
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m export",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
-    p.add_argument("--model", choices=(*VAE_MODELS, "classifier", "all"), default="all")
+    p = parser("python -m export", __doc__)
+    p.add_argument("--model", choices=(*ALL_MODELS, ALL), default=ALL)
     p.add_argument("--artifacts", default="artifacts", help="folder holding <model>/ from python -m train")
     p.add_argument(
-        "--batch", type=int, default=64, help="static batch of the throughput variants (default 64)"
+        "--batch",
+        type=int_at_least(2, "batch 1 is always exported"),
+        default=64,
+        help="static batch of the throughput variants (default 64; batch 1 is always exported)",
     )
     p.add_argument(
         "--calibration",
-        choices=("posterior", "prior"),
+        choices=CALIBRATION_SOURCES,
         default="posterior",
         help="int8 calibration latents: encoder posterior on training images (default; needs MNIST) or prior",
     )
     p.add_argument(
-        "--calibration-samples", type=int, default=5000, help="latents for int8 calibration (>= 500)"
+        "--calibration-samples",
+        type=int_at_least(MIN_CALIBRATION_SAMPLES, "int8 ranges need enough latents"),
+        default=5000,
+        help=f"latents for int8 calibration (default 5000, >= {MIN_CALIBRATION_SAMPLES})",
     )
     p.add_argument(
         "--data",
@@ -51,54 +56,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="MNIST (mnist.npz or IDX folder) for posterior calibration; default $VAE_EDGE_MNIST, else download",
     )
     p.add_argument(
-        "--validation-samples", type=int, default=1000, help="prior samples for validation (default 1000)"
+        "--validation-samples",
+        type=int_at_least(MIN_VALIDATION_SAMPLES, "too few samples to validate an artifact"),
+        default=1000,
+        help=f"prior samples for validation (default 1000, >= {MIN_VALIDATION_SAMPLES})",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the calibration and validation samples")
+    p.add_argument(
+        "--seed", type=nonnegative_int, default=0, help="seed of the calibration and validation samples"
+    )
     p.add_argument("--reports", default="reports", help="where export.md goes (default reports/)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(argv)
 
 
+@cli_main
 def main(args: argparse.Namespace) -> int:
     from .pipeline import Exporter
     from .report import write_report
 
     root = Path(args.artifacts)
-    names = [*VAE_MODELS, "classifier"] if args.model == "all" else [args.model]
-    try:
-        if args.batch < 2:
-            raise VaeEdgeError(
-                "--batch is the throughput batch and must be >= 2 (batch 1 is always exported)"
-            )
-        if not root.is_dir():
-            raise VaeEdgeError(
-                f"artifacts folder {root} not found; train first (make train) or pass --artifacts"
-            )
-        manifests = {}
-        for name in names:
-            exporter = Exporter(
-                root / name,
-                (1, args.batch),
-                args.calibration_samples,
-                args.validation_samples,
-                args.seed,
-                progress=not args.quiet,
-                calibration=args.calibration,
-                data=args.data,
-            )
-            manifests[name] = (
-                exporter.export_classifier() if name == "classifier" else exporter.export_vae(name)
-            )
-            n = len(manifests[name]["artifacts"])
-            print(
-                f"{name}: {n} artifacts validated -> {root / name / 'export' / 'manifest.json'}",
-                file=sys.stderr,
-            )
-        report = write_report(root, Path(args.reports))
-        print(f"report: {report}", file=sys.stderr)
-    except VaeEdgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    names = list(ALL_MODELS) if args.model == ALL else [args.model]
+    if not root.is_dir():
+        raise VaeEdgeError(f"artifacts folder {root} not found; train first (make train) or pass --artifacts")
+    for name in names:
+        exporter = Exporter(
+            model_dir=root / name,
+            batches=(1, args.batch),
+            calibration_samples=args.calibration_samples,
+            validation_samples=args.validation_samples,
+            seed=args.seed,
+            progress=not args.quiet,
+            calibration=args.calibration,
+            data=args.data,
+        )
+        manifest = exporter.export_classifier() if name == CLASSIFIER else exporter.export_vae(name)
+        print(
+            f"{name}: {len(manifest['artifacts'])} artifacts validated -> {root / name / 'export' / 'manifest.json'}",
+            file=sys.stderr,
+        )
+    report = write_report(root, Path(args.reports))
+    print(f"report: {report}", file=sys.stderr)
     return 0
 
 

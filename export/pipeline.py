@@ -1,8 +1,9 @@
-"""Export one trained model: convert every variant, validate each against Keras, then publish atomically.
+"""Export one trained model: convert every artifact, validate each against Keras, then publish them as a set.
 
 All files are first written to a staging folder beside ``export/``; only when every artifact has converted,
-loaded back in its own runtime and met its tolerance are they moved into ``export/`` and the manifest written
-(last). A failure leaves the previous good export untouched.
+loaded back in its own runtime and met its tolerance, and the manifest is written, does the staging folder
+replace ``export/`` in one step (runtime.fileio.staged_folder). A failure, or a killed process, leaves the
+previous export untouched; a leftover staging folder is removed by the next run.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import datetime as dt
 import functools
 import json
 import os
-import shutil
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -23,22 +22,21 @@ from tqdm.auto import tqdm
 from runtime.backends import TFLiteModel, open_model, run_batched
 from runtime.data import load_mnist
 from runtime.errors import VaeEdgeError
-from runtime.fileio import ensure_writable_dir, sha256_file, write_json_atomic, write_text_atomic
+from runtime.fileio import (
+    ensure_writable_dir,
+    sha256_file,
+    staged_folder,
+    write_json_atomic,
+    write_text_atomic,
+)
 from runtime.models import decoder_pixels
+from runtime.vocab import IO, SUBPIXEL_REWRITE_TOLERANCE, ArtifactSpec, Format, Graph, Precision, Role
 
 from . import carray, convert
-from .variants import (
-    SUBPIXEL_FLOAT_MAX_ABS,
-    Variant,
-    classifier_variants,
-    decoder_variants,
-    encoder_variants,
-)
+from .variants import classifier_variants, decoder_variants, encoder_variants
 
 MANIFEST = "manifest.json"
 EXPORT_DIR = "export"
-MIN_CALIBRATION_SAMPLES = 500
-CALIBRATION_SOURCES = ("posterior", "prior")
 INT_TYPES = {"int8", "int32", "uint8", "int16"}
 
 
@@ -121,17 +119,18 @@ def error_figures(out: np.ndarray, ref: np.ndarray) -> dict:
     return {"max_abs_err": float(err.max()), "mean_abs_err": float(err.mean())}
 
 
-def check_tolerance(variant: Variant, figures: dict) -> None:
-    for key, limit in variant.tolerance().items():
-        value = figures[f"{key}_err"]
-        if not value <= limit:  # also catches NaN
-            raise VaeEdgeError(
-                f"validation failed for {variant.filename}: {key.replace('_', ' ')} error {value:.3g} > {limit:g} "
-                "against the Keras model; previous artifacts left untouched"
-            )
+def check_tolerance(spec: ArtifactSpec, figures: dict) -> None:
+    broken = spec.tolerance.failures(
+        max_abs_err=figures["max_abs_err"], mean_abs_err=figures.get("mean_abs_err", 0.0)
+    )
+    if broken:
+        raise VaeEdgeError(
+            f"validation failed for {spec.filename}: {broken[0]} against the Keras model; "
+            "previous artifacts left untouched"
+        )
 
 
-def check_int8_graph(variant: Variant, ops: list[dict]) -> None:
+def check_int8_graph(variant: ArtifactSpec, ops: list[dict]) -> None:
     """Full-integer graphs: every op int8 between the ends; ReLUs fused into their producers."""
     names = [op["op"] for op in ops]
     if "RELU" in names:
@@ -139,7 +138,7 @@ def check_int8_graph(variant: Variant, ops: list[dict]) -> None:
             f"{variant.filename} has a separate RELU op (not fused): the int8 decoder would be ~7x slower"
         )
     inner = ops
-    if variant.io == "float":  # float ends: QUANTIZE in; DEQUANTIZE then the float sigmoid out
+    if variant.io is IO.FLOAT:  # float ends: QUANTIZE in; DEQUANTIZE then the float sigmoid out
         tail = [op["op"] for op in ops[-2:]]
         if tail != ["DEQUANTIZE", "LOGISTIC"]:
             raise VaeEdgeError(f"{variant.filename} must end with DEQUANTIZE -> LOGISTIC, ends with {tail}")
@@ -152,15 +151,12 @@ def check_int8_graph(variant: Variant, ops: list[dict]) -> None:
             )
 
 
-def artifact_entry(path: Path, variant: Variant, model, figures: dict, ops: list[str], extra: dict) -> dict:
+def artifact_entry(
+    path: Path, variant: ArtifactSpec, model, figures: dict, ops: list[str], extra: dict
+) -> dict:
     return {
         "path": path.name,
-        "role": variant.role,
-        "format": variant.format,
-        "precision": variant.precision,
-        "io": variant.io,
-        "graph": variant.graph,
-        "batch": variant.batch,
+        **variant.to_json(),
         "sha256": sha256_file(path),
         "size_bytes": path.stat().st_size,
         "inputs": [t.to_json() for t in model.inputs],
@@ -168,7 +164,7 @@ def artifact_entry(path: Path, variant: Variant, model, figures: dict, ops: list
         "ops": ops,
         "validation": {
             **figures,
-            "tolerance": variant.tolerance() if variant.role == "decoder" else {},
+            "tolerance": variant.tolerance.to_json(),
             "passed": True,
         },
         **extra,
@@ -176,8 +172,11 @@ def artifact_entry(path: Path, variant: Variant, model, figures: dict, ops: list
 
 
 class Exporter:
+    """Exports one model folder (``<artifacts>/<model>/``) into its ``export/``; numbers are checked by the CLI."""
+
     def __init__(
         self,
+        *,
         model_dir: Path,
         batches: tuple[int, ...],
         calibration_samples: int,
@@ -187,27 +186,15 @@ class Exporter:
         calibration: str = "posterior",
         data: str | os.PathLike | None = None,
     ):
-        if calibration_samples < MIN_CALIBRATION_SAMPLES:
-            raise VaeEdgeError(f"--calibration-samples must be >= {MIN_CALIBRATION_SAMPLES}")
-        if calibration not in CALIBRATION_SOURCES:
-            raise VaeEdgeError(
-                f"--calibration must be one of {', '.join(CALIBRATION_SOURCES)}, got {calibration!r}"
-            )
         self.calibration, self.data = calibration, data
         self.model_dir, self.batches, self.seed, self.progress = Path(model_dir), batches, seed, progress
         self.calibration_samples, self.validation_samples = calibration_samples, validation_samples
         self.export_dir = ensure_writable_dir(self.model_dir / EXPORT_DIR)
 
-    def _write(self, staging: Path, variant: Variant, data: bytes) -> Path:
+    def _write(self, staging: Path, variant: ArtifactSpec, data: bytes) -> Path:
         path = staging / variant.filename
         path.write_bytes(data)
         return path
-
-    def _publish(self, staging: Path, manifest: dict) -> dict:
-        for entry in manifest["artifacts"]:
-            os.replace(staging / entry["path"], self.export_dir / entry["path"])
-        write_json_atomic(self.export_dir / MANIFEST, manifest)
-        return manifest
 
     def _bar(self, total: int, desc: str):
         return tqdm(
@@ -233,62 +220,66 @@ class Exporter:
         reference = np.asarray(decoder.predict(z_val, batch_size=250, verbose=0))
         ref_mu, ref_logvar = (np.asarray(a) for a in encoder.predict(reference, batch_size=250, verbose=0))
 
-        graphs = {}
+        builders = {
+            (Role.DECODER, Graph.TRANSPOSE): lambda b: copy_weights(
+                decoder, build_decoder(cfg, batch_size=b)
+            ),
+            (Role.DECODER, Graph.SUBPIXEL): lambda b: subpixel_decoder_from(decoder, cfg, b),
+            (Role.ENCODER, Graph.NONE): lambda b: copy_weights(encoder, build_encoder(cfg, batch_size=b)),
+        }
+        keras_models = {}
 
-        def keras_graph(graph: str, batch: int):
-            if (graph, batch) not in graphs:
-                if graph == "transpose":
-                    graphs[graph, batch] = copy_weights(decoder, build_decoder(cfg, batch_size=batch))
-                elif graph == "subpixel":
-                    graphs[graph, batch] = subpixel_decoder_from(decoder, cfg, batch)
-                else:
-                    graphs[graph, batch] = copy_weights(encoder, build_encoder(cfg, batch_size=batch))
-            return graphs[graph, batch]
+        def keras_model(role: Role, graph: Graph, batch: int):
+            """The Keras model an artifact is converted from, built once per (role, graph, static batch)."""
+            if (role, graph, batch) not in keras_models:
+                keras_models[role, graph, batch] = builders[role, graph](batch)
+            return keras_models[role, graph, batch]
 
         # The rewrite must be exact in float before any of it is quantized.
-        sub = keras_graph("subpixel", self.batches[-1])
+        sub = keras_model(Role.DECODER, Graph.SUBPIXEL, self.batches[-1])
         sub_out = np.concatenate([np.asarray(sub(c)) for c in convert.batches_of(z_val, self.batches[-1])])
         subpixel_err = error_figures(sub_out, reference[: len(sub_out)])["max_abs_err"]
-        if not subpixel_err <= SUBPIXEL_FLOAT_MAX_ABS:
-            raise VaeEdgeError(
-                f"the sub-pixel rewrite differs from the decoder by {subpixel_err:.3g} > {SUBPIXEL_FLOAT_MAX_ABS}"
-            )
+        broken = SUBPIXEL_REWRITE_TOLERANCE.failures(max_abs_err=subpixel_err, mean_abs_err=0.0)
+        if broken:
+            raise VaeEdgeError(f"the sub-pixel rewrite differs from the decoder: {broken[0]}")
 
-        variants = decoder_variants(self.batches) + encoder_variants(self.batches)
+        specs = decoder_variants(self.batches) + encoder_variants(self.batches)
         entries = []
-        staging = Path(tempfile.mkdtemp(dir=self.model_dir, prefix=".export-staging-"))
-        try:
-            onnx_float = {}
-            bar = self._bar(len(variants) + 1, f"export {model_name}")
-            for v in variants:
-                if v.role == "encoder":
-                    entries.append(
-                        self._encoder_artifact(
-                            staging, v, keras_graph("encoder", v.batch), reference, ref_mu, ref_logvar
-                        )
-                    )
-                    bar.update()
-                    continue
-                model = keras_graph(v.graph, v.batch)
-                if v.format == "tflite":
-                    data = convert.to_tflite(model, v.precision, v.io, calibration)
-                    if v.precision == "int8":
-                        data = convert.int8_decoder_head(data, v.io)
-                elif v.precision == "float32":
-                    data = onnx_float[v.graph, v.batch] = convert.to_onnx(model)
+        onnx_float: dict[tuple[Graph, int], bytes] = {}
+        with (
+            staged_folder(self.export_dir) as staging,
+            self._bar(len(specs) + 1, f"export {model_name}") as bar,
+        ):
+            for spec in specs:
+                model = keras_model(spec.role, spec.graph, spec.batch)
+                if spec.role is Role.ENCODER:
+                    path = self._write(staging, spec, convert.to_tflite(model, Precision.FLOAT32))
+                    entries.append(self._validate_encoder(path, spec, reference, ref_mu, ref_logvar))
                 else:
-                    fl = onnx_float.get((v.graph, v.batch)) or convert.to_onnx(model)
-                    data = convert.quantize_onnx(fl, calibration, convert.onnx_input_name(fl), v.batch)
-                path = self._write(staging, v, data)
-                entries.append(self._validate_decoder(path, v, z_val, reference))
+                    path = self._write(
+                        staging, spec, self._convert_decoder(spec, model, calibration, onnx_float)
+                    )
+                    entries.append(self._validate_decoder(path, spec, z_val, reference))
                 bar.update()
             c_files = self._c_array(staging, model_name, entries)
             bar.update()
-            bar.close()
             manifest = self._manifest(model_name, cfg, entries, c_files, subpixel_err)
-            return self._publish(staging, manifest)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            write_json_atomic(staging / MANIFEST, manifest)
+        return manifest
+
+    @staticmethod
+    def _convert_decoder(spec: ArtifactSpec, model, calibration: np.ndarray, onnx_float: dict) -> bytes:
+        """The artifact's bytes. ``onnx_float`` keeps each float ONNX graph for its int8 (QDQ) sibling."""
+        if spec.format is Format.TFLITE:
+            data = convert.to_tflite(model, spec.precision, spec.io, calibration)
+            return convert.int8_decoder_head(data, spec.io) if spec.precision is Precision.INT8 else data
+        key = (spec.graph, spec.batch)
+        if key not in onnx_float:
+            onnx_float[key] = convert.to_onnx(model)
+        if spec.precision is Precision.FLOAT32:
+            return onnx_float[key]
+        fl = onnx_float[key]
+        return convert.quantize_onnx(fl, calibration, convert.onnx_input_name(fl), spec.batch)
 
     def _calibration_latents(self, prior, encoder) -> np.ndarray:
         """Latents the int8 ranges are calibrated on, clipped to ±CALIBRATION_LATENT_CLIP (see convert.py).
@@ -315,16 +306,16 @@ class Exporter:
             np.float32
         )
 
-    def _validate_decoder(self, path: Path, v: Variant, z: np.ndarray, reference: np.ndarray) -> dict:
+    def _validate_decoder(self, path: Path, v: ArtifactSpec, z: np.ndarray, reference: np.ndarray) -> dict:
         model = open_model(path)
         out = decoder_pixels(run_batched(model, z, v.batch)[0], v.output_activation)
         figures = error_figures(out, reference)
         figures["samples"] = len(z)
         check_tolerance(v, figures)
         ops = []
-        if v.format == "tflite":
+        if v.format is Format.TFLITE:
             details = TFLiteModel(path, delegates=False).op_details()
-            if v.precision == "int8":
+            if v.precision is Precision.INT8:
                 check_int8_graph(v, details)
             ops = [op["op"] for op in details]
         else:
@@ -332,8 +323,7 @@ class Exporter:
         extra = {"output_activation": v.output_activation} if v.output_activation else {}
         return artifact_entry(path, v, model, figures, ops, extra)
 
-    def _encoder_artifact(self, staging, v, keras_model, images, ref_mu, ref_logvar) -> dict:
-        path = self._write(staging, v, convert.to_tflite(keras_model, "float32"))
+    def _validate_encoder(self, path: Path, v: ArtifactSpec, images, ref_mu, ref_logvar) -> dict:
         model = open_model(path)
         outs = run_batched(model, images, v.batch)
         # TFLite may reorder a model's outputs: name each by the Keras output it reproduces.
@@ -354,23 +344,13 @@ class Exporter:
             ),
             "samples": len(images),
         }
-        if not figures["max_abs_err"] <= 1e-4:
-            raise VaeEdgeError(
-                f"validation failed for {v.filename}: max abs error {figures['max_abs_err']:.3g} > 1e-4"
-            )
+        check_tolerance(v, figures)
         ops = TFLiteModel(path, delegates=False).op_names()
         return artifact_entry(path, v, model, figures, ops, {"output_roles": roles})
 
     def _c_array(self, staging: Path, model_name: str, entries: list[dict]) -> list[dict]:
-        src = next(
-            e
-            for e in entries
-            if e["format"] == "tflite"
-            and e["precision"] == "int8"
-            and e["io"] == "int8"
-            and e["graph"] == "subpixel"
-            and e["batch"] == 1
-        )
+        source_spec = ArtifactSpec(Role.DECODER, Format.TFLITE, Precision.INT8, IO.INT8, Graph.SUBPIXEL, 1)
+        src = next(e for e in entries if e["path"] == source_spec.filename)
         data = (staging / src["path"]).read_bytes()
         out_q = src["outputs"][0]
         logits_quant = (float(out_q["scale"]), int(out_q["zero_point"]))
@@ -387,12 +367,9 @@ class Exporter:
             out.append(
                 {
                     "path": name,
-                    "role": "decoder",
-                    "format": "c",
-                    "precision": "int8",
-                    "io": "int8",
-                    "graph": src["graph"],
-                    "batch": 1,
+                    **ArtifactSpec(
+                        Role.DECODER, Format.C, Precision.INT8, IO.INT8, Graph.SUBPIXEL, 1
+                    ).to_json(),
                     "sha256": sha256_file(p),
                     "size_bytes": p.stat().st_size,
                     "source": src["path"],
@@ -462,12 +439,13 @@ class Exporter:
         ref_logits, ref_features = (
             np.asarray(a) for a in keras_model.predict(images, batch_size=250, verbose=0)
         )
+        from train.provenance import provenance
+
         entries = []
-        staging = Path(tempfile.mkdtemp(dir=self.model_dir, prefix=".export-staging-"))
-        try:
+        with staged_folder(self.export_dir) as staging:
             for v in classifier_variants(self.batches):
                 static = copy_weights(keras_model, build_classifier(cfg, batch_size=v.batch))
-                path = self._write(staging, v, convert.to_tflite(static, "float32"))
+                path = self._write(staging, v, convert.to_tflite(static, Precision.FLOAT32))
                 model = open_model(path)
                 outs = run_batched(model, images, v.batch)
                 roles = ["logits" if o.shape[1] == 10 else "features" for o in outs]
@@ -475,21 +453,10 @@ class Exporter:
                     float(np.abs(o - (ref_logits if r == "logits" else ref_features)).max())
                     for o, r in zip(outs, roles, strict=True)
                 )
-                if not err <= 1e-4:
-                    raise VaeEdgeError(f"validation failed for {v.filename}: max abs error {err:.3g} > 1e-4")
+                figures = {"max_abs_err": err, "samples": len(images)}
+                check_tolerance(v, figures)
                 ops = TFLiteModel(path, delegates=False).op_names()
-                entries.append(
-                    artifact_entry(
-                        path,
-                        v,
-                        model,
-                        {"max_abs_err": err, "samples": len(images)},
-                        ops,
-                        {"output_roles": roles},
-                    )
-                )
-            from train.provenance import provenance
-
+                entries.append(artifact_entry(path, v, model, figures, ops, {"output_roles": roles}))
             manifest = {
                 "model": "classifier",
                 "kind": "classifier",
@@ -503,6 +470,5 @@ class Exporter:
                 **provenance(),
                 "artifacts": entries,
             }
-            return self._publish(staging, manifest)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            write_json_atomic(staging / MANIFEST, manifest)
+        return manifest

@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 from runtime.fileio import ensure_writable_dir, write_text_atomic
-
-from .variants import INT8_SIZE_RATIO_GOAL
+from runtime.vocab import INT8_SIZE_RATIO_GOAL
 
 
 def fmt_err(v: dict) -> str:

@@ -7,9 +7,13 @@ flushed, so readers see either the old good file or the new good file.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import hashlib
 import json
 import os
+import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,3 +84,74 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+STAGING_MARK = "-staging-"
+
+
+def remove_stale_staging(target: str | os.PathLike) -> list[Path]:
+    """Delete staging folders that a killed run left beside ``target`` (they never became ``target``)."""
+    target = Path(target)
+    stale = sorted(target.parent.glob(f".{target.name}{STAGING_MARK}*"))
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def swap_in(staging: Path, target: Path) -> None:
+    """Make the complete folder ``staging`` become ``target``; afterwards ``staging`` holds the old one.
+
+    A reader of ``target`` sees the whole old set or the whole new set, never a mix: on Linux the two folders
+    are exchanged in one step; elsewhere the old folder is renamed away and the new one renamed in (a reader
+    in that instant finds no folder, never a mixed one).
+    """
+    if not target.exists():
+        os.rename(staging, target)
+        staging.mkdir()  # the caller removes it
+        return
+    if _exchange(staging, target):
+        return
+    parked = staging.with_name(staging.name + "-old")
+    os.rename(target, parked)
+    os.rename(staging, target)
+    os.rename(parked, staging)
+
+
+@contextlib.contextmanager
+def staged_folder(target: str | os.PathLike) -> Iterator[Path]:
+    """Write a whole folder as one set: yield an empty staging folder beside ``target``; when the block
+    succeeds its contents replace ``target`` in one step (:func:`swap_in`); when it fails, or the process is
+    killed, ``target`` is untouched and the next run removes the leftover staging folder.
+
+        with staged_folder("artifacts/vae2d/export") as staging:
+            (staging / "manifest.json").write_text(...)
+    """
+    target = Path(target)
+    remove_stale_staging(target)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}{STAGING_MARK}"))
+    try:
+        yield staging
+        for path in staging.iterdir():
+            if path.is_file():
+                with open(path, "rb") as fh:
+                    os.fsync(fh.fileno())
+        swap_in(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

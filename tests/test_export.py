@@ -12,10 +12,11 @@ import pytest
 
 from export import carray
 from export.__main__ import main, parse_args
-from export.variants import TOLERANCE_MAX_ABS, TOLERANCE_MEAN_ABS, decoder_variants
+from export.variants import decoder_variants
 from runtime.backends import TFLiteModel, open_model
 from runtime.fileio import sha256_file
 from runtime.models import decoder_pixels
+from runtime.vocab import ArtifactSpec, Tolerance
 from train.model import PRESETS, build_decoder, subpixel_decoder_from
 
 INT_TYPES = {"int8", "int32"}
@@ -56,10 +57,8 @@ def test_artifacts_reproduce_keras_within_tolerance(exported, manifest):
         raw = np.concatenate([model.run([z[i : i + a["batch"]]])[0] for i in range(0, 64, a["batch"])])
         out = decoder_pixels(raw, a.get("output_activation"))
         err = np.abs(out - ref)
-        if a["precision"] in TOLERANCE_MAX_ABS:
-            assert err.max() <= TOLERANCE_MAX_ABS[a["precision"]], a["path"]
-        else:
-            assert err.mean() <= TOLERANCE_MEAN_ABS[a["precision"]], a["path"]
+        tolerance = ArtifactSpec.from_entry(a).tolerance
+        assert not tolerance.failures(max_abs_err=err.max(), mean_abs_err=err.mean()), a["path"]
 
 
 def test_full_int8_graph_is_integer_only_with_fused_relu(exported, manifest):
@@ -257,15 +256,15 @@ def test_unwritable_output_folder(model_copy, capsys):
 
 
 def test_failed_validation_keeps_previous_artifacts(model_copy, monkeypatch, capsys):
-    from export import variants
+    from runtime import vocab
 
     before = snapshot(model_copy / "vae2d_corr" / "export")
-    monkeypatch.setitem(variants.TOLERANCE_MEAN_ABS, "int8", 1e-9)
+    monkeypatch.setitem(vocab.DECODER_TOLERANCE, vocab.Precision.INT8, Tolerance(mean_abs=1e-9))
     assert run_export(model_copy) == 2
     err = capsys.readouterr().err
     assert "validation failed for decoder_transpose_int8_b1.tflite: mean abs error" in err
     assert snapshot(model_copy / "vae2d_corr" / "export") == before
-    assert not [p for p in (model_copy / "vae2d_corr").iterdir() if p.name.startswith(".export-staging")]
+    assert not [p for p in (model_copy / "vae2d_corr").iterdir() if "-staging-" in p.name]
 
 
 def test_posterior_calibration_without_mnist_fails_cleanly(model_copy, tmp_path, capsys):
