@@ -53,15 +53,16 @@ bench-train: setup  ## vae-edge's training loop vs the keras-io reference loop -
 check: setup  ## quality of every quantized decoder vs float32 -> reports/check.{json,md,png}
 	$(PY) -m runtime check --artifacts $(ARTIFACTS) --reports $(REPORTS)
 
-bench: setup  ## check + latency bench of every exported decoder -> reports/{check,bench}.{json,md}, PNGs
+bench: setup  ## check + latency bench of every decoder, judged against the x86 goals -> reports/{check,bench,bench_goals}.*
 	$(PY) -m runtime check --artifacts $(ARTIFACTS) --reports $(REPORTS)
 	$(PY) -m runtime bench --artifacts $(ARTIFACTS) --reports $(REPORTS)
+	$(PY) -m tools.bench_goals --reports $(REPORTS)
 
 pi-bundle: setup  ## runtime + exported artifacts + MNIST test split -> dist/vae-edge-pi.tar.gz
-	$(PY) -m runtime.bundle --artifacts $(ARTIFACTS) --out dist/vae-edge-pi.tar.gz
+	$(PY) -m tools.pi.bundle --artifacts $(ARTIFACTS) --out dist/vae-edge-pi.tar.gz
 
 pi-check: setup  ## (root) runtime alone on emulated Pi 4/5 (qemu-user, Debian 12 arm64) vs the host -> reports/pi_check.*
-	$(PY) -m runtime.pi_check --artifacts $(ARTIFACTS) --reports $(REPORTS) --boards pi4,pi5
+	$(PY) -m tools.pi.check --artifacts $(ARTIFACTS) --reports $(REPORTS) --boards pi4,pi5
 
 clean:  ## remove reports and caches (artifacts/ is kept: it holds trained models)
 	rm -rf $(REPORTS) dist .pytest_cache .ruff_cache runtime/build runtime/*.egg-info

@@ -14,18 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from tensorflow.lite.python.schema_py_generated import BuiltinOperator
 
 # The int8 range of the tensor that feeds the sigmoid is cut to [-LOGIT_CLIP, LOGIT_CLIP]. Calibration sees
 # logits down to about -56 (the black background), which makes one int8 step ~0.3 logits: up to 0.07 of pixel
-# error near 0.5. Past ±10 the sigmoid is within 4.6e-5 of 0 or 1. Measured on vae3d (int8 logits, sigmoid in
-# float, 10,000 test images): test -ELBO cost 0.30 nats with ±8, 0.23 with ±10, 0.22 with ±12; pixel error
-# 4.98e-3 / 4.88e-3 / 4.88e-3.
+# error near 0.5. Past ±10 the sigmoid is within 4.6e-5 of 0 or 1; the −ELBO cost of ±8, ±10 and ±12 is in
+# README (Export).
 LOGIT_CLIP = 10.0
 # Calibration latents are clipped to ±CALIBRATION_LATENT_CLIP, which sets the int8 input's range: a 2-D latent's
 # int8 step decides how many decoded digits change class (the float decoder fed int8-rounded latents keeps 98.1%
-# of vae2d_corr's digits), and clipping the input at the calibrated range changed none of 10,000. Measured on
-# vae2d_corr (posterior calibration, digit agreement with float): 0.9705 at ±3, 0.9662 at ±3.5, 0.9689-0.9710
-# unclipped (two calibration draws).
+# of vae2d_corr's digits), and clipping the input at the calibrated range changes no digit; ±3 was chosen
+# over ±3.5 and no clip by digit agreement (README, Export).
 CALIBRATION_LATENT_CLIP = 3.0
 
 
@@ -64,7 +63,7 @@ def to_tflite(model, precision: str, io_type: str = "float", calibration: np.nda
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         # Per-tensor scales throughout: the per-channel tables (scale, int64 zero point per channel, on weights
         # and biases) cost ~3 KB here, and on the Dense layer's 3136 outputs ~60 KB, more than its weights.
-        # Measured on vae2d_corr: mean abs error 1.44e-3 either way.
+        # The pixel error is the same either way.
         converter._experimental_disable_per_channel = True
         converter._experimental_disable_per_channel_quantization_for_dense_layers = True
         if io_type == "int8":
@@ -79,8 +78,8 @@ def to_tflite(model, precision: str, io_type: str = "float", calibration: np.nda
     return clip_logistic_input_range(strip_internal_names(model))
 
 
-LOGISTIC, DEQUANTIZE, DEPTH_TO_SPACE, RESHAPE = 14, 6, 5, 22  # TFLite builtin operator codes
-DATA_MOVEMENT = (DEPTH_TO_SPACE, RESHAPE)
+LOGISTIC, DEQUANTIZE = BuiltinOperator.LOGISTIC, BuiltinOperator.DEQUANTIZE
+DATA_MOVEMENT = (BuiltinOperator.DEPTH_TO_SPACE, BuiltinOperator.RESHAPE)
 LOGITS_NAME = b"logits"
 
 
@@ -120,8 +119,8 @@ def int8_decoder_head(model: bytes, io_type: str) -> bytes:
 
     The converter's int8 LOGISTIC rounds pixel probabilities to 1/256 steps (zero point -128), so every
     probability below 1/512 becomes exactly 0, and a likelihood of 0 for a faintly inked test pixel costs ~16
-    nats per unit of ink: on vae3d that alone was 0.78 of the 1.04-nat test -ELBO cost of int8. The int8 logits
-    carry everything the LOGISTIC input did, so the LOGISTIC is removed (measured on vae3d: 1.04 -> 0.30 nats):
+    nats per unit of ink (most of int8's −ELBO cost; README, Export). The int8 logits carry everything the
+    LOGISTIC input did, so the LOGISTIC is removed:
     int8 I/O graphs output the int8 logits (the app maps them to pixels: the runtime with a sigmoid, a
     microcontroller with the 256-entry table export writes into the C header); float I/O graphs dequantize the
     logits and end with a float LOGISTIC. Data-movement ops after the sigmoid (the converter may place the
@@ -201,10 +200,9 @@ def to_onnx(model, opset: int = 17) -> bytes:
 def quantize_onnx(float_model: bytes, calibration: np.ndarray, input_name: str, batch: int) -> bytes:
     """Static QDQ int8 (per-channel weights, int8 activations) calibrated on ``calibration`` latents.
 
-    Two things make it faster than the float model in ONNX Runtime (measured on vae2d's sub-pixel decoder, 1
-    thread, batch 1: 127 µs before either, 82 µs after the first, 70 µs after both; float transposed 128 µs):
+    Two things make it faster than the float model in ONNX Runtime (README, Export, has the timings):
     DepthToSpace is re-expressed with single-axis transposes (:func:`split_depth_to_space`), and the Dense
-    layer stays float (ORT's QGemm took 27 µs for its 6k MACs, the float Gemm 3.5 µs; the latent then
+    layer stays float (ORT's QGemm is far slower than its float Gemm on a layer this small; the latent then
     also keeps full precision). The sigmoid runs in float on the dequantized logits, as in the TFLite graphs.
     """
     import onnx
@@ -251,8 +249,8 @@ def split_depth_to_space(model_bytes: bytes) -> bytes:
     """Each NCHW DepthToSpace (DCR) -> Transpose to NHWC, Reshape, swap two axes, Reshape, Transpose back.
 
     Same values (tested exact); every transpose moves one axis, which ONNX Runtime runs on a fast path, while
-    its DepthToSpace does a generic 6-D transpose: 51 of the int8 sub-pixel decoder's ~125 µs. Used for the
-    quantized models only: in float, ORT's layout passes make the rewritten graph slower (272 vs 223 µs).
+    its DepthToSpace does a generic 6-D transpose, the largest cost of the int8 sub-pixel decoder. Used for the
+    quantized models only: in float, ORT's layout passes make the rewritten graph slower.
     """
     import onnx
     from onnx import helper, numpy_helper

@@ -30,7 +30,16 @@ from runtime.fileio import (
     write_text_atomic,
 )
 from runtime.models import decoder_pixels
-from runtime.vocab import IO, SUBPIXEL_REWRITE_TOLERANCE, ArtifactSpec, Format, Graph, Precision, Role
+from runtime.vocab import (
+    CLASSIFIER,
+    IO,
+    SUBPIXEL_REWRITE_TOLERANCE,
+    ArtifactSpec,
+    Format,
+    Graph,
+    Precision,
+    Role,
+)
 
 from . import carray, convert
 from .variants import classifier_variants, decoder_variants, encoder_variants
@@ -285,9 +294,8 @@ class Exporter:
         """Latents the int8 ranges are calibrated on, clipped to ±CALIBRATION_LATENT_CLIP (see convert.py).
 
         ``posterior`` (default): z = μ + σ ε from the encoder on random training images — the latents the
-        decoder meets in reconstruction. Measured against prior samples (5,000 each, digit agreement / pixel
-        error on 10,000 prior samples): vae2d_corr 0.9705 / 5.4e-3 vs 0.9648-0.9663 / 6.0-6.2e-3, vae2d
-        0.9770 / 4.9e-3 vs 0.9679-0.9716 / 6.2-6.5e-3.
+        decoder meets in reconstruction; chosen over ``prior`` by digit agreement and pixel error (README,
+        Export).
         """
         n = self.calibration_samples
         if self.calibration == "prior":
@@ -424,11 +432,11 @@ class Exporter:
 
     # ------------------------------------------------------------------------------------------ classifier
     def export_classifier(self) -> dict:
-        cfg = load_config(self.model_dir, "classifier")
+        cfg = load_config(self.model_dir, CLASSIFIER)
         from train.model import build_classifier, copy_weights
 
         keras_model = load_keras(
-            self.model_dir / "classifier.keras", "classifier", lambda: build_classifier(cfg)
+            self.model_dir / "classifier.keras", CLASSIFIER, lambda: build_classifier(cfg)
         )
 
         images = (
@@ -458,8 +466,8 @@ class Exporter:
                 ops = TFLiteModel(path, delegates=False).op_names()
                 entries.append(artifact_entry(path, v, model, figures, ops, {"output_roles": roles}))
             manifest = {
-                "model": "classifier",
-                "kind": "classifier",
+                "model": CLASSIFIER,
+                "kind": CLASSIFIER,
                 "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "source": {
                     "classifier": {

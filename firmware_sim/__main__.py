@@ -18,30 +18,27 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.errors import VaeEdgeError
+from runtime.cli import cli_main, nonnegative_int, parser, positive_int
 from runtime.fileio import ensure_writable_dir, write_json_atomic, write_text_atomic
+from runtime.vocab import ALL, IO, VAE_MODELS, Format, Graph, Precision, Role
 
-VAE_MODELS = ("vae2d", "vae3d", "vae2d_corr")
-DEPLOYMENT_GRAPH = "subpixel"  # the graph whose C array export writes
-RAM_GOAL_BYTES = 48 * 1024
+from .report import DEPLOYMENT_GRAPH, RAM_GOAL_BYTES, markdown
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from .targets import load_targets
 
-    p = argparse.ArgumentParser(
-        prog="python -m firmware_sim",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
-    p.add_argument("--model", choices=(*VAE_MODELS, "all"), default="all")
-    p.add_argument("--target", choices=(*load_targets(), "all"), default="all")
+    p = parser("python -m firmware_sim", __doc__)
+    p.add_argument("--model", choices=(*VAE_MODELS, ALL), default=ALL)
+    p.add_argument("--target", choices=(*load_targets(), ALL), default=ALL)
     p.add_argument("--artifacts", default="artifacts")
     p.add_argument(
-        "--latents", type=int, default=1000, help="random int8 latents checked per graph (default 1000)"
+        "--latents",
+        type=positive_int,
+        default=1000,
+        help="random int8 latents checked per graph (default 1000)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--reports", default="reports")
     return p.parse_args(argv)
 
@@ -117,122 +114,61 @@ def simulate_graph(path: Path, latents: np.ndarray, targets: dict) -> dict:
     }
 
 
+@cli_main
 def main(args: argparse.Namespace) -> int:
     from runtime.manifest import load_manifest
 
     from .targets import load_targets
 
-    try:
-        targets = load_targets()
-        if args.target != "all":
-            targets = {args.target: targets[args.target]}
-        names = VAE_MODELS if args.model == "all" else (args.model,)
-        reports = ensure_writable_dir(args.reports)
-        records = []
-        for name in names:
-            manifest = load_manifest(Path(args.artifacts) / name / "export")
-            rng = np.random.default_rng(args.seed)
-            latents = rng.integers(-128, 128, (args.latents, 1, manifest.latent_dim)).astype(np.int8)
-            graphs = {}
-            for graph in ("transpose", "subpixel"):
-                entry = manifest.select(
-                    role="decoder", format="tflite", precision="int8", io="int8", batch=1, graph=graph
-                )
-                graphs[graph] = simulate_graph(manifest.verify(entry), latents, targets)
-                g = graphs[graph]
-                print(
-                    f"{name}/{graph}: TFLM arena {g['tflm_arena_bytes']} B, fused plan {g['planned_ram_bytes']} B, "
-                    f"bit-exact {g['bit_exact_vs_tflm']} on {g['latents_checked']} latents",
-                    file=sys.stderr,
-                )
-            dep = graphs[DEPLOYMENT_GRAPH]
-            records.append(
-                {
-                    "model": name,
-                    "deployment_graph": DEPLOYMENT_GRAPH,
-                    "tflm_arena_bytes": dep["tflm_arena_bytes"],
-                    "planned_ram_bytes": dep["planned_ram_bytes"],
-                    "flash_bytes": dep["flash_bytes"],
-                    "bit_exact_vs_tflm": all(g["bit_exact_vs_tflm"] for g in graphs.values()),
-                    "latents_checked": args.latents,
-                    "ram_goal_bytes": RAM_GOAL_BYTES,
-                    "ram_goal_met": dep["planned_ram_bytes"] <= RAM_GOAL_BYTES,
-                    "targets": {
-                        t: {k: v for k, v in r.items() if k != "per_op_ms"} for t, r in dep["targets"].items()
-                    },
-                    "graphs": graphs,
-                }
+    targets = load_targets()
+    if args.target != ALL:
+        targets = {args.target: targets[args.target]}
+    names = VAE_MODELS if args.model == ALL else (args.model,)
+    reports = ensure_writable_dir(args.reports)
+    records = []
+    for name in names:
+        manifest = load_manifest(Path(args.artifacts) / name / "export")
+        rng = np.random.default_rng(args.seed)
+        latents = rng.integers(-128, 128, (args.latents, 1, manifest.latent_dim)).astype(np.int8)
+        graphs = {}
+        for graph in (Graph.TRANSPOSE, Graph.SUBPIXEL):
+            entry = manifest.select(
+                role=Role.DECODER,
+                format=Format.TFLITE,
+                precision=Precision.INT8,
+                io=IO.INT8,
+                batch=1,
+                graph=graph,
             )
-        write_json_atomic(reports / "firmware.json", {"targets": targets, "records": records})
-        write_text_atomic(reports / "firmware.md", markdown(records, targets))
-        print(f"firmware_sim -> {reports / 'firmware.md'}", file=sys.stderr)
-    except VaeEdgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0 if all(r["bit_exact_vs_tflm"] for r in records) else 1
-
-
-def markdown(records: list[dict], targets: dict) -> str:
-    kb = 1024
-    lines = [
-        "# The int8 decoders on microcontrollers",
-        "",
-        "TFLite Micro (PyPI `tflite-micro`) is the reference: smallest arena by bisection, and the numpy integer "
-        "reference must match it bit for bit on random int8 latents. RAM plans: `as_graph` is what TFLM's planner "
-        "needs for the graph as exported; `fused` folds PAD and DEPTH_TO_SPACE into the convolutions, runs "
-        "RESHAPE as a view and LOGISTIC in place (same arithmetic, fewer buffers).",
-        "",
-        "| model | graph | TFLM arena | TFLM head / tail | plan as graph | fused plan | flash (.tflite) | MACs | "
-        "bit-exact vs TFLM | LiteRT vs TFLM |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in records:
-        for gname, g in r["graphs"].items():
-            b = g["tflm_arena_breakdown"]
-            lines.append(
-                f"| {r['model']} | {gname} | {g['tflm_arena_bytes'] / kb:.1f} KB | {b.get('head_bytes', 0) / kb:.1f} / "
-                f"{b.get('tail_bytes', 0) / kb:.1f} KB | {g['plans']['as_graph']['arena_bytes'] / kb:.1f} KB | "
-                f"{g['planned_ram_bytes'] / kb:.1f} KB | {g['flash_bytes'] / kb:.1f} KB | {g['macs'] / 1e6:.2f} M | "
-                f"{'yes' if g['bit_exact_vs_tflm'] else 'NO'} ({g['latents_checked']} latents) | "
-                f"{g['litert_vs_tflm']['differing_pixel_fraction']:.2%} of pixels, ≤ {g['litert_vs_tflm']['max_lsb']} LSB |"
+            graphs[graph] = simulate_graph(manifest.verify(entry), latents, targets)
+            g = graphs[graph]
+            print(
+                f"{name}/{graph}: TFLM arena {g['tflm_arena_bytes']} B, fused plan {g['planned_ram_bytes']} B, "
+                f"bit-exact {g['bit_exact_vs_tflm']} on {g['latents_checked']} latents",
+                file=sys.stderr,
             )
-    lines += ["", f"RAM goal for the deployment ({DEPLOYMENT_GRAPH}) plan: ≤ {RAM_GOAL_BYTES // kb} KB.", ""]
-    for r in records:
-        lines.append(
-            f"- {r['model']}: fused plan {r['planned_ram_bytes'] / kb:.1f} KB "
-            f"({'met' if r['ram_goal_met'] else 'NOT met'}); TFLM needs {r['tflm_arena_bytes'] / kb:.1f} KB."
+        dep = graphs[DEPLOYMENT_GRAPH]
+        records.append(
+            {
+                "model": name,
+                "deployment_graph": DEPLOYMENT_GRAPH,
+                "tflm_arena_bytes": dep["tflm_arena_bytes"],
+                "planned_ram_bytes": dep["planned_ram_bytes"],
+                "flash_bytes": dep["flash_bytes"],
+                "bit_exact_vs_tflm": all(g["bit_exact_vs_tflm"] for g in graphs.values()),
+                "latents_checked": args.latents,
+                "ram_goal_bytes": RAM_GOAL_BYTES,
+                "ram_goal_met": dep["planned_ram_bytes"] <= RAM_GOAL_BYTES,
+                "targets": {
+                    t: {k: v for k, v in r.items() if k != "per_op_ms"} for t, r in dep["targets"].items()
+                },
+                "graphs": graphs,
+            }
         )
-    lines += [
-        "",
-        "## Targets",
-        "",
-        "Fit = fused-plan RAM + 16 KB for the application ≤ the part's RAM, and the .tflite ≤ its flash. Latency is "
-        "an estimate from each layer's MACs and the MACs-per-cycle figures in `firmware_sim/targets.json` "
-        "(engineering estimates; their basis is stated there and below).",
-        "",
-        "| model | target | fits | RAM free | TFLM arena fits too | est. latency |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in records:
-        for t, v in r["targets"].items():
-            lines.append(
-                f"| {r['model']} | {t} | {'yes' if v['fits'] else 'no'} | {v['ram_free_bytes'] / kb:.1f} KB | "
-                f"{'yes' if v['tflm_arena_fits'] else 'no'} | {v['latency_ms']:.1f} ms |"
-            )
-    lines += [""] + [f"- **{name}**: {t['description']}. Basis: {t['basis']}." for name, t in targets.items()]
-    lines += [
-        "",
-        "## What the MCU computes (deployment graph, first model)",
-        "",
-        "| # | op | input | output | MACs | computes |",
-        "|---|---|---|---|---|---|",
-    ]
-    if records:
-        for k, layer in enumerate(records[0]["graphs"][DEPLOYMENT_GRAPH]["layers"]):
-            lines.append(
-                f"| {k} | {layer['op']} | {layer['inputs']} | {layer['output']} | {layer['macs']} | {layer['computes']} |"
-            )
-    return "\n".join(lines) + "\n"
+    write_json_atomic(reports / "firmware.json", {"targets": targets, "records": records})
+    write_text_atomic(reports / "firmware.md", markdown(records, targets))
+    print(f"firmware_sim -> {reports / 'firmware.md'}", file=sys.stderr)
+    return 0 if all(r["bit_exact_vs_tflm"] for r in records) else 1
 
 
 if __name__ == "__main__":

@@ -99,15 +99,27 @@ def bench_all(jobs: list[tuple], progress=None, isolate: bool = True) -> list[di
     return out
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                key = line.split(":", 1)[0].strip().lower()
-                if key in ("model name", "hardware", "model"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+CPU_NAME_KEYS = ("model name", "hardware", "model")  # x86 / older Arm kernels, then a Pi's board name
+
+
+def cpu_model(cpuinfo: str | None = None) -> str:
+    """The CPU's name from /proc/cpuinfo: ``model name`` first (``model`` is a bare number on x86), then
+    ``Hardware`` and ``Model`` (a Raspberry Pi's board); else what the platform module knows."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as fh:
+                cpuinfo = fh.read()
+        except OSError:
+            cpuinfo = ""
+    found: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        key = key.strip().lower()
+        if sep and key in CPU_NAME_KEYS and value.strip():
+            found.setdefault(key, value.strip())
+    for key in CPU_NAME_KEYS:
+        if key in found:
+            return found[key]
     return platform.processor() or platform.machine()
 
 
@@ -126,3 +138,28 @@ def platform_info() -> dict:
         "python": platform.python_version(),
         "versions": versions,
     }
+
+
+def bench_markdown(records: list[dict], info: dict) -> str:
+    """reports/bench.md: the platform line, then one row per artifact and thread count."""
+    lines = [
+        "# Decoder latency",
+        "",
+        f"Platform: {info['cpu']}, {info['cores']} cores, {info['machine']}, {info['system']}, Python "
+        f"{info['python']}; " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + ".",
+        "",
+        "| model | artifact | backend | threads | batch | p50 µs | p90 µs | p99 µs | images/s | load ms | size KB | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        if "error" in r:
+            lines.append(
+                f"| {r.get('model', '?')} | {r['artifact']} | — | {r['threads']} | — | {r['error']} |||||||"
+            )
+            continue
+        lines.append(
+            f"| {r['model']} | {r['artifact']} | {r['backend']} | {r['threads']} | {r['batch']} | "
+            f"{r['p50_us']:.0f} | {r['p90_us']:.0f} | {r['p99_us']:.0f} | {r['throughput_per_s']:.0f} | "
+            f"{r['load_ms']:.1f} | {r['size_bytes'] / 1024:.0f} | {r['peak_rss_kb'] / 1024:.0f} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -143,3 +143,32 @@ def failures_of(rec: dict) -> list[str]:
             f"Fréchet distance to real digits {rec['fd_to_real_ratio']:.3f}x the float decoder's > {FD_TO_REAL_RATIO_MAX}x"
         )
     return out
+
+
+def check_markdown(records: list[dict], *, samples: int, seed: int) -> str:
+    """reports/check.md: one row per decoder, then the verdict."""
+    failed = [r for r in records if not r["passed"]]
+
+    def f(v, spec):
+        return "—" if v is None else format(v, spec)
+
+    lines = [
+        "# Quality of the quantized decoders",
+        "",
+        f"Every quantized decoder against the float32 TFLite decoder on the same {samples} prior samples "
+        f"(seed {seed}). Thresholds: {THRESHOLDS}. −ELBO: test split, float encoder feeding each decoder.",
+        "",
+        "| model | artifact | mean abs err | max abs err | PSNR dB | digit agreement | FD to float | FD to real | "
+        "FD real ratio | −ELBO | Δ −ELBO | passed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        lines.append(
+            f"| {r['model']} | {r['artifact']}{' (reference)' if r['role'] == 'reference' else ''} | "
+            f"{f(r['mean_abs_err'], '.4f')} | {f(r['max_abs_err'], '.3f')} | {f(r.get('psnr_db'), '.1f')} | "
+            f"{f(r['digit_agreement'], '.4f')} | {f(r.get('fd_to_float'), '.3f')} | {f(r.get('fd_to_real'), '.2f')} | "
+            f"{f(r.get('fd_to_real_ratio'), '.3f')} | {f(r.get('neg_elbo'), '.2f')} | {f(r.get('neg_elbo_delta'), '+.3f')} | "
+            f"{'yes' if r['passed'] else 'NO: ' + '; '.join(r['failures'])} |"
+        )
+    lines += ["", f"Result: {'all passed' if not failed else f'{len(failed)} failed'}."]
+    return "\n".join(lines) + "\n"

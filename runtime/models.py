@@ -18,6 +18,7 @@ import numpy as np
 from .backends import OnnxModel, TFLiteModel, run_batched
 from .errors import InvalidInputError
 from .manifest import Manifest
+from .vocab import Role
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -135,7 +136,7 @@ class _ImageModel(_Artifact):
 
 
 class Encoder(_ImageModel):
-    role = "encoder"
+    role = Role.ENCODER
 
     def encode(self, images) -> tuple[np.ndarray, np.ndarray]:
         """Images (n, 28, 28) or (n, 28, 28, 1) in [0, 1] -> (z_mean, z_log_var)."""
@@ -144,7 +145,7 @@ class Encoder(_ImageModel):
 
 
 class Classifier(_ImageModel):
-    role = "classifier"
+    role = Role.CLASSIFIER
 
     def predict(self, images) -> tuple[np.ndarray, np.ndarray]:
         """Images (n, 28, 28[, 1]) in [0, 1] -> (logits (n, 10), features (n, 128))."""

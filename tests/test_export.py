@@ -121,6 +121,46 @@ def test_c_array_round_trips(exported, manifest):
     assert "extern const unsigned char g_vae2d_corr_decoder_int8_pixel_lut[256];" in header
 
 
+def test_c_array_compiles_and_holds_the_model_and_table(exported, manifest, tmp_path):
+    """Compile the exported .cc against its header with g++ (warnings are errors), link a program that writes
+    the array and the table back, and compare them with the .tflite bytes and the parsed table."""
+    import subprocess
+
+    c = next(a for a in manifest["artifacts"] if a["path"].endswith(".cc"))
+    folder = export_dir(exported)
+    main_cc = tmp_path / "main.cc"
+    main_cc.write_text(
+        '#include <cstdio>\n#include "vae2d_corr_decoder_int8.h"\n'
+        "int main() {\n"
+        "  std::fwrite(g_vae2d_corr_decoder_int8_model_data, 1, g_vae2d_corr_decoder_int8_model_data_len, stdout);\n"
+        "  std::fwrite(g_vae2d_corr_decoder_int8_pixel_lut, 1, 256, stdout);\n"
+        "  return 0;\n}\n"
+    )
+    exe = tmp_path / "dump"
+    build = subprocess.run(
+        [
+            "g++",
+            "-std=c++17",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-I",
+            str(folder),
+            str(folder / c["path"]),
+            str(main_cc),
+            "-o",
+            str(exe),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert build.returncode == 0, build.stderr
+    out = subprocess.run([str(exe)], capture_output=True, check=True).stdout
+    data = (folder / c["source"]).read_bytes()
+    assert out[: len(data)] == data
+    assert list(out[len(data) :]) == carray.parse_pixel_lut((folder / c["path"]).read_text())
+
+
 def test_c_pixel_table_maps_int8_logits_to_the_decoders_pixels(exported, manifest):
     """An MCU app's pixels (table lookup on the int8 logits) equal the runtime's sigmoid within 1/255."""
     from runtime.backends import quantize

@@ -3,19 +3,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from runtime.pi_check import (
+from runtime.dump import dump_outputs
+from tools.pi.check import (
     BOARDS,
     PiCheckError,
     compare_checks,
     compare_dumps,
     cpuinfo_for,
-    dump_outputs,
+    runtime_requirements,
     validate_pairing,
 )
 
+REPO = Path(__file__).resolve().parents[1]
 X86_CPUINFO = "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu vme avx512f\n"
 
 
@@ -67,3 +71,50 @@ def test_dump_covers_every_model_artifact(exported):
     int8 = dump["vae2d_corr::decoder_subpixel_int8_b1.tflite::0"]
     assert int8.dtype == np.int8 and int8.shape == (8, 28, 28, 1)
     assert any(k.startswith("classifier::") for k in dump)
+
+
+def test_pi_bundle(exported, mnist_path, tmp_path):
+    import tarfile
+
+    from runtime.data import load_mnist
+    from runtime.manifest import load_manifest
+    from tools.pi.bundle import main as bundle_main
+    from tools.pi.bundle import parse_args as bundle_args
+    from tools.pi.bundle import shipped_runtime_files
+
+    out = tmp_path / "pi.tar.gz"
+    assert (
+        bundle_main(bundle_args(["--artifacts", str(exported), "--data", str(mnist_path), "--out", str(out)]))
+        == 0
+    )
+    with tarfile.open(out) as tar:
+        names = set(tar.getnames())
+        tar.extractall(tmp_path / "x", filter="data")
+    root = "vae-edge-pi"
+    for must in (
+        "runtime/pyproject.toml",
+        "runtime/__main__.py",
+        "runtime/examples/generate_digits.py",
+        "artifacts/vae2d_corr/export/manifest.json",
+        "artifacts/vae2d_corr/export/decoder_subpixel_int8_b1.tflite",
+        "artifacts/classifier/export/manifest.json",
+        "mnist_test.npz",
+        "README.md",
+    ):
+        assert f"{root}/{must}" in names, must
+    assert not [n for n in names if "__pycache__" in n or n.endswith((".keras", "checkpoint.npz"))]
+    packed = {n.removeprefix(f"{root}/runtime/") for n in names if n.startswith(f"{root}/runtime/")}
+    assert packed == set(shipped_runtime_files())  # the allowlist, so no host tooling reaches the Pi
+    assert not [n for n in names if "tools/" in n or "pi_check" in n]
+    test_split = load_mnist(tmp_path / "x" / root / "mnist_test.npz", test_only=True)
+    assert test_split.x_test.shape == (10000, 28, 28) and len(test_split.x_train) == 0
+    manifest = load_manifest(tmp_path / "x" / root / "artifacts" / "vae2d_corr" / "export")
+    for entry in manifest.artifacts:
+        manifest.verify(entry)
+
+
+def test_board_wheels_come_from_the_runtime_package_and_the_project_pins():
+    reqs = runtime_requirements()
+    assert [r.split("==")[0] for r in reqs] == ["numpy", "ai-edge-litert", "onnxruntime"]
+    pins = (REPO / "requirements.txt").read_text()
+    assert all(r in pins for r in reqs)

@@ -1,8 +1,8 @@
 """Prove the Raspberry Pi path on an emulated one: the runtime alone, installed from aarch64 wheels, in a Debian 12
 arm64 root run through qemu-user, must reproduce the host's outputs (``make pi-check``; needs root).
 
-    sudo python -m runtime.pi_check --artifacts artifacts --data ../shared/data/mnist.npz --boards pi4,pi5
-    python -m runtime.pi_check dump --artifacts DIR --out outputs.npz     # (runs inside the emulated board)
+    sudo python -m tools.pi.check --artifacts artifacts --data ../shared/data/mnist.npz --boards pi4,pi5
+    python -m tools.pi.check dump --artifacts DIR --out outputs.npz     # (runs inside the emulated board)
 
 Steps: register qemu-aarch64 with binfmt_misc (fix-binary flag); build once, cached outside the repository, a
 Debian 12 arm64 root with ``debootstrap --variant=minbase --include=python3,python3-venv,python3-pip``; download
@@ -25,10 +25,16 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from runtime.cli import cli_main, comma_list, parser, positive_int
+from runtime.dump import dump_outputs
+from runtime.errors import VaeEdgeError
+from runtime.vocab import ALL, VAE_MODELS
 
 FLOAT_TOLERANCE = 1e-5
 # The float32 reference decoder itself differs across ISAs by up to ~1e-5 per pixel (summation order), so the
@@ -56,7 +62,34 @@ WHEEL_PLATFORMS = (
     "manylinux_2_17_aarch64",
     "manylinux2014_aarch64",
 )
-RUNTIME_REQUIREMENTS = ("numpy==2.4.6", "ai-edge-litert==2.3.0", "onnxruntime==1.32.0")
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def runtime_requirements(repo: Path = REPO) -> list[str]:
+    """The wheels a board installs: the names runtime/pyproject.toml depends on (with its ``onnx`` extra),
+    each at the exact version requirements.txt pins for the whole project (one pin file, read twice)."""
+    project = tomllib.loads((repo / "runtime" / "pyproject.toml").read_text())["project"]
+    pins = {}
+    for line in (repo / "requirements.txt").read_text().splitlines():
+        name, sep, version = line.split("#")[0].strip().partition("==")
+        if sep:
+            pins[canonical(name)] = version.strip()
+    out = []
+    for req in [*project["dependencies"], *project["optional-dependencies"]["onnx"]]:
+        name = canonical(re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0])
+        if name not in pins:
+            raise PiCheckError(
+                f"runtime/pyproject.toml needs {name}, which requirements.txt does not pin; pin it"
+            )
+        out.append(f"{name}=={pins[name]}")
+    return out
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 BUILD_REQUIREMENTS = ("setuptools==80.9.0", "wheel==0.45.1")  # to build ./runtime offline in the root
 BINFMT_CONF = Path("/usr/lib/binfmt.d/qemu-aarch64.conf")
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
@@ -82,7 +115,7 @@ BOARDS = {
 QEMU_CPU_PARTS = {"cortex-a72": "0xd08", "cortex-a76": "0xd0b", "cortex-a53": "0xd03", "cortex-a55": "0xd05"}
 
 
-class PiCheckError(RuntimeError):
+class PiCheckError(VaeEdgeError):
     pass
 
 
@@ -126,34 +159,6 @@ def validate_pairing(qemu_cpu: str | None, cpuinfo: str) -> None:
             f"cpuinfo says CPU part {sorted(parts)} but QEMU_CPU={qemu_cpu} is part {expected}: a "
             "mismatched pair dies with SIGILL; use the same board for both"
         )
-
-
-# ------------------------------------------------------------------------------------------ output dump
-def dump_outputs(artifacts: Path, samples: int = 32, seed: int = 123) -> dict[str, np.ndarray]:
-    """Raw outputs (int8 stays int8) of every TFLite and ONNX artifact on fixed inputs."""
-    from .backends import quantize
-    from .manifest import find_manifests
-    from .models import Decoder, _ImageModel
-
-    out = {}
-    for name, m in find_manifests(artifacts).items():
-        for entry in m.artifacts:
-            if entry["format"] not in ("tflite", "onnx"):
-                continue
-            art = Decoder(m, entry, num_threads=1) if entry["role"] == "decoder" else _ImageModel(m, entry, 1)
-            n = -(-max(samples, art.batch) // art.batch) * art.batch  # whole batches, at least `samples` rows
-            if entry["role"] == "decoder":
-                x = m.prior.sample(n, seed=seed)
-            else:
-                x = np.random.default_rng(seed).uniform(0, 1, (n, 28, 28, 1)).astype(np.float32)
-            info = art.model.inputs[0]
-            raws = [
-                art.model.run_raw([quantize(c, info) if info.quantized else c])
-                for c in (x[i : i + art.batch] for i in range(0, n, art.batch))
-            ]
-            for k in range(len(raws[0])):
-                out[f"{name}::{entry['path']}::{k}"] = np.concatenate([r[k] for r in raws])
-    return out
 
 
 def compare_dumps(host: dict, board: dict) -> dict:
@@ -276,7 +281,7 @@ def ensure_wheels(cache: Path, log) -> Path:
             "cp",
             "-d",
             str(wheels),
-            *RUNTIME_REQUIREMENTS,
+            *runtime_requirements(),
             *BUILD_REQUIREMENTS,
         ]
     )
@@ -342,29 +347,39 @@ def run_on_board(root: Path, board_key: str, commands: list[str], log) -> None:
                 raise PiCheckError(f"[{board_key}] '{cmd}' failed ({res.returncode}): {res.stderr[-1500:]}")
 
 
-def pi_check(args) -> int:
+def pi_check(
+    *,
+    artifacts: str,
+    data: str | None,
+    boards: list[str],
+    cache: str,
+    check_samples: int,
+    bench_model: str,
+    reports: str,
+    reuse: bool,
+) -> int:
+    """Build (or reuse) the emulated boards, run the runtime there and on the host, compare; 0 when all match."""
     from .bundle import build_bundle
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
 
     ensure_binfmt()
-    cache = Path(args.cache).expanduser()
+    cache = Path(cache).expanduser()
     cache.mkdir(parents=True, exist_ok=True)
     root = ensure_root(cache, log)
     wheels = ensure_wheels(cache, log)
     opt = root / "opt"
-    boards = args.boards.split(",")
-    reuse = args.reuse and all((opt / "out" / b / "bench.json").exists() for b in boards)
+    reuse = reuse and all((opt / "out" / b / "bench.json").exists() for b in boards)
     if not reuse:
-        bundle = build_bundle(Path(args.artifacts), args.data, cache / "vae-edge-pi.tar.gz")
+        bundle = build_bundle(Path(artifacts), data, cache / "vae-edge-pi.tar.gz")
         for sub in ("vae-edge-pi", "wheels", "out"):
             shutil.rmtree(opt / sub, ignore_errors=True)
         shutil.copytree(wheels, opt / "wheels")
         with tarfile.open(bundle) as tar:
             tar.extractall(opt, filter="data")
         (opt / "out").mkdir()
-    check_args = f"--samples {args.check_samples} --test-limit {args.check_samples} --seed 0"
+    check_args = f"--samples {check_samples} --test-limit {check_samples} --seed 0"
     setup = [
         "test -x /opt/venv/bin/python || python3 -m venv /opt/venv",
         "pip install -q --no-index --find-links /opt/wheels " + " ".join(BUILD_REQUIREMENTS),
@@ -378,11 +393,11 @@ def pi_check(args) -> int:
         out = f"/opt/out/{b}"
         cmds = (setup if i == 0 else []) + [
             f"mkdir -p {out} && cd /opt/vae-edge-pi",
-            f"cd /opt/vae-edge-pi && python -m runtime.pi_check dump --artifacts artifacts --out {out}/dump.npz",
+            f"cd /opt/vae-edge-pi && python -m runtime dump --artifacts artifacts --out {out}/dump.npz",
             f"cd /opt/vae-edge-pi && python -m runtime check --artifacts artifacts --data mnist_test.npz "
             f"--reports {out} {check_args}",
             f"cd /opt/vae-edge-pi && python -m runtime bench --artifacts artifacts --reports {out} --invokes 20 "
-            f"--batch-invokes 2 --threads 1 --model {args.bench_model} --formats tflite --no-isolate",
+            f"--batch-invokes 2 --threads 1 --model {bench_model} --formats tflite --no-isolate",
         ]
         run_on_board(root, b, cmds, log)
     # The host runs the same dump and check on the same bundle.
@@ -417,7 +432,7 @@ def pi_check(args) -> int:
             "int8": "bit-exact",
             "check_figures_atol": CHECK_FIGURE_ATOL,
         },
-        "check_samples": args.check_samples,
+        "check_samples": check_samples,
     }
     for b, d in results.items():
         dump = compare_dumps(host_dump, dict(np.load(d / "dump.npz")))
@@ -432,7 +447,7 @@ def pi_check(args) -> int:
             "bench_records": bench["records"],
             "passed": dump["passed"] and check["passed"],
         }
-    reports = Path(args.reports)
+    reports = Path(reports)
     reports.mkdir(parents=True, exist_ok=True)
     (reports / "pi_check.json").write_text(json.dumps(report, indent=2, default=float))
     (reports / "pi_check.md").write_text(pi_markdown(report))
@@ -474,24 +489,27 @@ def pi_markdown(report: dict) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m runtime.pi_check", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="command")
-    d = sub.add_parser("dump", help="(inside a board) raw outputs of every artifact on fixed inputs")
-    d.add_argument("--artifacts", required=True)
-    d.add_argument("--out", required=True)
+    p = parser("python -m tools.pi.check", __doc__)
     p.add_argument("--artifacts", default="artifacts")
     p.add_argument("--data", default=None, help="MNIST .npz (default $VAE_EDGE_MNIST)")
-    p.add_argument("--boards", default="pi4,pi5", help="comma list of: " + ", ".join(BOARDS))
+    p.add_argument(
+        "--boards",
+        type=comma_list(str, tuple(BOARDS)),
+        default=list(BOARDS),
+        help="comma list of: " + ", ".join(BOARDS),
+    )
     p.add_argument(
         "--cache",
         default=os.environ.get("VAE_EDGE_PI_CACHE", "~/.cache/vae-edge/pi"),
         help="where the arm64 root and wheels are cached (outside the repository)",
     )
-    p.add_argument("--check-samples", type=int, default=100, help="prior samples for the emulated check")
+    p.add_argument(
+        "--check-samples", type=positive_int, default=100, help="prior samples for the emulated check"
+    )
     p.add_argument(
         "--bench-model",
-        default="vae2d_corr",
-        choices=("vae2d", "vae3d", "vae2d_corr", "all"),
+        default=VAE_MODELS[-1],
+        choices=(*VAE_MODELS, ALL),
         help="model whose decoders the emulated bench times (emulated timings mean nothing for speed)",
     )
     p.add_argument("--reports", default="reports")
@@ -503,23 +521,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+@cli_main
 def main(args: argparse.Namespace) -> int:
-    from .errors import VaeEdgeError
-
     try:
-        if args.command == "dump":
-            np.savez(args.out, **dump_outputs(Path(args.artifacts)))
-            return 0
-        return pi_check(args)
-    except (PiCheckError, VaeEdgeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except subprocess.CalledProcessError as exc:
-        print(
-            f"error: {' '.join(exc.cmd[:3])}… failed ({exc.returncode}): {(exc.stderr or '')[-800:]}",
-            file=sys.stderr,
+        return pi_check(
+            artifacts=args.artifacts,
+            bench_model=args.bench_model,
+            boards=args.boards,
+            cache=args.cache,
+            check_samples=args.check_samples,
+            data=args.data,
+            reports=args.reports,
+            reuse=args.reuse,
         )
-        return 2
+    except subprocess.CalledProcessError as exc:
+        raise VaeEdgeError(
+            f"{' '.join(map(str, exc.cmd[:3]))}… failed ({exc.returncode}): {(exc.stderr or '')[-800:]}"
+        ) from None
 
 
 if __name__ == "__main__":

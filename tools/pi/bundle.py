@@ -1,6 +1,6 @@
 """Pack what a Raspberry Pi needs to benchmark vae-edge into one tarball (``make pi-bundle``).
 
-    python -m runtime.bundle --artifacts artifacts --data ../shared/data/mnist.npz --out dist/vae-edge-pi.tar.gz
+    python -m tools.pi.bundle --artifacts artifacts --data ../shared/data/mnist.npz --out dist/vae-edge-pi.tar.gz
 
 The bundle holds the runtime package (installable with pip), every model's ``export/`` folder (manifest,
 TFLite, ONNX, C array), the MNIST test split (for the check's real digits and ELBO) and a README with the
@@ -14,14 +14,18 @@ import io
 import sys
 import tarfile
 import tempfile
+import tomllib
 from pathlib import Path
 
 import numpy as np
 
-from .data import load_mnist
-from .errors import VaeEdgeError
-from .fileio import atomic_path
-from .manifest import find_manifests
+from runtime.cli import cli_main, parser
+from runtime.data import load_mnist
+from runtime.errors import VaeEdgeError
+from runtime.fileio import atomic_path
+from runtime.manifest import find_manifests
+
+RUNTIME_DIR = Path(__file__).resolve().parents[2] / "runtime"
 
 PI_README = """# vae-edge on a Raspberry Pi
 
@@ -45,7 +49,7 @@ no wheels past Python 3.11, cannot load the dynamic-range int8 models).
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m runtime.bundle", description=__doc__.split("\n\n")[0])
+    p = parser("python -m tools.pi.bundle", __doc__)
     p.add_argument("--artifacts", default="artifacts")
     p.add_argument(
         "--data", default=None, help="MNIST .npz (default $VAE_EDGE_MNIST); its test split is packed"
@@ -62,15 +66,10 @@ def build_bundle(artifacts: Path, data: str | None, out: Path) -> Path:
         for entry in m.artifacts:
             m.verify(entry)  # never pack a corrupt or stale file
     mnist = load_mnist(data, test_only=True)
-    runtime_dir = Path(__file__).resolve().parent
     with atomic_path(out, suffix=".tar.gz") as tmp, tarfile.open(tmp, "w:gz") as tar:
         root = "vae-edge-pi"
-        for path in sorted(runtime_dir.rglob("*")):
-            rel = path.relative_to(runtime_dir)
-            if path.is_file() and not any(
-                p in ("build", "__pycache__") or p.endswith(".egg-info") for p in rel.parts
-            ):
-                tar.add(path, f"{root}/runtime/{rel}")
+        for rel in shipped_runtime_files():
+            tar.add(RUNTIME_DIR / rel, f"{root}/runtime/{rel}")
         for name, m in manifests.items():
             tar.add(m.folder / "manifest.json", f"{root}/artifacts/{name}/export/manifest.json")
             for entry in m.artifacts:
@@ -86,12 +85,21 @@ def build_bundle(artifacts: Path, data: str | None, out: Path) -> Path:
     return out
 
 
+def shipped_runtime_files() -> list[str]:
+    """What a device receives of runtime/: its pyproject.toml's explicit allowlist ([tool.vae-edge] ships)."""
+    config = tomllib.loads((RUNTIME_DIR / "pyproject.toml").read_text())
+    files = ["pyproject.toml", "README.md", *config["tool"]["vae-edge"]["ships"]]
+    missing = [f for f in files if not (RUNTIME_DIR / f).is_file()]
+    if missing:
+        raise VaeEdgeError(
+            f"runtime/pyproject.toml ships {', '.join(missing)}, which do not exist; fix the list"
+        )
+    return files
+
+
+@cli_main
 def main(args: argparse.Namespace) -> int:
-    try:
-        out = build_bundle(Path(args.artifacts), args.data, Path(args.out))
-    except VaeEdgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    out = build_bundle(Path(args.artifacts), args.data, Path(args.out))
     print(f"{out}: {out.stat().st_size / 1e6:.1f} MB")
     return 0
 

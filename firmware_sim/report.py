@@ -1,0 +1,71 @@
+"""reports/firmware.md from the records python -m firmware_sim collects."""
+
+from __future__ import annotations
+
+from runtime.vocab import Graph
+
+DEPLOYMENT_GRAPH = Graph.SUBPIXEL  # the graph whose C array export writes
+RAM_GOAL_BYTES = 48 * 1024  # the fused plan of the deployment graph
+
+
+def markdown(records: list[dict], targets: dict) -> str:
+    kb = 1024
+    lines = [
+        "# The int8 decoders on microcontrollers",
+        "",
+        "TFLite Micro (PyPI `tflite-micro`) is the reference: smallest arena by bisection, and the numpy integer "
+        "reference must match it bit for bit on random int8 latents. RAM plans: `as_graph` is what TFLM's planner "
+        "needs for the graph as exported; `fused` folds PAD and DEPTH_TO_SPACE into the convolutions, runs "
+        "RESHAPE as a view and LOGISTIC in place (same arithmetic, fewer buffers).",
+        "",
+        "| model | graph | TFLM arena | TFLM head / tail | plan as graph | fused plan | flash (.tflite) | MACs | "
+        "bit-exact vs TFLM | LiteRT vs TFLM |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        for gname, g in r["graphs"].items():
+            b = g["tflm_arena_breakdown"]
+            lines.append(
+                f"| {r['model']} | {gname} | {g['tflm_arena_bytes'] / kb:.1f} KB | {b.get('head_bytes', 0) / kb:.1f} / "
+                f"{b.get('tail_bytes', 0) / kb:.1f} KB | {g['plans']['as_graph']['arena_bytes'] / kb:.1f} KB | "
+                f"{g['planned_ram_bytes'] / kb:.1f} KB | {g['flash_bytes'] / kb:.1f} KB | {g['macs'] / 1e6:.2f} M | "
+                f"{'yes' if g['bit_exact_vs_tflm'] else 'NO'} ({g['latents_checked']} latents) | "
+                f"{g['litert_vs_tflm']['differing_pixel_fraction']:.2%} of pixels, ≤ {g['litert_vs_tflm']['max_lsb']} LSB |"
+            )
+    lines += ["", f"RAM goal for the deployment ({DEPLOYMENT_GRAPH}) plan: ≤ {RAM_GOAL_BYTES // kb} KB.", ""]
+    for r in records:
+        lines.append(
+            f"- {r['model']}: fused plan {r['planned_ram_bytes'] / kb:.1f} KB "
+            f"({'met' if r['ram_goal_met'] else 'NOT met'}); TFLM needs {r['tflm_arena_bytes'] / kb:.1f} KB."
+        )
+    lines += [
+        "",
+        "## Targets",
+        "",
+        "Fit = fused-plan RAM + 16 KB for the application ≤ the part's RAM, and the .tflite ≤ its flash. Latency is "
+        "an estimate from each layer's MACs and the MACs-per-cycle figures in `firmware_sim/targets.json` "
+        "(engineering estimates; their basis is stated there and below).",
+        "",
+        "| model | target | fits | RAM free | TFLM arena fits too | est. latency |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        for t, v in r["targets"].items():
+            lines.append(
+                f"| {r['model']} | {t} | {'yes' if v['fits'] else 'no'} | {v['ram_free_bytes'] / kb:.1f} KB | "
+                f"{'yes' if v['tflm_arena_fits'] else 'no'} | {v['latency_ms']:.1f} ms |"
+            )
+    lines += [""] + [f"- **{name}**: {t['description']}. Basis: {t['basis']}." for name, t in targets.items()]
+    lines += [
+        "",
+        "## What the MCU computes (deployment graph, first model)",
+        "",
+        "| # | op | input | output | MACs | computes |",
+        "|---|---|---|---|---|---|",
+    ]
+    if records:
+        for k, layer in enumerate(records[0]["graphs"][DEPLOYMENT_GRAPH]["layers"]):
+            lines.append(
+                f"| {k} | {layer['op']} | {layer['inputs']} | {layer['output']} | {layer['macs']} | {layer['computes']} |"
+            )
+    return "\n".join(lines) + "\n"
