@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 
-from .errors import VaeEdgeError
+from .errors import VaeEdgeError, os_error_line
 from .fileio import ensure_writable_dir, write_json_atomic, write_text_atomic
 
 VAE_MODELS = ("vae2d", "vae3d", "vae2d_corr")
@@ -67,6 +67,9 @@ def main(args: argparse.Namespace) -> int:
         return {"sample": cmd_sample, "check": cmd_check, "bench": cmd_bench}[args.command](args)
     except VaeEdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # unwritable reports folder, full disk, unreadable file
+        print(f"error: {os_error_line(exc)}", file=sys.stderr)
         return 2
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import load_mnist
-from .errors import VaeEdgeError
+from .errors import VaeEdgeError, os_error_line
 from .fileio import atomic_path
 from .manifest import find_manifests
 
@@ -91,6 +91,9 @@ def main(args: argparse.Namespace) -> int:
         out = build_bundle(Path(args.artifacts), args.data, Path(args.out))
     except VaeEdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {os_error_line(exc)}", file=sys.stderr)
         return 2
     print(f"{out}: {out.stat().st_size / 1e6:.1f} MB")
     return 0

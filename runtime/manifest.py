@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,7 +108,10 @@ def validate_manifest(data, path: Path) -> None:
             f"{_where(path, 'manifest_version')} is {version}; this runtime reads versions 1..{MANIFEST_VERSION}: "
             "update the runtime or re-export"
         )
-    _require(data, "model", str, path)
+    model = _require(data, "model", str, path)
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", model) or model in (".", ".."):
+        # The model name becomes a folder name in reports and in pi-bundle's tarball.
+        raise ManifestError(f"{_where(path, 'model')} {model!r} is not a plain name (letters, digits, _ . -)")
     kind = _require(data, "kind", str, path, optional=True) or "vae"
     if kind not in KINDS:
         raise ManifestError(f"{_where(path, 'kind')} is {kind!r}; expected one of {', '.join(KINDS)}")
