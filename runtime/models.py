@@ -48,7 +48,12 @@ def decoder_pixels(raw: np.ndarray, output_activation: str | None) -> np.ndarray
 
 
 def _check_array(x, name: str, trailing: tuple[int, ...]) -> np.ndarray:
-    arr = np.asarray(x)
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError) as exc:  # ragged nested lists, objects numpy cannot stack
+        raise InvalidInputError(
+            f"{name} must be a numeric array ({' '.join(str(exc).split())[:120]})"
+        ) from None
     if arr.dtype.kind not in "fiu":
         raise InvalidInputError(f"{name} must be a numeric array, got dtype {arr.dtype}")
     if arr.ndim != 1 + len(trailing) or tuple(arr.shape[1:]) != trailing:
@@ -195,20 +200,23 @@ class Decoder(_Artifact):
     ) -> Iterator[np.ndarray]:
         """Decode in chunks of at most ``chunk_rows`` rows, yielding (rows, 28, 28) images as they are ready.
 
-        ``z`` is an (n, latent_dim) array or any iterable of such arrays (e.g. a generator of prior samples),
+        ``z`` is an (n, latent_dim) array (or nested list) or an iterator of such arrays (e.g. a generator of
+        prior samples),
         so memory stays bounded by one chunk however many latents there are. The images equal ``decode``'s.
         """
         if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
             raise InvalidInputError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
         # Round down to whole static batches so only the very last chunk is padded.
         step = max(self.batch, chunk_rows - chunk_rows % self.batch)
-        parts = (z,) if isinstance(z, np.ndarray) else z
+        # Arrays and nested lists are one block of rows; iterators and generators yield blocks of rows.
+        parts = (
+            z
+            if isinstance(z, Iterable) and not isinstance(z, (np.ndarray, list, tuple, str, bytes))
+            else (z,)
+        )
         for part in parts:
-            part = np.asarray(part)
-            n = len(part) if part.ndim else 0
-            if n == 0:
-                yield self.decode(part)  # raises the one-line error for a scalar or an empty chunk
-            for i in range(0, n, step):
+            part = _check_array(part, "latents", (self.latent_dim,))
+            for i in range(0, len(part), step):
                 yield self.decode(part[i : i + step])
 
 

@@ -1,0 +1,1 @@
+"""Developer tools for vae-edge that are not part of the installed runtime (fuzzing, benchmarks)."""
