@@ -47,13 +47,17 @@ def decoder_pixels(raw: np.ndarray, output_activation: str | None) -> np.ndarray
     return raw if output_activation is None else OUTPUT_ACTIVATIONS[output_activation](raw)
 
 
-def _check_array(x, name: str, trailing: tuple[int, ...]) -> np.ndarray:
+def _as_array(x, name: str) -> np.ndarray:
     try:
-        arr = np.asarray(x)
+        return np.asarray(x)
     except (ValueError, TypeError) as exc:  # ragged nested lists, objects numpy cannot stack
         raise InvalidInputError(
             f"{name} must be a numeric array ({' '.join(str(exc).split())[:120]})"
         ) from None
+
+
+def _check_array(x, name: str, trailing: tuple[int, ...]) -> np.ndarray:
+    arr = _as_array(x, name)
     if arr.dtype.kind not in "fiu":
         raise InvalidInputError(f"{name} must be a numeric array, got dtype {arr.dtype}")
     if arr.ndim != 1 + len(trailing) or tuple(arr.shape[1:]) != trailing:
@@ -247,7 +251,7 @@ class _ImageModel(_Artifact):
         return cls(manifest, entry, num_threads)
 
     def _outputs(self, images) -> dict[str, np.ndarray]:
-        x = np.asarray(images)
+        x = _as_array(images, "images")
         if x.ndim == 3:
             x = x[..., None]
         x = _check_array(x, "images", (28, 28, 1))
