@@ -39,7 +39,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     s.add_argument("-n", type=int, default=16, help="how many digits")
     s.add_argument("--precision", default="int8", choices=("float32", "float16", "dynamic_int8", "int8"))
     s.add_argument("--format", default="tflite", choices=("tflite", "onnx"))
-    s.add_argument("--out", default="samples.png")
+    s.add_argument(
+        "--out",
+        default="samples.png",
+        help="a .png grid, or an .npy of (n, 28, 28) images written as they are decoded (any -n, bounded memory)",
+    )
+    s.add_argument(
+        "--dtype", default="float32", choices=("float32", "uint8"), help=".npy pixels (uint8: x 255)"
+    )
+    s.add_argument(
+        "--chunk-rows", type=int, default=4096, help=".npy: latents decoded per chunk (default 4096)"
+    )
 
     c = sub.add_parser("check", parents=[common], help="quality of every quantized decoder vs float32")
     c.add_argument("--samples", type=int, default=10000, help="prior samples per decoder (default 10000)")
@@ -73,13 +83,17 @@ def main(args: argparse.Namespace) -> int:
         return 2
 
 
-def manifests_for(args) -> dict:
+def manifests_for(args, errors: dict | None = None) -> dict:
+    """The VAE manifests ``--model`` names; with ``errors``, bad manifests are recorded there, not raised."""
     from .manifest import find_manifests
 
-    found = {k: v for k, v in find_manifests(args.artifacts).items() if v.kind == "vae"}
+    found = {k: v for k, v in find_manifests(args.artifacts, errors).items() if v.kind == "vae"}
     names = VAE_MODELS if args.model == "all" else (args.model,)
-    missing = [n for n in names if n not in found]
-    if args.model != "all" and missing or not found:
+    if errors:  # only the models asked for
+        for name in [n for n in errors if n not in names]:
+            del errors[name]
+    missing = [n for n in names if n not in found and n not in (errors or {})]
+    if args.model != "all" and missing or not found and not errors:
         raise VaeEdgeError(
             f"no export of {', '.join(missing) or 'any model'} under {args.artifacts}; run make export "
             "or copy the artifacts folder"
@@ -94,6 +108,8 @@ def cmd_sample(args) -> int:
     if args.model == "all":
         raise VaeEdgeError("sample needs one --model (vae2d, vae3d or vae2d_corr)")
     m = manifests_for(args)[args.model]
+    if str(args.out).lower().endswith(".npy"):
+        return sample_npy(args, m)
     decoder = Decoder.from_manifest(m, precision=args.precision, format=args.format)
     images = decoder.decode(m.prior.sample(args.n, seed=args.seed))
     out = write_png_grid(images, args.out)
@@ -101,14 +117,36 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def sample_npy(args, m) -> int:
+    """``sample --out x.npy``: prior samples streamed through the largest-batch decoder into an .npy."""
+    import numpy as np
+
+    from .fileio import write_npy_stream
+    from .models import Decoder
+
+    if args.n < 1 or args.chunk_rows < 1:
+        raise VaeEdgeError(f"-n and --chunk-rows must be >= 1, got {args.n} and {args.chunk_rows}")
+    batches = [a["batch"] for a in m.find(role="decoder", format=args.format, precision=args.precision)]
+    decoder = Decoder.from_manifest(
+        m, precision=args.precision, format=args.format, batch=max(batches, default=1)
+    )
+    chunks = decoder.decode_iter(m.prior.sample_chunks(args.n, args.seed, args.chunk_rows), args.chunk_rows)
+    if args.dtype == "uint8":  # round half up; probabilities never leave [0, 1]
+        chunks = (np.floor(c * 255 + 0.5).astype(np.uint8) for c in chunks)
+    out = write_npy_stream(args.out, (args.n, 28, 28), args.dtype, chunks)
+    print(f"{args.n} digits from {decoder.name} -> {out}")
+    return 0
+
+
 def cmd_check(args) -> int:
     from . import plots
-    from .check import THRESHOLDS, check_model
+    from .check import THRESHOLDS, check_model_or_record, model_error_record
     from .data import load_mnist, resolve_path
     from .manifest import find_manifests
     from .models import Classifier, Decoder
 
-    manifests = manifests_for(args)
+    load_errors: dict = {}
+    manifests = manifests_for(args, load_errors)
     all_manifests = find_manifests(args.artifacts)
     if "classifier" not in all_manifests:
         raise VaeEdgeError(
@@ -125,14 +163,14 @@ def cmd_check(args) -> int:
             "no --data / $VAE_EDGE_MNIST: skipping the ELBO and the distance to real digits", file=sys.stderr
         )
     reports = ensure_writable_dir(args.reports)
-    records = []
+    records = [model_error_record(name, exc, args.samples) for name, exc in load_errors.items()]
     for name, m in manifests.items():
         print(
             f"{name}: checking {sum(1 for a in m.artifacts if a['role'] == 'decoder')} decoders on "
             f"{args.samples} prior samples",
             file=sys.stderr,
         )
-        recs = check_model(
+        recs = check_model_or_record(
             m,
             classifier,
             args.samples,
@@ -145,7 +183,7 @@ def cmd_check(args) -> int:
             ),
         )
         records += recs
-        if plots.available():
+        if plots.available() and all(r.get("status") != "error" for r in recs):
             z = m.prior.sample(12, seed=args.seed + 7)
             rows = {
                 r["artifact"]: Decoder(m, m.by_path(r["artifact"])).decode(z)
@@ -211,7 +249,8 @@ def cmd_bench(args) -> int:
     from . import plots
     from .bench import bench_all, platform_info
 
-    manifests = manifests_for(args)
+    load_errors: dict = {}
+    manifests = manifests_for(args, load_errors)
     threads = (
         sorted({1, os.cpu_count() or 1})
         if args.threads is None
@@ -237,6 +276,10 @@ def cmd_bench(args) -> int:
             file=sys.stderr,
         ),
     )
+    records += [
+        {"model": name, "artifact": "manifest.json", "threads": 0, "status": "error", "error": str(exc)}
+        for name, exc in load_errors.items()
+    ]
     reports = ensure_writable_dir(args.reports)
     info = platform_info()
     goals = bench_goals(records)

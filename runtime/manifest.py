@@ -261,11 +261,21 @@ def load_manifest(folder: str | os.PathLike) -> Manifest:
     return Manifest(folder, data)
 
 
-def find_manifests(artifacts: str | os.PathLike) -> dict[str, Manifest]:
-    """Every ``<artifacts>/<model>/export/manifest.json``, by model name."""
+def find_manifests(artifacts: str | os.PathLike, errors: dict | None = None) -> dict[str, Manifest]:
+    """Every ``<artifacts>/<model>/export/manifest.json``, by model name.
+
+    With ``errors`` (a dict), a manifest that does not load is recorded there (folder name -> the error)
+    and skipped, so one bad model does not stop a run over all of them; without it, the error is raised.
+    """
     root = Path(artifacts)
     out = {}
     for path in sorted(root.glob(f"*/export/{MANIFEST_NAME}")):
-        m = load_manifest(path.parent)
+        try:
+            m = load_manifest(path.parent)
+        except VaeEdgeError as exc:
+            if errors is None:
+                raise
+            errors[path.parent.parent.name] = exc
+            continue
         out[m.model] = m
     return out
