@@ -84,8 +84,8 @@ class Worker:
         try:
             if self.conn.poll(timeout):
                 return self.conn.recv()
-        except (EOFError, OSError, ConnectionResetError):
-            pass
+        except (EOFError, OSError):  # the pipe closed: the worker is dying, let it finish
+            self.proc.join(30)
         alive = self.proc.is_alive()
         if alive:
             self.proc.kill()
@@ -349,7 +349,7 @@ def _fuzz_inputs(scratch: Scratch, worker: Worker, tally: Tally, cfg: FuzzConfig
         chunk_rows = None
         if target == "decode_iter":
             chunk_rows = [1, 3, 4096, 0, -2, "8", 2.5][int(rng.integers(7))]
-            kind = f"{kind}+chunk_rows={chunk_rows!r}"
+            kind = f"{kind}:chunk_rows={chunk_rows!r}"
         status, payload = worker.run(
             "input",
             folder=str(scratch.folders[name]),

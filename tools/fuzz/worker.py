@@ -111,7 +111,22 @@ def run_firmware(folder: str, artifact: str, latents: int = 2, seed: int = 0) ->
     return {"bit_exact": same}
 
 
+def run_selftest(action: str) -> dict:
+    """Endings the harness must tell apart (tests/test_fuzz.py): a segfault, a hang, a bare exception."""
+    import signal
+    import time
+
+    if action == "segfault":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if action == "hang":
+        time.sleep(3600)
+    if action == "raise":
+        raise KeyError("a bare exception")
+    return {"action": action}
+
+
 RUNNERS = {
+    "selftest": run_selftest,
     "model": run_model,
     "manifest": run_manifest,
     "input": run_input,
