@@ -61,13 +61,14 @@ def _require(obj: dict, key: str, types, path: Path, prefix: str = "", optional:
 
 
 def safe_artifact_path(folder: Path, name: str, where: str = "") -> Path:
-    """``folder / name`` if that stays inside ``folder`` (symlinks resolved); refuse absolute and ``..`` paths.
+    """``folder / name`` if it stays inside ``folder``: no absolute path, no ``..``, no symlink that leads out.
 
     A manifest is data from whoever sent the folder: following ``../../x`` or ``/etc/x`` would read (and
     pi-bundle would pack) files the export never wrote.
     """
     label = f"{where}: " if where else ""
-    if not name or "\x00" in name or Path(name).is_absolute() or name.startswith(("/", "\\")):
+    parts = name.replace("\\", "/").split("/")
+    if not name or "\x00" in name or Path(name).is_absolute() or ".." in parts or name.startswith("/"):
         raise ManifestError(
             f"{label}artifact path {name!r} is not a plain file name inside {folder}; re-run python -m export"
         )

@@ -245,13 +245,9 @@ def mutate_manifest(
         choices = [f"../../{name}", f"/etc/{name}", f"sub/../../{name}", "..", "", "."]
         if outside_file:  # a valid copy of the file (right sha256) outside the folder: the hostile escape
             choices += [outside_file, f"../../{'/'.join(outside_file.strip('/').split('/')[-2:])}"]
-        pick = int(rng.integers(len(choices) + 1))
-        if pick == len(choices):  # "../export/name" stays inside the folder: not an escape, must still work
-            m["artifacts"][i]["path"] = f"../{folder_name}/{name}"
-            kind = "inside_dotdot_path"
-        else:
-            m["artifacts"][i]["path"] = choices[pick]
-            kind = "escape_path"
+        choices.append(f"../{folder_name}/{name}")  # back inside, but a manifest with ".." is refused too
+        m["artifacts"][i]["path"] = choices[int(rng.integers(len(choices)))]
+        kind = "escape_path"
     elif kind == "version":
         m["manifest_version"] = (
             WRONG_VALUES[int(rng.integers(len(WRONG_VALUES)))] if rng.random() < 0.5 else 99
