@@ -194,10 +194,26 @@ class Decoder(_Artifact):
     def latent_dim(self) -> int:
         return self.manifest.latent_dim
 
-    def decode(self, z) -> np.ndarray:
-        """Latents (n, latent_dim) -> images (n, 28, 28) in [0, 1]."""
-        z = _check_array(z, "latents", (self.latent_dim,))
+    def _step(self, chunk_rows: int) -> int:
+        # Whole static batches per chunk, so only the very last chunk is padded.
+        return max(self.batch, chunk_rows - chunk_rows % self.batch)
+
+    def _decode_block(self, z: np.ndarray) -> np.ndarray:
         return decoder_pixels(self._run(z)[0], self.output_activation).reshape(len(z), 28, 28)
+
+    def decode(self, z) -> np.ndarray:
+        """Latents (n, latent_dim) -> images (n, 28, 28) in [0, 1].
+
+        Runs in chunks written into the one output array: memory is the output plus one chunk.
+        """
+        z = _check_array(z, "latents", (self.latent_dim,))
+        step = self._step(DEFAULT_CHUNK_ROWS)
+        if len(z) <= step:
+            return self._decode_block(z)
+        out = np.empty((len(z), 28, 28), np.float32)
+        for i in range(0, len(z), step):
+            out[i : i + step] = self._decode_block(z[i : i + step])
+        return out
 
     def decode_iter(
         self, z: np.ndarray | Iterable, chunk_rows: int = DEFAULT_CHUNK_ROWS
@@ -205,23 +221,18 @@ class Decoder(_Artifact):
         """Decode in chunks of at most ``chunk_rows`` rows, yielding (rows, 28, 28) images as they are ready.
 
         ``z`` is an (n, latent_dim) array (or nested list) or an iterator of such arrays (e.g. a generator of
-        prior samples),
-        so memory stays bounded by one chunk however many latents there are. The images equal ``decode``'s.
+        prior samples), so memory stays bounded by one chunk however many latents there are. The images equal
+        ``decode``'s.
         """
         if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
             raise InvalidInputError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
-        # Round down to whole static batches so only the very last chunk is padded.
-        step = max(self.batch, chunk_rows - chunk_rows % self.batch)
+        step = self._step(chunk_rows)
         # Arrays and nested lists are one block of rows; iterators and generators yield blocks of rows.
-        parts = (
-            z
-            if isinstance(z, Iterable) and not isinstance(z, (np.ndarray, list, tuple, str, bytes))
-            else (z,)
-        )
-        for part in parts:
+        iterator = isinstance(z, Iterable) and not isinstance(z, (np.ndarray, list, tuple, str, bytes))
+        for part in z if iterator else (z,):
             part = _check_array(part, "latents", (self.latent_dim,))
             for i in range(0, len(part), step):
-                yield self.decode(part[i : i + step])
+                yield self._decode_block(part[i : i + step])
 
 
 class _ImageModel(_Artifact):
