@@ -41,7 +41,7 @@ def test_fuzz_subset_has_no_crash_traceback_or_detectable_silent_change(exported
     for target in ("manifest", "input", "npz"):
         assert result.counts[target].get("escape_accepted", 0) == 0
     # Without the updated sha256 every mutated file is refused before it reaches an interpreter.
-    assert result.counts["model_sha_stale"] == {"refused": 60}
+    assert {o: n for o, n in result.counts["model_sha_stale"].items() if n} == {"refused": 60}
     js, md = write_reports(result, tmp_path / "reports")
     report = json.loads(js.read_text())
     assert report["goals"]["model_sha_updated"]["met"] and "| model_sha_updated | 60 |" in md.read_text()

@@ -223,8 +223,9 @@ def run_fuzz(cfg: FuzzConfig) -> FuzzResult:
                     seconds[name] = round(time.perf_counter() - t0, 1)
         finally:
             worker.close()
+    always = ("refused", *FAILURES)  # zeros included: a report must show the failures it did not find
     return FuzzResult(
-        counts={t: dict(c) for t, c in tally.counts.items()},
+        counts={t: {o: c.get(o, 0) for o in always} | dict(c) for t, c in tally.counts.items()},
         by_kind={t: {k: dict(c) for k, c in kinds.items()} for t, kinds in tally.by_kind.items()},
         examples=tally.examples,
         seconds=seconds,

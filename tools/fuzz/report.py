@@ -59,7 +59,9 @@ def markdown(result: FuzzResult) -> str:
         "`silent_diff_io_same`: a mutated model whose sha256 was updated ran, its input and output tensors equal "
         "its manifest entry's, and its output differs from the unmutated model's (e.g. a changed weight): no "
         "I/O check can see it; only the sha256 recorded by the exporter can. `silent_diff_io_detectable`: the same "
-        "with tensors that differ from the manifest (the runtime's I/O check must refuse these: goal 0).",
+        "with tensors that differ from the manifest (the runtime's I/O check must refuse these: goal 0). "
+        "Manifest, input and .npz goals: no crash, hang, traceback or multi-line refusal, and no manifest path "
+        "outside the export folder accepted (`escape_accepted`).",
         "",
         "## By mutation kind",
         "",
