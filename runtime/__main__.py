@@ -147,7 +147,7 @@ def cmd_check(args) -> int:
 
     load_errors: dict = {}
     manifests = manifests_for(args, load_errors)
-    all_manifests = find_manifests(args.artifacts)
+    all_manifests = find_manifests(args.artifacts, {})  # a bad VAE manifest is recorded below
     if "classifier" not in all_manifests:
         raise VaeEdgeError(
             f"no classifier export under {args.artifacts}; run python -m export --model classifier"
