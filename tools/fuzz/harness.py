@@ -318,6 +318,11 @@ def _fuzz_manifests(scratch: Scratch, worker: Worker, tally: Tally, cfg: FuzzCon
         status, payload = worker.run(
             "manifest", folder=str(scratch.folders[name]), selections=_selections(original)
         )
+        if original.get("kind", "vae") == "vae":  # the same file through the CLI: exit 2 and one line
+            cli = worker.run(
+                "sample_cli", artifacts=str(scratch.root), model=name, out=str(scratch.root / "s.png")
+            )
+            _tally_simple(tally, "manifest_cli", kind, cli, escape=kind == "escape_path")
         scratch.restore(name)
         if status == "ok":
             outcome = (
@@ -331,6 +336,17 @@ def _fuzz_manifests(scratch: Scratch, worker: Worker, tally: Tally, cfg: FuzzCon
         else:
             outcome, detail = status, str(payload)
         tally.add("manifest", kind, outcome, detail)
+
+
+def _tally_simple(tally: Tally, target: str, kind: str, result: tuple, escape: bool = False) -> None:
+    status, payload = result
+    if status == "ok":
+        outcome, detail = ("escape_accepted", kind) if escape else ("accepted", "")
+    elif status == "refused":
+        outcome, detail = classify_refusal(payload), payload
+    else:
+        outcome, detail = status, str(payload)
+    tally.add(target, kind, outcome, detail)
 
 
 def _fuzz_inputs(scratch: Scratch, worker: Worker, tally: Tally, cfg: FuzzConfig) -> None:
@@ -434,7 +450,7 @@ def goals(result: FuzzResult) -> dict:
         if t in c:
             bad = {o: c[t].get(o, 0) for o in FAILURES}
             out[t] = {"failures": bad, "met": not any(bad.values())}
-    for t in ("manifest", "input", "npz"):
+    for t in ("manifest", "manifest_cli", "input", "npz"):
         if t in c:
             bad = {
                 o: c[t].get(o, 0)

@@ -68,6 +68,27 @@ def run_manifest(folder: str, selections: list[dict], seed: int = 0) -> dict:
     return {"ran": ran}
 
 
+def run_sample_cli(artifacts: str, model: str, out: str) -> dict:
+    """``python -m runtime sample`` in-process: exit 2 with one ``error:`` line is the clean refusal."""
+    import contextlib
+    import io
+
+    from runtime.__main__ import main, parse_args
+    from runtime.errors import VaeEdgeError
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(
+            parse_args(["sample", "--artifacts", artifacts, "--model", model, "-n", "3", "--out", out])
+        )
+    text = err.getvalue().strip()
+    if code == 0:
+        return {"code": 0}
+    if code == 2 and text.startswith("error: "):
+        raise VaeEdgeError(text.removeprefix("error: "))  # reported as a refusal, one line or not
+    raise RuntimeError(f"exit {code}: {text}")
+
+
 def run_input(folder: str, artifact: str, target: str, value, chunk_rows=None) -> dict:
     from runtime.manifest import load_manifest
 
@@ -129,6 +150,7 @@ RUNNERS = {
     "selftest": run_selftest,
     "model": run_model,
     "manifest": run_manifest,
+    "sample_cli": run_sample_cli,
     "input": run_input,
     "npz": run_npz,
     "firmware": run_firmware,
