@@ -13,7 +13,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 EPOCHS ?=
 TRAIN_FLAGS ?= $(if $(EPOCHS),--epochs $(EPOCHS),)
 
-.PHONY: help setup train export simulate test lint format bench-train bench check pi-bundle pi-check clean
+.PHONY: help setup train export simulate test lint format bench-train bench check pi-bundle pi-check clean fuzz bench-decode
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -63,6 +63,12 @@ pi-bundle: setup  ## runtime + exported artifacts + MNIST test split -> dist/vae
 
 pi-check: setup  ## (root) runtime alone on emulated Pi 4/5 (qemu-user, Debian 12 arm64) vs the host -> reports/pi_check.*
 	$(PY) -m tools.pi.check --artifacts $(ARTIFACTS) --reports $(REPORTS) --boards pi4,pi5
+
+fuzz: setup  ## 1000+1000 mutated models, 200 manifests/inputs/.npz, 100 firmware graphs -> reports/fuzz.{json,md}
+	$(PY) -m tools.fuzz --artifacts $(ARTIFACTS) --reports $(REPORTS) $(if $(VAE_EDGE_MNIST),--data $(VAE_EDGE_MNIST),)
+
+bench-decode: setup  ## peak RSS of decoding 1e4/1e5/1e6 latents, streamed vs one call -> reports/decode_rss.{json,md}
+	$(PY) -m tools.decode_rss --artifacts $(ARTIFACTS) --reports $(REPORTS)
 
 clean:  ## remove reports and caches (artifacts/ is kept: it holds trained models)
 	rm -rf $(REPORTS) dist .pytest_cache .ruff_cache runtime/build runtime/*.egg-info

@@ -29,6 +29,7 @@ from runtime.fileio import (
     write_json_atomic,
     write_text_atomic,
 )
+from runtime.manifest import MANIFEST_VERSION
 from runtime.models import decoder_pixels
 from runtime.vocab import (
     CLASSIFIER,
@@ -392,6 +393,7 @@ class Exporter:
         from train.provenance import provenance
 
         return {
+            "manifest_version": MANIFEST_VERSION,
             "model": model_name,
             "kind": "vae",
             "latent_dim": cfg.latent_dim,
@@ -466,6 +468,7 @@ class Exporter:
                 ops = TFLiteModel(path, delegates=False).op_names()
                 entries.append(artifact_entry(path, v, model, figures, ops, {"output_roles": roles}))
             manifest = {
+                "manifest_version": MANIFEST_VERSION,
                 "model": CLASSIFIER,
                 "kind": CLASSIFIER,
                 "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

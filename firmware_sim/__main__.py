@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.cli import cli_main, nonnegative_int, parser, positive_int
+from runtime.errors import VaeEdgeError
 from runtime.fileio import ensure_writable_dir, write_json_atomic, write_text_atomic
 from runtime.vocab import ALL, IO, VAE_MODELS, Format, Graph, Precision, Role
 
@@ -43,18 +44,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def integer_reference(path: Path, graph, probe: np.ndarray):
+    """The numpy integer reference of ``graph``, proven on one latent; a graph it cannot run (corrupt or
+    edited: tensor shapes that do not chain, out-of-range indices) is one VaeEdgeError naming the file."""
+    from .reference import IntegerReference
+
+    try:
+        reference = IntegerReference(graph)
+        reference.run(probe)
+    except VaeEdgeError:
+        raise
+    except (
+        ValueError,
+        IndexError,
+        KeyError,
+        TypeError,
+        ZeroDivisionError,
+        OverflowError,
+        AttributeError,
+    ) as exc:
+        raise VaeEdgeError(
+            f"{path}: the integer reference cannot run this graph ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:160]}); the file is corrupt or edited: re-export it"
+        ) from None
+    return reference
+
+
 def simulate_graph(path: Path, latents: np.ndarray, targets: dict) -> dict:
     from runtime.backends import TFLiteModel
 
     from .graph import load_graph
     from .planner import parameter_bytes, plan
-    from .reference import IntegerReference
     from .targets import estimate_latency, fits
     from .tflm import TflmModel, smallest_arena
 
     model_bytes = path.read_bytes()
     graph = load_graph(path)
-    reference = IntegerReference(graph)
+    reference = integer_reference(path, graph, latents[0])
     arena = smallest_arena(model_bytes, latents[0])
     tflm = TflmModel(model_bytes, arena)
     breakdown = tflm.allocations()
@@ -117,6 +143,7 @@ def simulate_graph(path: Path, latents: np.ndarray, targets: dict) -> dict:
 @cli_main
 def main(args: argparse.Namespace) -> int:
     from runtime.manifest import load_manifest
+    from runtime.models import Decoder
 
     from .targets import load_targets
 
@@ -140,7 +167,9 @@ def main(args: argparse.Namespace) -> int:
                 batch=1,
                 graph=graph,
             )
-            graphs[graph] = simulate_graph(manifest.verify(entry), latents, targets)
+            # The runtime's load checks the file's sha256 and its tensors against the manifest, and
+            # LiteRT verifies the flatbuffer, before TFLite Micro (which does not) reads the bytes.
+            graphs[graph] = simulate_graph(Decoder(manifest, entry).model.path, latents, targets)
             g = graphs[graph]
             print(
                 f"{name}/{graph}: TFLM arena {g['tflm_arena_bytes']} B, fused plan {g['planned_ram_bytes']} B, "

@@ -65,7 +65,20 @@ def _names(cls) -> dict[int, str]:
 
 
 def load_graph(path: str | Path) -> Graph:
+    """Parse ``path``; a corrupt or hand-edited flatbuffer is one :class:`VaeEdgeError` naming the file."""
     data = Path(path).read_bytes()
+    try:
+        return _parse(path, data)
+    except VaeEdgeError:
+        raise
+    except Exception as exc:  # flatbuffers and numpy raise anything (struct.error, IndexError, ValueError...)
+        raise VaeEdgeError(
+            f"{path} is not a readable TFLite flatbuffer ({type(exc).__name__} while reading its graph); "
+            "re-export it with python -m export"
+        ) from None
+
+
+def _parse(path: str | Path, data: bytes) -> Graph:
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise VaeEdgeError(
             f"{path} is not a TFLite model (no TFL3 identifier); re-export it with python -m export"

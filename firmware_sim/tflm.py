@@ -45,21 +45,33 @@ def captured_stderr() -> Iterator[list[str]]:
             out.append(tmp.read().decode(errors="replace"))
 
 
+class TflmError(VaeEdgeError):
+    """TFLite Micro refused the model or failed to run it (arena too small, unsupported op, corrupt graph)."""
+
+
 class TflmModel:
     def __init__(self, model: bytes, arena_size: int):
         rt = _runtime()
         with captured_stderr() as log:
             try:
                 self.interpreter = rt.Interpreter.from_bytes(model, arena_size=arena_size)
-            except (RuntimeError, ValueError) as exc:
+            except (RuntimeError, ValueError, TypeError) as exc:
                 self.error = f"{exc}"
-                raise
+                raise TflmError(
+                    f"TFLite Micro cannot load the model with a {arena_size}-byte arena "
+                    f"({' '.join(str(exc).split())[:160]}); re-export it"
+                ) from None
         self.log = log
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        self.interpreter.set_input(np.ascontiguousarray(x), 0)
-        self.interpreter.invoke()
-        return np.array(self.interpreter.get_output(0))
+        try:
+            self.interpreter.set_input(np.ascontiguousarray(x), 0)
+            self.interpreter.invoke()
+            return np.array(self.interpreter.get_output(0))
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            raise TflmError(
+                f"TFLite Micro failed to run the model ({' '.join(str(exc).split())[:160]}); re-export it"
+            ) from None
 
     def allocations(self) -> dict:
         with captured_stderr() as log:
@@ -71,7 +83,7 @@ def arena_works(model: bytes, size: int, probe: np.ndarray) -> bool:
     with captured_stderr():
         try:
             TflmModel(model, size).run(probe)
-        except (RuntimeError, ValueError):
+        except TflmError:
             return False
     return True
 

@@ -13,8 +13,9 @@ nothing in it may import TensorFlow, Keras or host-only tooling.
 Needs numpy and ai-edge-litert (onnxruntime for ONNX artifacts); never imports TensorFlow or Keras.
 """
 
+from .backends import ModelLoadError
 from .errors import InvalidInputError, VaeEdgeError
-from .manifest import Manifest, find_manifests, load_manifest
+from .manifest import Manifest, ManifestError, find_manifests, load_manifest
 from .models import Classifier, Decoder, Encoder
 from .prior import Prior
 
@@ -24,6 +25,8 @@ __all__ = [
     "Encoder",
     "InvalidInputError",
     "Manifest",
+    "ManifestError",
+    "ModelLoadError",
     "Prior",
     "VaeEdgeError",
     "find_manifests",

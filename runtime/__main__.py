@@ -37,7 +37,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     s.add_argument("-n", type=positive_int, default=16, help="how many digits")
     s.add_argument("--precision", default=Precision.INT8.value, choices=[p.value for p in Precision])
     s.add_argument("--format", default=Format.TFLITE.value, choices=BENCH_FORMATS)
-    s.add_argument("--out", default="samples.png")
+    s.add_argument(
+        "--out",
+        default="samples.png",
+        help="a .png grid, or an .npy of (n, 28, 28) images written as they are decoded (any -n, bounded memory)",
+    )
+    s.add_argument(
+        "--dtype", default="float32", choices=("float32", "uint8"), help=".npy pixels (uint8: x 255)"
+    )
+    s.add_argument(
+        "--chunk-rows", type=positive_int, default=4096, help=".npy: latents decoded per chunk (default 4096)"
+    )
 
     c = sub.add_parser("check", parents=[common], help="quality of every quantized decoder vs float32")
     c.add_argument(
@@ -102,14 +112,18 @@ def cmd_dump(args) -> int:
     return 0
 
 
-def manifests_for(artifacts: str, model: str) -> dict:
-    """The VAE manifests under ``artifacts``: every one for ``model == "all"``, else that one (or an error)."""
+def manifests_for(artifacts: str, model: str, errors: dict | None = None) -> dict:
+    """The VAE manifests under ``artifacts``: every one for ``model == "all"``, else that one (or an error).
+    With ``errors``, bad manifests are recorded there by model name instead of raised."""
     from .manifest import find_manifests
 
-    found = {k: v for k, v in find_manifests(artifacts).items() if v.kind == "vae"}
+    found = {k: v for k, v in find_manifests(artifacts, errors).items() if v.kind == "vae"}
     names = VAE_MODELS if model == ALL else (model,)
-    missing = [n for n in names if n not in found]
-    if model != ALL and missing or not found:
+    if errors:  # only the models asked for
+        for name in [n for n in errors if n not in names]:
+            del errors[name]
+    missing = [n for n in names if n not in found and n not in (errors or {})]
+    if model != ALL and missing or not found and not errors:
         raise VaeEdgeError(
             f"no export of {', '.join(missing) or 'any model'} under {artifacts}; run make export "
             "or copy the artifacts folder"
@@ -124,6 +138,8 @@ def cmd_sample(args) -> int:
     if args.model == ALL:
         raise VaeEdgeError(f"sample needs one --model ({', '.join(VAE_MODELS)})")
     m = manifests_for(args.artifacts, args.model)[args.model]
+    if str(args.out).lower().endswith(".npy"):
+        return sample_npy(args, m)
     decoder = Decoder.from_manifest(m, precision=args.precision, format=args.format)
     images = decoder.decode(m.prior.sample(args.n, seed=args.seed))
     out = write_png_grid(images, args.out)
@@ -131,15 +147,35 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def sample_npy(args, m) -> int:
+    """``sample --out x.npy``: prior samples streamed through the largest-batch decoder into an .npy."""
+    import numpy as np
+
+    from .fileio import write_npy_stream
+    from .models import Decoder
+
+    batches = [a["batch"] for a in m.find(role="decoder", format=args.format, precision=args.precision)]
+    decoder = Decoder.from_manifest(
+        m, precision=args.precision, format=args.format, batch=max(batches, default=1)
+    )
+    chunks = decoder.decode_iter(m.prior.sample_chunks(args.n, args.seed, args.chunk_rows), args.chunk_rows)
+    if args.dtype == "uint8":  # round half up; probabilities never leave [0, 1]
+        chunks = (np.floor(c * 255 + 0.5).astype(np.uint8) for c in chunks)
+    out = write_npy_stream(args.out, (args.n, 28, 28), args.dtype, chunks)
+    print(f"{args.n} digits from {decoder.name} -> {out}")
+    return 0
+
+
 def cmd_check(args) -> int:
     from . import plots
-    from .check import THRESHOLDS, check_markdown, check_model
+    from .check import THRESHOLDS, check_markdown, check_model_or_record, model_error_record
     from .data import load_mnist, resolve_path
     from .manifest import find_manifests
     from .models import Classifier, Decoder
 
-    manifests = manifests_for(args.artifacts, args.model)
-    all_manifests = find_manifests(args.artifacts)
+    load_errors: dict = {}
+    manifests = manifests_for(args.artifacts, args.model, load_errors)
+    all_manifests = find_manifests(args.artifacts, {})  # a bad VAE manifest is recorded below
     if CLASSIFIER not in all_manifests:
         raise VaeEdgeError(
             f"no classifier export under {args.artifacts}; run python -m export --model classifier"
@@ -155,14 +191,14 @@ def cmd_check(args) -> int:
             "no --data / $VAE_EDGE_MNIST: skipping the ELBO and the distance to real digits", file=sys.stderr
         )
     reports = ensure_writable_dir(args.reports)
-    records = []
+    records = [model_error_record(name, exc, args.samples) for name, exc in load_errors.items()]
     for name, m in manifests.items():
         print(
             f"{name}: checking {sum(1 for a in m.artifacts if a['role'] == 'decoder')} decoders on "
             f"{args.samples} prior samples",
             file=sys.stderr,
         )
-        recs = check_model(
+        recs = check_model_or_record(
             m,
             classifier,
             args.samples,
@@ -175,7 +211,7 @@ def cmd_check(args) -> int:
             ),
         )
         records += recs
-        if plots.available():
+        if plots.available() and all(r.get("status") != "error" for r in recs):
             z = m.prior.sample(12, seed=args.seed + 7)
             rows = {
                 r["artifact"]: Decoder(m, m.by_path(r["artifact"])).decode(z)
@@ -213,7 +249,8 @@ def cmd_bench(args) -> int:
     from . import plots
     from .bench import bench_all, bench_markdown, platform_info
 
-    manifests = manifests_for(args.artifacts, args.model)
+    load_errors: dict = {}
+    manifests = manifests_for(args.artifacts, args.model, load_errors)
     threads = sorted({1, os.cpu_count() or 1}) if args.threads is None else args.threads
     formats = set(args.formats)
     jobs = [
@@ -235,6 +272,10 @@ def cmd_bench(args) -> int:
             file=sys.stderr,
         ),
     )
+    records += [
+        {"model": name, "artifact": "manifest.json", "threads": 0, "status": "error", "error": str(exc)}
+        for name, exc in load_errors.items()
+    ]
     reports = ensure_writable_dir(args.reports)
     info = platform_info()
     write_json_atomic(reports / "bench.json", {"platform": info, "records": records})

@@ -121,14 +121,15 @@ class TFLiteModel:
             # The interpreter verifies the flatbuffer and raises ValueError on a malformed one.
             self.interpreter = interpreter_cls(model_content=data, num_threads=num_threads, **kwargs)
             self.interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
+            # Tensor details of a corrupt file can hold anything (a bad dtype enum raises TypeError).
+            self.inputs = [self._info(d) for d in self.interpreter.get_input_details()]
+            self.outputs = [self._info(d) for d in self.interpreter.get_output_details()]
+            self._in_idx = [d["index"] for d in self.interpreter.get_input_details()]
+            self._out_idx = [d["index"] for d in self.interpreter.get_output_details()]
+        except (ValueError, RuntimeError, TypeError, KeyError, IndexError, OverflowError) as exc:
             raise ModelLoadError(
-                f"{self.path} cannot be loaded by {self.backend} ({exc}); re-export it"
+                f"{self.path} cannot be loaded by {self.backend} ({one_line(exc)}); re-export it"
             ) from None
-        self.inputs = [self._info(d) for d in self.interpreter.get_input_details()]
-        self.outputs = [self._info(d) for d in self.interpreter.get_output_details()]
-        self._in_idx = [d["index"] for d in self.interpreter.get_input_details()]
-        self._out_idx = [d["index"] for d in self.interpreter.get_output_details()]
 
     @staticmethod
     def _info(d) -> TensorInfo:
@@ -157,10 +158,24 @@ class TFLiteModel:
 
     def run_raw(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """Tensors in their own dtypes (int8 stays int8)."""
-        for idx, arr in zip(self._in_idx, arrays, strict=True):
-            self.interpreter.set_tensor(idx, arr)
-        self.interpreter.invoke()
-        return [self.interpreter.get_tensor(i).copy() for i in self._out_idx]
+        if len(arrays) != len(self._in_idx):
+            raise InvalidInputError(f"{self.path} takes {len(self._in_idx)} input(s), got {len(arrays)}")
+        for idx, arr, info in zip(self._in_idx, arrays, self.inputs, strict=True):
+            try:
+                self.interpreter.set_tensor(idx, arr)
+            except (ValueError, RuntimeError, TypeError) as exc:
+                raise InvalidInputError(
+                    f"{self.path} input {info.name!r} wants {info.dtype} {info.shape}; "
+                    f"got {getattr(arr, 'dtype', type(arr).__name__)} {getattr(arr, 'shape', '')} ({one_line(exc)})"
+                ) from None
+        try:
+            self.interpreter.invoke()
+            return [self.interpreter.get_tensor(i).copy() for i in self._out_idx]
+        except (ValueError, RuntimeError) as exc:
+            raise ModelLoadError(
+                f"{self.path} failed to run in {self.backend} ({one_line(exc)}); the file is corrupt or "
+                "was not written by python -m export: re-export it"
+            ) from None
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """Float arrays in, float arrays out."""
@@ -197,18 +212,22 @@ class OnnxModel:
             opts.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
+            self.inputs = [
+                TensorInfo(
+                    i.name, tuple(d if isinstance(d, int) else -1 for d in i.shape), _onnx_dtype(i.type)
+                )
+                for i in self.session.get_inputs()
+            ]
+            self.outputs = [
+                TensorInfo(
+                    o.name, tuple(d if isinstance(d, int) else -1 for d in o.shape), _onnx_dtype(o.type)
+                )
+                for o in self.session.get_outputs()
+            ]
         except Exception as exc:  # onnxruntime raises its own exception types for malformed protobufs
             raise ModelLoadError(
-                f"{self.path} cannot be loaded by onnxruntime ({type(exc).__name__}); re-export it"
+                f"{self.path} cannot be loaded by onnxruntime ({type(exc).__name__}: {one_line(exc)}); re-export it"
             ) from None
-        self.inputs = [
-            TensorInfo(i.name, tuple(d if isinstance(d, int) else -1 for d in i.shape), _onnx_dtype(i.type))
-            for i in self.session.get_inputs()
-        ]
-        self.outputs = [
-            TensorInfo(o.name, tuple(d if isinstance(d, int) else -1 for d in o.shape), _onnx_dtype(o.type))
-            for o in self.session.get_outputs()
-        ]
 
     def op_names(self) -> list[str]:
         import onnx
@@ -216,10 +235,31 @@ class OnnxModel:
         return [n.op_type for n in onnx.load_from_string(self.path.read_bytes()).graph.node]
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        feed = {info.name: np.asarray(a, np.float32) for info, a in zip(self.inputs, arrays, strict=True)}
-        return [np.asarray(o, np.float32) for o in self.session.run(None, feed)]
+        if len(arrays) != len(self.inputs):
+            raise InvalidInputError(f"{self.path} takes {len(self.inputs)} input(s), got {len(arrays)}")
+        try:
+            feed = {info.name: np.asarray(a, np.float32) for info, a in zip(self.inputs, arrays, strict=True)}
+        except (ValueError, TypeError) as exc:
+            raise InvalidInputError(f"{self.path}: inputs must be float arrays ({one_line(exc)})") from None
+        try:
+            outs = self.session.run(None, feed)
+        except Exception as exc:  # onnxruntime's own Fail / InvalidArgument / RuntimeException types
+            kind = type(exc).__name__
+            if kind in ("InvalidArgument", "InvalidGraph") and "input" in str(exc).lower():
+                raise InvalidInputError(f"{self.path} refused its input ({kind}: {one_line(exc)})") from None
+            raise ModelLoadError(
+                f"{self.path} failed to run in onnxruntime ({kind}: {one_line(exc)}); the file is corrupt or "
+                "was not written by python -m export: re-export it"
+            ) from None
+        return [np.asarray(o, np.float32) for o in outs]
 
     run_raw = run
+
+
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """An interpreter's message on one line (they span several, with C++ file names), cut to ``limit``."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _onnx_dtype(type_str: str) -> str:

@@ -79,7 +79,11 @@ def bench_all(jobs: list[tuple], progress=None, isolate: bool = True) -> list[di
     if not isolate:
         out = []
         for job in jobs:
-            out.append(bench_one(*job))
+            try:
+                rec = {**bench_one(*job), "status": "ok"}
+            except Exception as exc:  # noqa: BLE001 - one bad artifact is recorded, the others still run
+                rec = failed_record(job, exc)
+            out.append(rec)
             if progress:
                 progress(out[-1])
         return out
@@ -90,13 +94,34 @@ def bench_all(jobs: list[tuple], progress=None, isolate: bool = True) -> list[di
             max_workers=1, mp_context=ctx, max_tasks_per_child=1
         ) as pool:
             try:
-                rec = pool.submit(bench_one, *job).result()
+                rec = {**pool.submit(bench_one, *job).result(), "status": "ok"}
             except concurrent.futures.process.BrokenProcessPool:
-                rec = {"artifact": job[1], "threads": job[2], "error": "the interpreter process crashed"}
+                rec = {
+                    **failed_record(job, None),
+                    "error": "the interpreter process crashed",
+                    "status": "crashed",
+                }
+            except Exception as exc:  # noqa: BLE001 - raised in the child, re-raised here by the pool
+                rec = failed_record(job, exc)
         out.append(rec)
         if progress:
             progress(rec)
     return out
+
+
+def failed_record(job: tuple, exc: BaseException | None) -> dict:
+    """The report line of a job that did not finish: status and the one-line error, so the run goes on."""
+    from .errors import VaeEdgeError
+
+    folder, artifact, threads = job[0], job[1], job[2]
+    model = os.path.basename(os.path.dirname(os.path.normpath(folder)))
+    if exc is None:
+        error = ""
+    elif isinstance(exc, VaeEdgeError):
+        error = " ".join(str(exc).split())
+    else:
+        error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    return {"model": model, "artifact": artifact, "threads": threads, "status": "error", "error": error}
 
 
 CPU_NAME_KEYS = ("model name", "hardware", "model")  # x86 / older Arm kernels, then a Pi's board name

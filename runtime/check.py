@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import VaeEdgeError
 from .manifest import Manifest
 from .models import Classifier, Decoder, Encoder
 from .quality import bce_per_image, frechet_distance, kl_per_image, psnr_db
@@ -89,6 +90,7 @@ def check_model(
         "neg_elbo_delta": 0.0 if recon else None,
         "passed": True,
         "failures": [],
+        "status": "ok",
     }
     records = [baseline]
     quantized = [
@@ -97,8 +99,15 @@ def check_model(
         if a["role"] == "decoder" and a["format"] in ("tflite", "onnx") and a["precision"] in QUANTIZED
     ]
     for entry in quantized:
-        decoder = Decoder(manifest, entry, num_threads)
-        images = decoder.decode(z)
+        try:
+            decoder = Decoder(manifest, entry, num_threads)
+            images = decoder.decode(z)
+        except VaeEdgeError as exc:  # one bad file: record it and check the others
+            rec = error_record(base_record(entry), exc)
+            records.append(rec)
+            if progress:
+                progress(rec)
+            continue
         err = np.abs(images.astype(np.float64) - ref_images)
         logits, features = classifier.predict(images)
         digits = logits.argmax(1)
@@ -124,10 +133,53 @@ def check_model(
             rec["neg_elbo_delta"] = rec["neg_elbo"] - ref_neg_elbo
         rec["failures"] = failures_of(rec)
         rec["passed"] = not rec["failures"]
+        rec["status"] = "ok"
         records.append(rec)
         if progress:
             progress(rec)
     return records
+
+
+ERROR_FIELDS = (
+    "mean_abs_err",
+    "max_abs_err",
+    "psnr_db",
+    "digit_agreement",
+    "fd_to_float",
+    "fd_to_real",
+    "fd_to_real_ratio",
+    "neg_elbo",
+    "neg_elbo_delta",
+)
+
+
+def error_record(base: dict, exc: Exception) -> dict:
+    """A decoder (or a whole model) that could not be checked: status "error", the one-line reason, no figures."""
+    error = " ".join(str(exc).split())
+    return {
+        **base,
+        "role": base.get("role", "quantized"),
+        **dict.fromkeys(ERROR_FIELDS),
+        "status": "error",
+        "error": error,
+        "passed": False,
+        "failures": [error],
+    }
+
+
+def model_error_record(model: str, exc: Exception, samples: int = 0) -> dict:
+    """A whole model that could not be checked (bad manifest, reference decoder or encoder)."""
+    base = {"model": model, "artifact": "(all decoders)", "role": "quantized", "samples": samples}
+    base.update(dict.fromkeys(("format", "precision", "graph", "io", "batch", "reference")))
+    return error_record(base, exc)
+
+
+def check_model_or_record(manifest: Manifest, *args, **kwargs) -> list[dict]:
+    """``check_model``, or one error record for the model when it cannot be checked at all."""
+    try:
+        return check_model(manifest, *args, **kwargs)
+    except VaeEdgeError as exc:
+        return [model_error_record(manifest.model, exc, args[1] if len(args) > 1 else 0)]
 
 
 def failures_of(rec: dict) -> list[str]:

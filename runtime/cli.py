@@ -20,14 +20,7 @@ import functools
 import sys
 from collections.abc import Callable, Sequence
 
-from .errors import VaeEdgeError
-
-
-def os_error_line(exc: OSError) -> str:
-    """One line for a failed file operation: what, where, and what to do."""
-    where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
-    reason = exc.strerror or str(exc) or type(exc).__name__
-    return f"cannot access{where}: {reason}; check the path, its permissions and the free disk space, then run again"
+from .errors import VaeEdgeError, os_error_line
 
 
 def cli_main(main: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:

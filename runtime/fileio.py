@@ -155,3 +155,31 @@ def staged_folder(target: str | os.PathLike) -> Iterator[Path]:
         swap_in(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_npy_stream(target: str | os.PathLike, shape: tuple[int, ...], dtype, chunks) -> Path:
+    """Write an .npy of ``shape`` from an iterable of row blocks as they arrive (atomically, bounded memory).
+
+    The header is written first from the announced shape; the rows must add up to ``shape[0]`` or nothing is
+    published. Plain file writes, not a memory map: mapped pages would count in the writer's RSS.
+    """
+    import numpy as np
+
+    dtype = np.dtype(dtype)
+    rows = 0
+    with atomic_path(target, suffix=".npy") as tmp, open(tmp, "wb") as fh:
+        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}
+        np.lib.format.write_array_header_2_0(fh, header)
+        for chunk in chunks:
+            block = np.ascontiguousarray(chunk, dtype=dtype)
+            if block.shape[1:] != tuple(shape[1:]):
+                raise VaeEdgeError(
+                    f"{target}: a block of shape {block.shape} does not fit rows of {shape[1:]}"
+                )
+            rows += len(block)
+            if rows > shape[0]:
+                raise VaeEdgeError(f"{target}: more than the announced {shape[0]} rows")
+            fh.write(block.tobytes())
+        if rows != shape[0]:
+            raise VaeEdgeError(f"{target}: {rows} rows written, {shape[0]} announced")
+    return Path(target)

@@ -4,21 +4,172 @@ from runtime.manifest import load_manifest
 m = load_manifest("artifacts/vae2d_corr/export")
 entry = m.select(role="decoder", format="tflite", precision="int8", graph="subpixel", batch=1, io="int8")
 path = m.verify(entry)          # exists, size and sha256 as recorded, TFLite identifier present
+
+``load_manifest`` validates the whole file against its schema first (version, required fields and their
+types, artifact paths that stay inside the export folder), so a hand-edited or corrupt manifest is one
+:class:`ManifestError` naming the field, never a KeyError deep inside the runtime.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from .backends import ModelLoadError, check_tflite_bytes
-from .errors import VaeEdgeError
+from .errors import InvalidInputError, VaeEdgeError
 from .fileio import sha256_file
 from .prior import Prior
 
 MANIFEST_NAME = "manifest.json"
+# Manifests without "manifest_version" are version 1 (every export so far); a newer one needs a newer runtime.
+MANIFEST_VERSION = 1
+MODEL_FORMATS = ("tflite", "onnx")
+KINDS = ("vae", "classifier")
+
+
+class ManifestError(VaeEdgeError):
+    """manifest.json is unreadable, violates the schema, or points outside its export folder."""
+
+
+def _where(path: Path, field: str) -> str:
+    return f"{path}: field {field!r}"
+
+
+def _require(obj: dict, key: str, types, path: Path, prefix: str = "", optional: bool = False):
+    field = f"{prefix}{key}"
+    if key not in obj:
+        if optional:
+            return None
+        raise ManifestError(
+            f"{_where(path, field)} is missing; re-run python -m export or copy the folder again"
+        )
+    value = obj[key]
+    # bool is an int subclass: a manifest saying "batch": true is as wrong as "batch": "1".
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        ok = False
+    else:
+        ok = isinstance(value, types)
+    if not ok:
+        names = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+        raise ManifestError(
+            f"{_where(path, field)} must be {names}, got {type(value).__name__}; re-run python -m export"
+        )
+    return value
+
+
+def safe_artifact_path(folder: Path, name: str, where: str = "") -> Path:
+    """``folder / name`` if it stays inside ``folder``: no absolute path, no ``..``, no symlink that leads out.
+
+    A manifest is data from whoever sent the folder: following ``../../x`` or ``/etc/x`` would read (and
+    pi-bundle would pack) files the export never wrote.
+    """
+    label = f"{where}: " if where else ""
+    parts = name.replace("\\", "/").split("/")
+    if not name or "\x00" in name or Path(name).is_absolute() or ".." in parts or name.startswith("/"):
+        raise ManifestError(
+            f"{label}artifact path {name!r} is not a plain file name inside {folder}; re-run python -m export"
+        )
+    root = folder.resolve()
+    target = (root / name).resolve()
+    if target == root or root not in target.parents:
+        raise ManifestError(
+            f"{label}artifact path {name!r} resolves outside the export folder {folder}; re-run python -m export"
+        )
+    return folder / name
+
+
+def _validate_tensor(t, path: Path, field: str) -> None:
+    if not isinstance(t, dict):
+        raise ManifestError(f"{_where(path, field)} must be an object, got {type(t).__name__}")
+    _require(t, "name", str, path, f"{field}.")
+    shape = _require(t, "shape", list, path, f"{field}.")
+    if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+        raise ManifestError(
+            f"{_where(path, field + '.shape')} must be a list of positive integers, got {shape}"
+        )
+    _require(t, "dtype", str, path, f"{field}.")
+    scale = _require(t, "scale", (int, float), path, f"{field}.", optional=True)
+    if scale is not None and not (scale > 0 and scale < float("inf")):
+        raise ManifestError(f"{_where(path, field + '.scale')} must be a positive finite number, got {scale}")
+    _require(t, "zero_point", int, path, f"{field}.", optional=True)
+
+
+def validate_manifest(data, path: Path) -> None:
+    """Raise :class:`ManifestError` naming the first field that breaks the schema."""
+    if not isinstance(data, dict):
+        raise ManifestError(
+            f"{path} must hold a JSON object, got {type(data).__name__}; re-run python -m export"
+        )
+    version = _require(data, "manifest_version", int, path, optional=True)
+    if version is not None and not 1 <= version <= MANIFEST_VERSION:
+        raise ManifestError(
+            f"{_where(path, 'manifest_version')} is {version}; this runtime reads versions 1..{MANIFEST_VERSION}: "
+            "update the runtime or re-export"
+        )
+    model = _require(data, "model", str, path)
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", model) or model in (".", ".."):
+        # The model name becomes a folder name in reports and in pi-bundle's tarball.
+        raise ManifestError(f"{_where(path, 'model')} {model!r} is not a plain name (letters, digits, _ . -)")
+    kind = _require(data, "kind", str, path, optional=True) or "vae"
+    if kind not in KINDS:
+        raise ManifestError(f"{_where(path, 'kind')} is {kind!r}; expected one of {', '.join(KINDS)}")
+    if kind == "vae":
+        latent_dim = _require(data, "latent_dim", int, path)
+        if latent_dim < 1:
+            raise ManifestError(f"{_where(path, 'latent_dim')} must be >= 1, got {latent_dim}")
+        prior = _require(data, "prior", dict, path)
+        try:
+            p = Prior.from_json(prior)
+        except (InvalidInputError, KeyError, TypeError, ValueError) as exc:
+            raise ManifestError(
+                f"{_where(path, 'prior')} is not a valid prior ({exc}); re-run python -m export"
+            ) from None
+        if p.latent_dim != latent_dim:
+            raise ManifestError(
+                f"{_where(path, 'prior')} has {p.latent_dim} dimensions but latent_dim is {latent_dim}"
+            )
+    artifacts = _require(data, "artifacts", list, path)
+    seen = set()
+    for i, a in enumerate(artifacts):
+        at = f"artifacts[{i}]"
+        if not isinstance(a, dict):
+            raise ManifestError(f"{_where(path, at)} must be an object, got {type(a).__name__}")
+        name = _require(a, "path", str, path, f"{at}.")
+        at = f"artifacts[{i}] ({name})"
+        safe_artifact_path(path.parent, name, _where(path, f"{at}.path"))
+        if name in seen:
+            raise ManifestError(f"{_where(path, at)} is listed twice; re-run python -m export")
+        seen.add(name)
+        for key in ("role", "format", "sha256"):
+            _require(a, key, str, path, f"{at}.")
+        size = _require(a, "size_bytes", int, path, f"{at}.")
+        if size < 0:
+            raise ManifestError(f"{_where(path, at + '.size_bytes')} must be >= 0, got {size}")
+        batch = _require(a, "batch", int, path, f"{at}.", optional=True)
+        if batch is not None and batch < 1:
+            raise ManifestError(f"{_where(path, at + '.batch')} must be >= 1, got {batch}")
+        if a["format"] not in MODEL_FORMATS:
+            continue  # C sources and other side files: checked by size and sha256 only
+        for key in ("precision", "graph", "io"):
+            _require(a, key, (str, type(None)), path, f"{at}.", optional=key != "precision")
+        if batch is None:
+            _require(a, "batch", int, path, f"{at}.")
+        for key in ("inputs", "outputs"):
+            tensors = _require(a, key, list, path, f"{at}.")
+            if not tensors:
+                raise ManifestError(f"{_where(path, f'{at}.{key}')} is empty; re-run python -m export")
+            for j, t in enumerate(tensors):
+                _validate_tensor(t, path, f"{at}.{key}[{j}]")
+        if a["role"] in ("encoder", "classifier"):
+            roles = _require(a, "output_roles", list, path, f"{at}.")
+            if len(roles) != len(a["outputs"]) or not all(isinstance(r, str) for r in roles):
+                raise ManifestError(
+                    f"{_where(path, at + '.output_roles')} must name each of the {len(a['outputs'])} outputs"
+                )
+        _require(a, "output_activation", (str, type(None)), path, f"{at}.", optional=True)
 
 
 @dataclass
@@ -72,7 +223,7 @@ class Manifest:
 
     def verify(self, entry: dict) -> Path:
         """Check the file against the manifest (size, sha256, format identifier); return its path."""
-        path = self.folder / entry["path"]
+        path = safe_artifact_path(self.folder, entry["path"], str(self.folder / MANIFEST_NAME))
         if not path.is_file():
             raise ModelLoadError(
                 f"{path} is missing; copy the whole export folder again or re-run python -m export"
@@ -102,20 +253,30 @@ def load_manifest(folder: str | os.PathLike) -> Manifest:
             f"{path} not found; run python -m export (or copy the export folder with its manifest)"
         )
     try:
-        data = json.loads(path.read_text())
-        data["artifacts"]  # noqa: B018 - the key every manifest must have
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise VaeEdgeError(
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ManifestError(
             f"{path} is not a valid vae-edge manifest ({type(exc).__name__}); re-run python -m export"
         ) from None
+    validate_manifest(data, path)
     return Manifest(folder, data)
 
 
-def find_manifests(artifacts: str | os.PathLike) -> dict[str, Manifest]:
-    """Every ``<artifacts>/<model>/export/manifest.json``, by model name."""
+def find_manifests(artifacts: str | os.PathLike, errors: dict | None = None) -> dict[str, Manifest]:
+    """Every ``<artifacts>/<model>/export/manifest.json``, by model name.
+
+    With ``errors`` (a dict), a manifest that does not load is recorded there (folder name -> the error)
+    and skipped, so one bad model does not stop a run over all of them; without it, the error is raised.
+    """
     root = Path(artifacts)
     out = {}
     for path in sorted(root.glob(f"*/export/{MANIFEST_NAME}")):
-        m = load_manifest(path.parent)
+        try:
+            m = load_manifest(path.parent)
+        except VaeEdgeError as exc:
+            if errors is None:
+                raise
+            errors[path.parent.parent.name] = exc
+            continue
         out[m.model] = m
     return out

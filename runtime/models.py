@@ -5,20 +5,34 @@
     decoder = Decoder.from_manifest(m, precision="int8", graph="subpixel", batch=1)
     images = decoder.decode(m.prior.sample(16, seed=0))       # (16, 28, 28) float32 in [0, 1]
 
-Inputs are checked before they reach an interpreter: wrong shape or dtype, NaN or inf raise ValueError.
-Any number of rows is accepted; they run in chunks of the artifact's static batch (the last chunk padded).
-Full-integer decoders output int8 logits (manifest ``"output_activation": "sigmoid"``): ``decode`` applies the
-sigmoid, so every decoder returns pixel probabilities.
+    for chunk in decoder.decode_iter(m.prior.sample(10**6, seed=0), chunk_rows=4096):
+        ...                                                      # (<= 4096, 28, 28): bounded memory
+
+Inputs are checked before they reach an interpreter: wrong shape or dtype, NaN or inf, images outside [0, 1]
+raise InvalidInputError (a ValueError). Any number of rows is accepted; they run in chunks of the artifact's
+static batch (the last chunk padded). Full-integer decoders output int8 logits (manifest
+``"output_activation": "sigmoid"``): ``decode`` applies the sigmoid, so every decoder returns pixel probabilities.
+
+A loaded model must match its manifest entry: input and output names, shapes, dtypes and quantization are
+compared after loading, so a file whose sha256 was updated after an edit cannot feed the wrong tensors
+(ModelLoadError naming the file and the field). Outputs that hold NaN or inf are refused the same way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 
-from .backends import OnnxModel, TFLiteModel, run_batched
+from .backends import ModelLoadError, OnnxModel, TensorInfo, TFLiteModel, run_batched
 from .errors import InvalidInputError
 from .manifest import Manifest
 from .vocab import Role
+
+# Images are probabilities in [0, 1]; float16/int8 round-trips may overshoot a hair, 0..255 bytes may not.
+IMAGE_RANGE_TOLERANCE = 1e-3
+DEFAULT_CHUNK_ROWS = 4096  # 4096 decoded rows are 12.8 MB of float32 pixels
+SCALE_RTOL = 1e-6  # the manifest stores the interpreter's float32 scale through a JSON double
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -34,8 +48,17 @@ def decoder_pixels(raw: np.ndarray, output_activation: str | None) -> np.ndarray
     return raw if output_activation is None else OUTPUT_ACTIVATIONS[output_activation](raw)
 
 
+def _as_array(x, name: str) -> np.ndarray:
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError) as exc:  # ragged nested lists, objects numpy cannot stack
+        raise InvalidInputError(
+            f"{name} must be a numeric array ({' '.join(str(exc).split())[:120]})"
+        ) from None
+
+
 def _check_array(x, name: str, trailing: tuple[int, ...]) -> np.ndarray:
-    arr = np.asarray(x)
+    arr = _as_array(x, name)
     if arr.dtype.kind not in "fiu":
         raise InvalidInputError(f"{name} must be a numeric array, got dtype {arr.dtype}")
     if arr.ndim != 1 + len(trailing) or tuple(arr.shape[1:]) != trailing:
@@ -51,23 +74,80 @@ def _check_array(x, name: str, trailing: tuple[int, ...]) -> np.ndarray:
     return arr
 
 
+def io_mismatches(model, entry: dict) -> list[str]:
+    """Every difference between a loaded model's input/output tensors and its manifest entry, as text."""
+    out = []
+    for kind in ("inputs", "outputs"):
+        loaded: list[TensorInfo] = getattr(model, kind)
+        recorded = entry[kind]
+        if len(loaded) != len(recorded):
+            out.append(f"{len(loaded)} {kind} (manifest: {len(recorded)})")
+            continue
+        for i, (got, want) in enumerate(zip(loaded, recorded, strict=True)):
+            where = f"{kind}[{i}]"
+            if got.name != want["name"]:
+                out.append(f"{where} name {got.name!r} (manifest: {want['name']!r})")
+            if list(got.shape) != list(want["shape"]):
+                out.append(f"{where} shape {list(got.shape)} (manifest: {want['shape']})")
+            if got.dtype != want["dtype"]:
+                out.append(f"{where} dtype {got.dtype} (manifest: {want['dtype']})")
+            want_q = "scale" in want
+            if got.quantized != want_q:
+                out.append(
+                    f"{where} {'quantized' if got.quantized else 'not quantized'} (manifest: the opposite)"
+                )
+            elif want_q and (
+                not abs(got.scale - want["scale"]) <= SCALE_RTOL * abs(want["scale"])
+                or got.zero_point != want.get("zero_point", 0)
+            ):
+                out.append(
+                    f"{where} quantization ({got.scale:.6g}, {got.zero_point}) "
+                    f"(manifest: ({want['scale']:.6g}, {want.get('zero_point', 0)}))"
+                )
+    return out
+
+
 class _Artifact:
     """A loaded artifact plus its manifest entry; runs any number of rows through its static batch."""
 
     def __init__(self, manifest: Manifest, entry: dict, num_threads: int | None = None):
         self.manifest, self.entry = manifest, entry
+        if entry["format"] not in ("tflite", "onnx"):
+            raise InvalidInputError(f"{entry['path']} is a {entry['format']} artifact, not a model to run")
         path = manifest.verify(entry)
         self.model = (
             TFLiteModel(path, num_threads) if entry["format"] == "tflite" else OnnxModel(path, num_threads)
         )
         self.batch = int(entry["batch"])
+        problems = io_mismatches(self.model, entry)
+        if not problems and self.model.inputs[0].shape[0] != self.batch:
+            problems.append(f"batch {self.model.inputs[0].shape[0]} (manifest: {self.batch})")
+        if not problems:
+            problems = self._role_mismatches()
+        if problems:
+            raise ModelLoadError(
+                f"{path} does not match its manifest entry: {'; '.join(problems[:3])}"
+                f"{f' (+{len(problems) - 3} more)' if len(problems) > 3 else ''}; the file was modified after "
+                "export: copy the export folder again or re-run python -m export"
+            )
+
+    def _role_mismatches(self) -> list[str]:
+        """What this role needs of the tensors whatever the manifest says (a manifest can be edited too)."""
+        return []
 
     @property
     def name(self) -> str:
         return self.entry["path"]
 
     def _run(self, x: np.ndarray) -> list[np.ndarray]:
-        return run_batched(self.model, x, self.batch)
+        outs = run_batched(self.model, x, self.batch)
+        for info, o in zip(self.model.outputs, outs, strict=True):
+            if not np.all(np.isfinite(o)):
+                raise ModelLoadError(
+                    f"{self.model.path} output {info.name!r} holds NaN or inf for finite inputs; the file is "
+                    "corrupt: copy the export folder again or re-run python -m export"
+                )
+        return outs
 
 
 class Decoder(_Artifact):
@@ -79,6 +159,16 @@ class Decoder(_Artifact):
                 "update the runtime or re-export"
             )
         super().__init__(manifest, entry, num_threads)
+
+    def _role_mismatches(self) -> list[str]:
+        ins, outs = self.model.inputs, self.model.outputs
+        if len(ins) != 1 or tuple(ins[0].shape[1:]) != (self.manifest.latent_dim,):
+            return [
+                f"inputs {[list(t.shape) for t in ins]} do not take latents of size {self.manifest.latent_dim}"
+            ]
+        if len(outs) != 1 or int(np.prod(outs[0].shape[1:])) != 28 * 28:
+            return [f"outputs {[list(t.shape) for t in outs]} are not one 28x28 image per row"]
+        return []
 
     @classmethod
     def from_manifest(
@@ -105,16 +195,62 @@ class Decoder(_Artifact):
     def latent_dim(self) -> int:
         return self.manifest.latent_dim
 
-    def decode(self, z) -> np.ndarray:
-        """Latents (n, latent_dim) -> images (n, 28, 28) in [0, 1]."""
-        z = _check_array(z, "latents", (self.latent_dim,))
+    def _step(self, chunk_rows: int) -> int:
+        # Whole static batches per chunk, so only the very last chunk is padded.
+        return max(self.batch, chunk_rows - chunk_rows % self.batch)
+
+    def _decode_block(self, z: np.ndarray) -> np.ndarray:
         return decoder_pixels(self._run(z)[0], self.output_activation).reshape(len(z), 28, 28)
+
+    def decode(self, z) -> np.ndarray:
+        """Latents (n, latent_dim) -> images (n, 28, 28) in [0, 1].
+
+        Runs in chunks written into the one output array: memory is the output plus one chunk.
+        """
+        z = _check_array(z, "latents", (self.latent_dim,))
+        step = self._step(DEFAULT_CHUNK_ROWS)
+        if len(z) <= step:
+            return self._decode_block(z)
+        out = np.empty((len(z), 28, 28), np.float32)
+        for i in range(0, len(z), step):
+            out[i : i + step] = self._decode_block(z[i : i + step])
+        return out
+
+    def decode_iter(
+        self, z: np.ndarray | Iterable, chunk_rows: int = DEFAULT_CHUNK_ROWS
+    ) -> Iterator[np.ndarray]:
+        """Decode in chunks of at most ``chunk_rows`` rows, yielding (rows, 28, 28) images as they are ready.
+
+        ``z`` is an (n, latent_dim) array (or nested list) or an iterator of such arrays (e.g. a generator of
+        prior samples), so memory stays bounded by one chunk however many latents there are. The images equal
+        ``decode``'s.
+        """
+        if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+            raise InvalidInputError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+        step = self._step(chunk_rows)
+        # Arrays and nested lists are one block of rows; iterators and generators yield blocks of rows.
+        iterator = isinstance(z, Iterable) and not isinstance(z, (np.ndarray, list, tuple, str, bytes))
+        for part in z if iterator else (z,):
+            part = _check_array(part, "latents", (self.latent_dim,))
+            for i in range(0, len(part), step):
+                yield self._decode_block(part[i : i + step])
 
 
 class _ImageModel(_Artifact):
     """An image-input artifact (encoder, classifier) whose outputs the manifest names in ``output_roles``."""
 
     role = ""
+    output_names: tuple[str, ...] = ()
+
+    def _role_mismatches(self) -> list[str]:
+        ins = self.model.inputs
+        if len(ins) != 1 or tuple(ins[0].shape[1:]) not in ((28, 28, 1), (28, 28)):
+            return [f"inputs {[list(t.shape) for t in ins]} do not take 28x28 images"]
+        roles = self.entry.get("output_roles", [])
+        names_ok = not self.output_names or sorted(roles) == sorted(self.output_names)  # base class: any
+        if len(roles) != len(self.model.outputs) or not names_ok:
+            return [f"output_roles {roles} (the {self.role} has outputs {', '.join(self.output_names)})"]
+        return []
 
     @classmethod
     def from_manifest(cls, manifest: Manifest, batch: int | None = None, num_threads: int | None = None):
@@ -128,15 +264,22 @@ class _ImageModel(_Artifact):
         return cls(manifest, entry, num_threads)
 
     def _outputs(self, images) -> dict[str, np.ndarray]:
-        x = np.asarray(images)
+        x = _as_array(images, "images")
         if x.ndim == 3:
             x = x[..., None]
         x = _check_array(x, "images", (28, 28, 1))
+        lo, hi = float(x.min()), float(x.max())
+        if lo < -IMAGE_RANGE_TOLERANCE or hi > 1 + IMAGE_RANGE_TOLERANCE:
+            raise InvalidInputError(
+                f"images must hold pixel values in [0, 1], found [{lo:g}, {hi:g}]"
+                + ("; divide 0..255 bytes by 255" if hi > 1.5 else "")
+            )
         return dict(zip(self.entry["output_roles"], self._run(x), strict=True))
 
 
 class Encoder(_ImageModel):
     role = Role.ENCODER
+    output_names = ("z_mean", "z_log_var")
 
     def encode(self, images) -> tuple[np.ndarray, np.ndarray]:
         """Images (n, 28, 28) or (n, 28, 28, 1) in [0, 1] -> (z_mean, z_log_var)."""
@@ -146,6 +289,7 @@ class Encoder(_ImageModel):
 
 class Classifier(_ImageModel):
     role = Role.CLASSIFIER
+    output_names = ("logits", "features")
 
     def predict(self, images) -> tuple[np.ndarray, np.ndarray]:
         """Images (n, 28, 28[, 1]) in [0, 1] -> (logits (n, 10), features (n, 128))."""

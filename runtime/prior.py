@@ -82,6 +82,14 @@ class Prior:
         eps = np.random.default_rng(seed).standard_normal((n, self.latent_dim))
         return (eps @ self.cholesky.T).astype(np.float32)
 
+    def sample_chunks(self, n: int, seed: int | None = 0, chunk_rows: int = 4096):
+        """The rows of ``sample(n, seed)``, yielded ``chunk_rows`` at a time (same numbers, bounded memory):
+        the generator fills its normals in order, so consecutive draws continue one long draw."""
+        rng = np.random.default_rng(seed)
+        for start in range(0, n, chunk_rows):
+            eps = rng.standard_normal((min(chunk_rows, n - start), self.latent_dim))
+            yield (eps @ self.cholesky.T).astype(np.float32)
+
     def to_json(self) -> dict:
         return {
             "kind": "isotropic" if self.is_isotropic else "correlated",

@@ -1,1 +1,2 @@
-"""Host tooling of vae-edge: never installed on a device (the Raspberry Pi gets only runtime/)."""
+"""Host tooling of vae-edge (Pi bundle and emulation, fuzzing, benchmarks, goals): never installed on a device
+(the Raspberry Pi gets only runtime/)."""

@@ -1,0 +1,75 @@
+"""tools/fuzz: a seeded subset of `make fuzz` on the tiny export (see conftest.exported), plus the harness's own
+ability to tell a crash, a hang and a traceback apart. The full run (1,000 + 1,000 model mutations, 200
+manifests, inputs and .npz files) is `make fuzz`; its counts go to reports/fuzz.{json,md}."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tools.fuzz import mutate
+from tools.fuzz.harness import FAILURES, FuzzConfig, Worker, run_fuzz
+from tools.fuzz.report import write_reports
+
+
+def test_fuzz_subset_has_no_crash_traceback_or_detectable_silent_change(exported, mnist_path, tmp_path):
+    cfg = FuzzConfig(
+        artifacts=str(exported),
+        data=str(mnist_path),
+        seed=12,
+        model_mutations=60,
+        manifest_mutations=60,
+        input_mutations=80,
+        npz_mutations=40,
+        firmware_mutations=8,
+    )
+    result = run_fuzz(cfg)
+    expected = {
+        "model_sha_updated": 60,
+        "model_sha_stale": 60,
+        "manifest": 60,
+        "manifest_cli": 30,  # the VAE's manifests (every other one) also through python -m runtime sample
+        "input": 80,
+        "npz": 40,
+        "firmware": 8,
+    }
+    assert {t: sum(c.values()) for t, c in result.counts.items()} == expected
+    for target in expected:
+        assert result.failures(target) == 0, (target, result.counts[target], result.examples.get(target))
+        assert result.counts[target].get("refused", 0) > 0, target  # the mutations do bite
+    for target in ("manifest", "manifest_cli", "input", "npz"):
+        assert result.counts[target].get("escape_accepted", 0) == 0
+    # Without the updated sha256 every mutated file is refused before it reaches an interpreter.
+    assert {o: n for o, n in result.counts["model_sha_stale"].items() if n} == {"refused": 60}
+    js, md = write_reports(result, tmp_path / "reports")
+    report = json.loads(js.read_text())
+    assert report["goals"]["model_sha_updated"]["met"] and "| model_sha_updated | 60 |" in md.read_text()
+
+
+def test_worker_counts_a_segfault_a_hang_and_a_traceback(tmp_path):
+    worker = Worker(tmp_path / "worker.log")
+    try:
+        assert worker.run("selftest", action="segfault")[0] == "crash"
+        assert worker.run("selftest", action="hang", timeout=2)[0] == "hang"
+        status, payload = worker.run("selftest", action="raise")
+        assert status == "traceback" and "KeyError" in payload
+        assert worker.run("selftest", action="fine") == ("ok", {"action": "fine"})  # restarted after each
+        assert worker.restarts == 2
+    finally:
+        worker.close()
+    assert set(FAILURES) >= {"crash", "hang", "traceback", "silent_diff_io_detectable"}
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_model_mutations_are_seeded_and_always_change_the_file(exported, fmt):
+    folder = exported / "vae2d_corr" / "export"
+    data = (folder / f"decoder_transpose_float32_b1.{fmt}").read_bytes()
+    runs = [
+        [mutate.mutate_model(data, fmt, rng) for _ in range(15)]
+        for rng in (np.random.default_rng(5), np.random.default_rng(5))
+    ]
+    assert runs[0] == runs[1]
+    assert all(out != data for _, out in runs[0])
+    assert any(kind.startswith("structured_") for kind, _ in runs[0])

@@ -1,0 +1,84 @@
+"""reports/fuzz.{json,md} from a FuzzResult."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runtime.fileio import ensure_writable_dir, write_json_atomic, write_text_atomic
+
+from .harness import FAILURES, FuzzResult
+
+ORDER = (
+    "refused",
+    "same_output",
+    "accepted",
+    "ran",
+    "silent_diff_io_same",
+    "silent_diff_io_detectable",
+    "nonfinite_output",
+    "escape_accepted",
+    "ran_reference_differs",
+    "refusal_not_one_line",
+    "traceback",
+    "crash",
+    "hang",
+)
+
+
+def write_reports(result: FuzzResult, reports: str | Path) -> tuple[Path, Path]:
+    folder = ensure_writable_dir(reports)
+    j = write_json_atomic(folder / "fuzz.json", result.to_json())
+    m = write_text_atomic(folder / "fuzz.md", markdown(result))
+    return j, m
+
+
+def markdown(result: FuzzResult) -> str:
+    outcomes = [o for o in ORDER if any(o in c for c in result.counts.values())]
+    outcomes += sorted({o for c in result.counts.values() for o in c} - set(outcomes))
+    cfg = result.config
+    lines = [
+        "# Fuzz: mutated models, manifests, inputs and MNIST files",
+        "",
+        f"Model fuzzed: {cfg['fuzzed_model']} (+ the classifier when exported) under `{cfg['artifacts']}`; seed "
+        f"{cfg['seed']}. Every attempt ran in a worker process (a crash or a hang is counted, then the worker "
+        "is restarted). Failure outcomes: " + ", ".join(FAILURES) + ".",
+        "",
+        "| target | attempts | " + " | ".join(outcomes) + " | seconds | goal |",
+        "|---|---|" + "---|" * len(outcomes) + "---|---|",
+    ]
+    goals = result.to_json()["goals"]
+    for target, c in result.counts.items():
+        g = goals.get(target)
+        lines.append(
+            f"| {target} | {sum(c.values())} | "
+            + " | ".join(str(c.get(o, 0)) for o in outcomes)
+            + f" | {result.seconds.get(target, 0):.0f} | {'met' if g and g['met'] else 'NOT met'} |"
+        )
+    lines += [
+        "",
+        "`silent_diff_io_same`: a mutated model whose sha256 was updated ran, its input and output tensors equal "
+        "its manifest entry's, and its output differs from the unmutated model's (e.g. a changed weight): no "
+        "I/O check can see it; only the sha256 recorded by the exporter can. `silent_diff_io_detectable`: the same "
+        "with tensors that differ from the manifest (the runtime's I/O check must refuse these: goal 0). "
+        "Manifest, input and .npz goals: no crash, hang, traceback or multi-line refusal, and no manifest path "
+        "outside the export folder accepted (`escape_accepted`).",
+        "",
+        "## By mutation kind",
+        "",
+    ]
+    for target, kinds in result.by_kind.items():
+        lines.append(
+            f"**{target}**: "
+            + "; ".join(
+                f"{k} " + ", ".join(f"{o} {n}" for o, n in sorted(c.items()))
+                for k, c in sorted(kinds.items())
+            )
+        )
+        lines.append("")
+    lines += ["## Examples", ""]
+    for target, by_outcome in result.examples.items():
+        for outcome, texts in by_outcome.items():
+            for t in texts:
+                one = " ".join(t.split())
+                lines.append(f"- {target} / {outcome}: {one[:400]}")
+    return "\n".join(lines) + "\n"
