@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 
 import keras
 import numpy as np
 import pytest
 
-from train.__main__ import main, parse_args
+from runtime.errors import VaeEdgeError
+from train.__main__ import SETTING_FLAGS, main, parse_args, settings_for
+from train.model import VAEConfig
+from train.settings import CLASSIFIER_EPOCHS, DEFAULTS, SettingError, TrainSettings
 
 SMALL = [
     "--train-limit",
@@ -96,7 +101,10 @@ def test_resume_continues_from_saved_epoch(tmp_path, mnist_path, monkeypatch):
         train(interrupted, mnist_path, *args)
     monkeypatch.setattr(Trainer, "save_checkpoint", original_save)
     assert not (interrupted / "vae2d" / "decoder.keras").exists()
+    stale = interrupted / "vae2d" / ".decoder.keras.q1w2e3r4.keras"  # what a kill -9 mid-save leaves
+    stale.write_bytes(b"half a model")
     assert train(interrupted, mnist_path, *args, "--resume") == 0
+    assert not stale.exists()
     rows_a = (straight / "vae2d" / "history.csv").read_text().splitlines()
     rows_b = (interrupted / "vae2d" / "history.csv").read_text().splitlines()
     assert len(rows_b) == 3
@@ -147,6 +155,165 @@ def test_missing_data(tmp_path, capsys):
     assert not (tmp_path / "vae2d" / "decoder.keras").exists()
 
 
-def test_non_spd_prior_from_cli(tmp_path, mnist_path, capsys):
-    assert train(tmp_path, mnist_path, "--model", "vae2d_corr", "--prior-cov", "[[1, 2], [2, 1]]") == 2
-    assert "not positive definite" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "flags, fragment",
+    [
+        (["--epochs", "0"], "--epochs must be ≥ 1, got 0"),
+        (["--epochs", "-1"], "--epochs must be ≥ 1, got -1"),
+        (["--epochs", "two"], "invalid int value"),
+        (["--batch-size", "0"], "--batch-size must be ≥ 1"),
+        (["--iw-samples", "-3"], "--iw-samples must be ≥ 0, got -3"),
+        (["--lr", "0"], "--lr must be > 0"),
+        (["--lr", "inf"], "--lr must be a finite number"),
+        (["--kl-warmup-epochs", "-1"], "--kl-warmup-epochs must be ≥ 0"),
+        (["--seed", "-5"], "--seed must be ≥ 0"),
+        (["--train-limit", "0"], "--train-limit must be ≥ 1"),
+        (["--train-limit", "100"], "below --batch-size 128"),
+        (["--test-limit", "-1"], "--test-limit must be ≥ 1"),
+        (["--model", "vae2d_corr", "--prior-cov", "[[1, 2], [2, 1]]"], "not positive definite"),
+        (["--model", "vae2d_corr", "--prior-cov", "[[1, 0.4]"], "not valid JSON"),
+        (["--model", "vae3d", "--prior-cov", "[[1, 0], [0, 1]]"], "applies to vae2d_corr only"),
+    ],
+)
+def test_bad_flag_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, flags, fragment):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["--out", str(out), *flags])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and fragment in err, err
+    assert not out.exists()
+
+
+def test_defaults_come_from_the_settings_dataclass():
+    args = parse_args([])
+    for dest, field in SETTING_FLAGS.items():
+        if field != "epochs":
+            assert getattr(args, dest) == DEFAULTS[field], dest
+    assert args.epochs is None and args.explicit == {}
+    assert settings_for("vae", args, "float32") == TrainSettings()
+    assert settings_for("classifier", args, "float32").epochs == CLASSIFIER_EPOCHS
+    assert parse_args(["--lr", "2e-3", "--seed", "1"]).explicit == {"learning_rate": "--lr", "seed": "--seed"}
+    stored = TrainSettings(seed=3, batch_size=64)
+    assert TrainSettings.from_json(json.loads(json.dumps(stored.to_json()))) == stored
+    assert TrainSettings.from_json({"seed": 3}) == TrainSettings(seed=3)  # a copy that predates a field
+    with pytest.raises(VaeEdgeError, match="unknown fields"):
+        TrainSettings.from_json({"seed": 3, "dropout": 0.5})
+    with pytest.raises(SettingError, match="epochs"):
+        TrainSettings(epochs=0)
+    with pytest.raises(SettingError, match="min_learning_rate"):
+        TrainSettings(learning_rate=1e-6, min_learning_rate=1e-5)
+
+
+@pytest.mark.parametrize(
+    "flags, field, stored, asked",
+    [
+        (["--prior-cov", "[[1.0,0.3],[0.3,0.5]]"], "prior_cov", "0.4", "0.3"),
+        (["--seed", "1"], "seed", "seed=0", "seed=1"),
+        (["--batch-size", "64"], "batch_size", "batch_size=128", "batch_size=64"),
+    ],
+)
+def test_resume_refuses_a_differing_config(trained_corr, mnist_path, capsys, flags, field, stored, asked):
+    before = {p.name: p.read_bytes() for p in trained_corr.iterdir() if p.is_file()}
+    rc = train(trained_corr.parent, mnist_path, "--model", "vae2d_corr", "--epochs", "2", "--resume", *flags)
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --resume:") and "\n" not in err
+    assert f"trained with {field}=" in err and stored in err and asked in err, err
+    assert {p.name: p.read_bytes() for p in trained_corr.iterdir() if p.is_file()} == before
+
+
+def test_resume_takes_the_config_from_the_checkpoint(trained_corr):
+    from train.loop import resolve_resume
+    from train.model import PRESETS
+
+    custom = VAEConfig("vae2d_corr", 2, ((1.0, 0.2), (0.2, 0.5)))
+    cfg, settings = resolve_resume(
+        checkpoint=trained_corr / "checkpoint.npz",
+        name="vae2d_corr",
+        model_config=custom,
+        settings=TrainSettings(batch_size=32, seed=5),
+        explicit={},  # nothing typed: everything comes from the checkpoint
+    )
+    assert cfg == PRESETS["vae2d_corr"]
+    assert (settings.batch_size, settings.seed, settings.epochs, settings.train_limit) == (128, 0, 2, 3072)
+    with pytest.raises(VaeEdgeError, match="belongs to 'vae2d_corr', not 'vae2d'"):
+        resolve_resume(
+            checkpoint=trained_corr / "checkpoint.npz",
+            name="vae2d",
+            model_config=PRESETS["vae2d"],
+            settings=settings,
+            explicit={},
+        )
+
+
+def test_run_set_is_verified(trained_corr, tmp_path):
+    from train.runset import verify_run_set
+
+    run_id = json.loads((trained_corr / "metrics.json").read_text())["run_id"]
+    assert verify_run_set(trained_corr) == run_id
+    assert json.loads((trained_corr / "config.json").read_text())["run_set"]["run_id"] == run_id
+    mixed = tmp_path / "vae2d_corr"
+    shutil.copytree(trained_corr, mixed)
+    (mixed / "encoder.keras").write_bytes((mixed / "encoder.keras").read_bytes() + b"other run")
+    with pytest.raises(VaeEdgeError, match=r"encoder\.keras does not belong to run"):
+        verify_run_set(mixed)
+    shutil.copy(trained_corr / "encoder.keras", mixed / "encoder.keras")
+    config = json.loads((mixed / "config.json").read_text())
+    config["run_set"]["run_id"] = "0" * 32
+    (mixed / "config.json").write_text(json.dumps(config))
+    with pytest.raises(VaeEdgeError, match="config.json belongs to run 0{32} and metrics.json to run"):
+        verify_run_set(mixed)
+    (mixed / "metrics.json").unlink()
+    with pytest.raises(VaeEdgeError, match=r"metrics\.json is missing"):
+        verify_run_set(mixed)
+
+
+@pytest.mark.parametrize("killed_at", [1, 2, 3, 4, 5])
+def test_a_publish_killed_at_any_write_leaves_no_set_that_verifies_as_new(
+    tmp_path, mnist, monkeypatch, killed_at
+):
+    """Five renames publish a run (encoder, decoder, config, history, metrics): killed before any of them, the
+    folder is either the complete old run or refused by verify_run_set — never taken for the new run."""
+    import runtime.fileio
+    from train.model import PRESETS, build_decoder, build_encoder
+    from train.runset import verify_run_set
+    from train.vae import publish_run
+
+    cfg = PRESETS["vae2d"]
+    models = {"encoder.keras": build_encoder(cfg), "decoder.keras": build_decoder(cfg)}
+    settings = TrainSettings(epochs=1, train_limit=128, test_limit=10)
+    old = publish_run(tmp_path, models, cfg, settings, mnist, [], {"model": "vae2d"})
+    for model in models.values():  # the next run's weights (keras writes identical weights byte-identically)
+        model.set_weights([w + 1 for w in model.get_weights()])
+    real_replace, calls = os.replace, []
+
+    def replace_then_die(src, dst):
+        calls.append(dst)
+        if len(calls) == killed_at:
+            raise KeyboardInterrupt  # as a kill between two renames
+        real_replace(src, dst)
+
+    monkeypatch.setattr(runtime.fileio.os, "replace", replace_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        publish_run(tmp_path, models, cfg, settings, mnist, [], {"model": "vae2d"})
+    monkeypatch.setattr(runtime.fileio.os, "replace", real_replace)
+    if killed_at == 1:
+        assert verify_run_set(tmp_path) == old  # nothing replaced yet: the old run, complete
+    else:
+        with pytest.raises(VaeEdgeError, match="mixes two trainings"):
+            verify_run_set(tmp_path)
+    assert not list(tmp_path.glob(".*")), "temporary files left behind"
+    new = publish_run(tmp_path, models, cfg, settings, mnist, [], {"model": "vae2d"})
+    assert verify_run_set(tmp_path) == new != old
+
+
+def test_stale_temporaries_are_removed(tmp_path):
+    from train.runset import remove_stale_temporaries
+
+    stale = [tmp_path / ".encoder.keras.k2j4_x9a.keras", tmp_path / ".metrics.json.ab12cd34.tmp"]
+    kept = [tmp_path / "encoder.keras", tmp_path / ".notes", tmp_path / "metrics.json"]
+    for p in stale + kept:
+        p.write_text("x")
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted(stale)
+    assert all(p.exists() for p in kept) and not any(p.exists() for p in stale)

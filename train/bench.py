@@ -145,14 +145,15 @@ def run_reference(data, epochs: int, seed: int) -> dict:
 def run_vae_edge(data, epochs: int, seed: int, precision: str) -> dict:
     import numpy as np
 
-    from .loop import TrainSettings, resolve_precision
+    from .loop import resolve_precision
     from .model import PRESETS
+    from .settings import TrainSettings
     from .vae import train_vae
 
-    settings = TrainSettings(epochs=epochs, seed=seed, precision=resolve_precision(precision))
+    settings = TrainSettings(epochs=epochs, seed=seed, precision=resolve_precision(precision), iw_samples=0)
     with tempfile.TemporaryDirectory() as tmp:
         metrics = train_vae(
-            PRESETS["vae2d"], data, Path(tmp), settings, progress=False, iw_samples=0, figures_enabled=False
+            PRESETS["vae2d"], data, Path(tmp), settings, progress=False, figures_enabled=False
         )
         import csv
 

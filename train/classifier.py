@@ -13,7 +13,8 @@ from runtime.data import Mnist
 from . import figures
 from .loop import Trainer, TrainSettings, dtype_policy, learning_rate_schedule, make_dataset
 from .model import ClassifierConfig, build_classifier, copy_weights
-from .vae import EVAL_BATCH, save_keras_atomic, write_run_record
+from .runset import remove_stale_temporaries
+from .vae import EVAL_BATCH, publish_run
 
 TARGET_TEST_ACCURACY = 0.99
 
@@ -45,6 +46,7 @@ def train_classifier(
     figures_enabled: bool = True,
 ) -> dict:
     strategy = strategy or tf.distribute.get_strategy()
+    remove_stale_temporaries(out_dir)
     keras.utils.set_random_seed(settings.seed)
     x_train, y_train = data.x_train[: settings.train_limit], data.y_train[: settings.train_limit]
     x_test, y_test = data.x_test[: settings.test_limit], data.y_test[: settings.test_limit]
@@ -72,7 +74,15 @@ def train_classifier(
         }
 
     trainer = Trainer(
-        "classifier", {"classifier": model}, optimizer, step, settings, out_dir, strategy, progress
+        "classifier",
+        {"classifier": model},
+        optimizer,
+        step,
+        settings,
+        out_dir,
+        strategy,
+        progress,
+        model_config=cfg.to_json(),
     )
     if resume and trainer.load_checkpoint() and progress:
         print(f"classifier: resuming after epoch {trainer.start_epoch} from {trainer.checkpoint_path}")
@@ -91,9 +101,9 @@ def train_classifier(
         "target_test_accuracy": TARGET_TEST_ACCURACY,
     }
     out_dir = Path(out_dir)
-    save_keras_atomic(model32, out_dir / "classifier.keras")
-    write_run_record(
+    publish_run(
         out_dir,
+        {"classifier.keras": model32},
         cfg,
         settings,
         data,

@@ -31,6 +31,7 @@ from .model import (
     reparameterize,
 )
 from .provenance import provenance
+from .runset import new_run_id, remove_stale_temporaries, run_set_record
 
 EVAL_BATCH = 500
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016: a unit is active when Var_x(E_q[z_u | x]) > 0.01
@@ -157,11 +158,12 @@ def train_vae(
     strategy: tf.distribute.Strategy | None = None,
     resume: bool = False,
     progress: bool = True,
-    iw_samples: int = 100,
     figures_enabled: bool = True,
 ) -> dict:
     """Train ``cfg`` on MNIST and write every output under ``out_dir``; returns the metrics dict."""
     strategy = strategy or tf.distribute.get_strategy()
+    remove_stale_temporaries(out_dir)
+    iw_samples = settings.iw_samples
     keras.utils.set_random_seed(settings.seed)
     x_train = data.x_train[: settings.train_limit]
     x_test = data.x_test[: settings.test_limit]
@@ -189,6 +191,7 @@ def train_vae(
         out_dir,
         strategy,
         progress,
+        model_config=cfg.to_json(),
     )
     if resume and trainer.load_checkpoint() and progress:
         print(f"{cfg.name}: resuming after epoch {trainer.start_epoch} from {trainer.checkpoint_path}")
@@ -240,18 +243,42 @@ def save_keras_atomic(model: keras.Model, path: Path) -> None:
 
 
 def write_outputs(cfg, out_dir, encoder, decoder, settings, data, history, metrics) -> None:
+    publish_run(
+        out_dir,
+        {"encoder.keras": encoder, "decoder.keras": decoder},
+        cfg,
+        settings,
+        data,
+        history,
+        metrics,
+    )
+
+
+def publish_run(out_dir: Path, models: dict, cfg, settings, data, history, metrics, **extra) -> str:
+    """Write the model files, then config.json, history.csv and metrics.json (last) as one run set.
+
+    config.json and metrics.json carry the same run id and the sha256 of each model file
+    (train/runset.py), so a folder left mixed by a kill between two writes is refused by verify_run_set.
+    Adds ``run_id`` to ``metrics`` and returns it.
+    """
     out_dir = Path(out_dir)
-    save_keras_atomic(encoder, out_dir / "encoder.keras")
-    save_keras_atomic(decoder, out_dir / "decoder.keras")
-    write_run_record(out_dir, cfg, settings, data, history, metrics)
+    run_id = new_run_id()
+    for name, model in models.items():
+        save_keras_atomic(model, out_dir / name)
+    run_set = run_set_record(out_dir, run_id, tuple(models))
+    metrics["run_id"] = run_id
+    write_run_record(out_dir, cfg, settings, data, history, {**metrics, "run_set": run_set}, run_set, **extra)
+    return run_id
 
 
-def write_run_record(out_dir: Path, cfg, settings, data, history, metrics, **extra) -> None:
-    """config.json (model, training settings, data provenance, library versions), history.csv, metrics.json."""
+def write_run_record(out_dir: Path, cfg, settings, data, history, metrics, run_set: dict, **extra) -> None:
+    """config.json (run set, model, training settings, data provenance, library versions), history.csv, then
+    metrics.json, written last: it completes the run set."""
     out_dir = Path(out_dir)
     write_json_atomic(
         out_dir / "config.json",
         {
+            "run_set": run_set,
             "model": cfg.to_json(),
             "training": settings.to_json(),
             "data": {
