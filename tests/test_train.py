@@ -20,6 +20,8 @@ from train.settings import CLASSIFIER_EPOCHS, DEFAULTS, SettingError, TrainSetti
 SMALL = [
     "--train-limit",
     "3072",
+    "--validation",
+    "512",
     "--test-limit",
     "512",
     "--iw-samples",
@@ -66,6 +68,10 @@ def test_loss_falls_and_every_output_loads(trained_corr):
     assert metrics["test_iw_nll"] < metrics["test_neg_elbo"] + 1.0  # the IW bound is at least as tight
     history = (trained_corr / "history.csv").read_text().splitlines()
     assert len(history) == 3 and history[0].startswith("epoch,")
+    assert "validation_neg_elbo" in history[0] and "test_" not in history[0]  # curves: validation only
+    assert (metrics["train_images"], metrics["validation_images"], metrics["test_images"]) == (2560, 512, 512)
+    assert metrics["validation_neg_elbo"] < TWO_EPOCH_NEG_ELBO_BOUND
+    assert not [k for k in metrics if "best" in k]  # no figure picked per epoch
     config = json.loads((trained_corr / "config.json").read_text())
     assert config["model"]["prior"]["cov"] == [[1.0, 0.4], [0.4, 0.5]]
     np.testing.assert_allclose(
@@ -83,11 +89,22 @@ def test_loss_falls_and_every_output_loads(trained_corr):
 
 
 def test_resume_continues_from_saved_epoch(tmp_path, mnist_path, monkeypatch):
+    from train import vae as vae_module
     from train.loop import Trainer
 
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     args = ["--model", "vae2d", "--no-figures", "--iw-samples", "100", "--epochs", "2"]
+    splits, real_evaluate = [], vae_module.evaluate
+
+    def recording_evaluate(fn, x, seed=1234, split="test"):
+        splits.append((split, len(x)))
+        return real_evaluate(fn, x, seed, split)
+
+    monkeypatch.setattr(vae_module, "evaluate", recording_evaluate)
     assert train(straight, mnist_path, *args) == 0
+    monkeypatch.setattr(vae_module, "evaluate", real_evaluate)
+    # two epochs' curves and the final figures on the validation split; the test split once, at the end
+    assert splits.count(("test", 512)) == 1 and splits.count(("validation", 512)) == 3, splits
 
     # Kill the second run right after its epoch-1 checkpoint is on disk, as a Ctrl-C or OOM kill would.
     original_save = Trainer.save_checkpoint
@@ -108,13 +125,29 @@ def test_resume_continues_from_saved_epoch(tmp_path, mnist_path, monkeypatch):
     rows_a = (straight / "vae2d" / "history.csv").read_text().splitlines()
     rows_b = (interrupted / "vae2d" / "history.csv").read_text().splitlines()
     assert len(rows_b) == 3
-    col = rows_a[0].split(",").index("test_neg_elbo")
+    col = rows_a[0].split(",").index("validation_neg_elbo")
     for a, b in zip(rows_a[1:], rows_b[1:], strict=True):
         assert float(a.split(",")[col]) == pytest.approx(float(b.split(",")[col]), rel=1e-4)
     wa = keras.models.load_model(straight / "vae2d" / "decoder.keras").get_weights()
     wb = keras.models.load_model(interrupted / "vae2d" / "decoder.keras").get_weights()
     for a, b in zip(wa, wb, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_validation_split_is_seeded_disjoint_and_optional():
+    index = np.arange(60_000)
+    split = TrainSettings(seed=0).split(index, index)
+    assert (len(split.x_train), len(split.x_validation)) == (55_000, 5_000)
+    assert not set(split.x_train) & set(split.x_validation)
+    assert sorted({*split.x_train, *split.x_validation}) == index.tolist()
+    assert np.array_equal(split.y_validation, split.x_validation)  # labels follow their images
+    assert np.array_equal(TrainSettings(seed=0).split(index, index).x_validation, split.x_validation)
+    assert not np.array_equal(TrainSettings(seed=1).split(index, index).x_validation, split.x_validation)
+    assert np.array_equal(TrainSettings(validation=0).split(index, index).x_train, index)  # all 60,000
+    limited = TrainSettings(train_limit=3072, validation=512).split(index, index)
+    assert limited.x_train.max() < 3072 and len(limited.x_validation) == 512
+    with pytest.raises(SettingError, match="lower --validation"):
+        TrainSettings(train_limit=1000, validation=900).split(index, index)
 
 
 def test_classifier_trains(tmp_path, mnist_path):
@@ -168,7 +201,7 @@ def test_missing_data(tmp_path, capsys):
         (["--kl-warmup-epochs", "-1"], "--kl-warmup-epochs must be ≥ 0"),
         (["--seed", "-5"], "--seed must be ≥ 0"),
         (["--train-limit", "0"], "--train-limit must be ≥ 1"),
-        (["--train-limit", "100"], "below --batch-size 128"),
+        (["--train-limit", "100"], "leaves less than one --batch-size 128"),
         (["--test-limit", "-1"], "--test-limit must be ≥ 1"),
         (["--model", "vae2d_corr", "--prior-cov", "[[1, 2], [2, 1]]"], "not positive definite"),
         (["--model", "vae2d_corr", "--prior-cov", "[[1, 0.4]"], "not valid JSON"),

@@ -36,6 +36,7 @@ SETTING_FLAGS = {
     "iw_samples": "iw_samples",
     "train_limit": "train_limit",
     "test_limit": "test_limit",
+    "validation": "validation",
 }
 MODEL_FLAGS = {"prior_cov": "prior_cov"}  # flag dest -> model config field
 
@@ -121,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--test-limit", type=int, default=None, help="evaluate on the first N test images only")
     p.add_argument(
+        "--validation",
+        type=int,
+        default=DEFAULTS["validation"],
+        help="training images held out (seeded by --seed) for the per-epoch curves and every choice; the test "
+        f"split is evaluated once, at the end; 0 trains on all of them (default {DEFAULTS['validation']})",
+    )
+    p.add_argument(
         "--strategy",
         choices=("default", "mirrored"),
         default="default",
@@ -150,9 +158,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             check_setting(field, value)
         except SettingError as exc:
             p.error(f"{flag[dest]} {exc.reason}")
-    if args.train_limit is not None and args.train_limit < args.batch_size:
+    if args.train_limit is not None and args.train_limit - args.validation < args.batch_size:
         p.error(
-            f"--train-limit {args.train_limit} is below --batch-size {args.batch_size}: no full batch to train on"
+            f"--train-limit {args.train_limit} minus --validation {args.validation} leaves less than one "
+            f"--batch-size {args.batch_size}; raise --train-limit or lower --validation"
         )
     args.prior_cov_matrix = None
     if args.prior_cov is not None:

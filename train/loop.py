@@ -30,7 +30,7 @@ from .settings import TrainSettings
 
 CHECKPOINT_NAME = "checkpoint.npz"
 # Settings a checkpoint written before they existed was trained with (the behaviour of that code).
-LEGACY_SETTINGS: dict = {}
+LEGACY_SETTINGS: dict = {"validation": 0}
 
 
 def cpu_has_bf16() -> bool:
@@ -358,7 +358,9 @@ class Trainer:
             self.save_checkpoint(epoch + 1)
             if self.progress:
                 shown = {
-                    k: v for k, v in row.items() if k.startswith(("train_objective", "test_", "accuracy"))
+                    k: v
+                    for k, v in row.items()
+                    if k.startswith(("train_objective", "validation_", "accuracy"))
                 }
                 tqdm.write(
                     f"{self.name} epoch {epoch + 1}/{s.epochs}: "

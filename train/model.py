@@ -317,6 +317,17 @@ def kl_terms_per_dim(z_mean, z_log_var, prior: Prior):
     return 0.5 * (diag_inv * var + mahal - 1.0 + log_diag - z_log_var)
 
 
+def kl_marginal_per_dim(z_mean, z_log_var, prior: Prior):
+    """Per-image KL(N(μᵢ, σᵢ²) ‖ N(0, Σᵢᵢ)) of each latent dimension's marginal, shape (batch, k).
+
+    For Σ = I this equals :func:`kl_terms_per_dim`; for a correlated Σ their sum is not the joint KL.
+    """
+    diag = ops.convert_to_tensor(np.diag(prior.sigma).astype("float32"))
+    z_mean = ops.cast(z_mean, "float32")
+    z_log_var = ops.cast(z_log_var, "float32")
+    return 0.5 * ((ops.exp(z_log_var) + ops.square(z_mean)) / diag - 1.0 + ops.log(diag) - z_log_var)
+
+
 def kl_divergence(z_mean, z_log_var, prior: Prior):
     """Per-image KL(N(μ, diag σ²) ‖ N(0, Σ)) in nats, shape (batch,)."""
     return ops.sum(kl_terms_per_dim(z_mean, z_log_var, prior), axis=1)
@@ -333,6 +344,20 @@ def log_prior(z, prior: Prior):
     logdet = float(np.linalg.slogdet(prior.sigma)[1])
     mahal = ops.sum(z * ops.matmul(z, sigma_inv), axis=-1)
     return -0.5 * (prior.latent_dim * math.log(2 * math.pi) + logdet + mahal)
+
+
+# Soft bounds on the encoder's log σ²: far outside what a trained posterior uses (its log-variances sit well
+# inside [-20, 2], where the clamp moves a value by less than 1e-4), but they keep exp(log σ²) and 1/σ² finite
+# in float32 when a bad batch drives the encoder's last Dense layer far out.
+LOG_VAR_MIN, LOG_VAR_MAX = -30.0, 12.0
+
+
+def bound_log_var(z_log_var):
+    """Soft clamp of log σ² into (LOG_VAR_MIN, LOG_VAR_MAX): a softplus step at each end, smooth and with a
+    non-zero gradient everywhere, the identity to < 1e-4 on [-20, 2]."""
+    z_log_var = ops.cast(z_log_var, "float32")
+    above_min = LOG_VAR_MIN + ops.softplus(z_log_var - LOG_VAR_MIN)
+    return LOG_VAR_MAX - ops.softplus(LOG_VAR_MAX - above_min)
 
 
 def reparameterize(z_mean, z_log_var, eps):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+import numpy as np
+
 from runtime.errors import InvalidInputError
 
 PRECISIONS = ("float32", "bfloat16")
@@ -63,6 +65,7 @@ RULES = {
     "train_limit": lambda v: _int(v, 1, optional=True),
     "test_limit": lambda v: _int(v, 1, optional=True),
     "iw_samples": lambda v: _int(v, 0),
+    "validation": lambda v: _int(v, 0),
 }
 
 
@@ -71,6 +74,17 @@ def check_setting(field: str, value) -> None:
     problem = RULES[field](value) if field in RULES else None
     if problem:
         raise SettingError(field, problem)
+
+
+VALIDATION_SEED_TAG = 5_000_011  # keeps the split's random stream apart from the other uses of the seed
+
+
+@dataclass(frozen=True)
+class Split:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_validation: np.ndarray
+    y_validation: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -87,6 +101,9 @@ class TrainSettings:
     train_limit: int | None = None  # use only the first N training images (tests, smoke runs)
     test_limit: int | None = None
     iw_samples: int = 100  # K for the importance-weighted NLL on the test split (0 skips it)
+    # Training images held out (seeded by ``seed``) for per-epoch curves and every choice; the test split is
+    # evaluated once, at the end. 0 trains on all training images.
+    validation: int = 5000
 
     def __post_init__(self):
         for f in fields(self):
@@ -96,6 +113,23 @@ class TrainSettings:
                 "min_learning_rate",
                 f"{self.min_learning_rate:g} is above the peak learning rate {self.learning_rate:g}",
             )
+
+    def split(self, x: np.ndarray, y: np.ndarray) -> Split:
+        """The training images (first ``train_limit``) split into training and validation parts.
+
+        ``validation`` images are drawn by a permutation seeded by ``seed``; both parts keep MNIST's order.
+        Raises a one-line error when fewer than one batch of training images would remain.
+        """
+        x, y = x[: self.train_limit], y[: self.train_limit]
+        if len(x) - self.validation < self.batch_size:
+            raise SettingError(
+                "validation",
+                f"holding out {self.validation} of {len(x)} training images leaves less than one batch of "
+                f"{self.batch_size}; lower --validation (0 trains on all of them)",
+            )
+        order = np.random.default_rng([VALIDATION_SEED_TAG, self.seed]).permutation(len(x))
+        held, kept = np.sort(order[: self.validation]), np.sort(order[self.validation :])
+        return Split(x[kept], y[kept], x[held], y[held])
 
     def to_json(self) -> dict:
         return asdict(self)

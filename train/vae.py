@@ -22,9 +22,11 @@ from .loop import Trainer, TrainSettings, dtype_policy, history_csv, learning_ra
 from .model import (
     VAEConfig,
     bce_sum_from_logits,
+    bound_log_var,
     build_decoder,
     build_encoder,
     copy_weights,
+    kl_marginal_per_dim,
     kl_terms_per_dim,
     log_normal_diag,
     log_prior,
@@ -54,6 +56,7 @@ def make_step(cfg: VAEConfig, encoder, decoder_logits, optimizer, kl_warmup_step
             beta = tf.constant(1.0)
         with tf.GradientTape() as tape:
             z_mean, z_log_var = encoder(x, training=True)
+            z_log_var = bound_log_var(z_log_var)
             eps = tf.random.stateless_normal(tf.shape(z_mean), seed=seed)
             z = reparameterize(z_mean, z_log_var, eps)
             bce = bce_sum_from_logits(x, decoder_logits(z, training=True))
@@ -82,30 +85,37 @@ def make_eval_fn(cfg: VAEConfig, encoder, decoder_logits):
     def batch_terms(xb, s):
         x = _images(xb)
         z_mean, z_log_var = encoder(x, training=False)
+        z_log_var = bound_log_var(z_log_var)
         z = reparameterize(z_mean, z_log_var, tf.random.stateless_normal(tf.shape(z_mean), seed=s))
         bce = bce_sum_from_logits(x, decoder_logits(z, training=False))
-        return bce, kl_terms_per_dim(z_mean, z_log_var, prior), z_mean
+        kl = kl_terms_per_dim(z_mean, z_log_var, prior)
+        return bce, kl, z_mean, kl_marginal_per_dim(z_mean, z_log_var, prior)
 
     return batch_terms
 
 
-def evaluate(batch_terms, x_test: np.ndarray, seed: int = 1234) -> dict:
-    """Test-split BCE, KL and negative ELBO per image (one posterior sample, seeded), KL per dimension,
-    posterior means and the active-unit variances."""
-    bces, kls, means = [], [], []
+def evaluate(batch_terms, x_test: np.ndarray, seed: int = 1234, split: str = "test") -> dict:
+    """BCE, KL and negative ELBO per image of one split (one posterior sample, seeded), as ``<split>_bce``
+    etc., KL per dimension, posterior means and the active-unit variances."""
+    bces, kls, means, marginals = [], [], [], []
     for i in range(0, len(x_test), EVAL_BATCH):
-        bce, kl, mu = batch_terms(x_test[i : i + EVAL_BATCH], tf.constant([seed, i], tf.int64))
+        bce, kl, mu, marginal = batch_terms(x_test[i : i + EVAL_BATCH], tf.constant([seed, i], tf.int64))
         bces.append(bce.numpy())
         kls.append(kl.numpy())
         means.append(mu.numpy())
-    bce, kl, mu = np.concatenate(bces), np.concatenate(kls), np.concatenate(means)
+        marginals.append(marginal.numpy())
+    bce, kl, mu, marginal = (np.concatenate(a) for a in (bces, kls, means, marginals))
     kl_per_dim = kl.mean(axis=0)
     variance = mu.var(axis=0)
     return {
-        "test_bce": float(bce.mean()),
-        "test_kl": float(kl.sum(axis=1).mean()),
-        "test_neg_elbo": float((bce + kl.sum(axis=1)).mean()),
+        f"{split}_bce": float(bce.mean()),
+        f"{split}_kl": float(kl.sum(axis=1).mean()),
+        f"{split}_neg_elbo": float((bce + kl.sum(axis=1)).mean()),
+        # The joint KL's row split (exactly the per-unit KL for Σ = I; for a correlated Σ, log det Σ shared
+        # equally and the cross terms μᵢ(Σ⁻¹μ)ᵢ included, so one entry can be negative), and the true
+        # marginal KLs KL(N(μᵢ, σᵢ²) ‖ N(0, Σᵢᵢ)), whose sum is not the joint KL when Σ is correlated.
         "kl_per_dim": [float(v) for v in kl_per_dim],
+        "kl_marginal_per_dim": [float(v) for v in marginal.mean(axis=0)],
         "active_unit_variance": [float(v) for v in variance],
         "active_units": int((variance > ACTIVE_UNIT_THRESHOLD).sum()),
         "_z_mean": mu,
@@ -134,6 +144,7 @@ def importance_weighted_nll(
         x = _images(xb)
         n = tf.shape(x)[0]
         z_mean, z_log_var = encoder(x, training=False)
+        z_log_var = bound_log_var(z_log_var)
         eps = tf.random.stateless_normal(tf.stack([samples, n, d]), seed=s)
         z = z_mean[None] + tf.exp(0.5 * z_log_var)[None] * eps  # (K, n, d)
         logits = decoder_logits(tf.reshape(z, (-1, d)), training=False)
@@ -165,7 +176,8 @@ def train_vae(
     remove_stale_temporaries(out_dir)
     iw_samples = settings.iw_samples
     keras.utils.set_random_seed(settings.seed)
-    x_train = data.x_train[: settings.train_limit]
+    split = settings.split(data.x_train, data.y_train)
+    x_train, x_val = split.x_train, split.x_validation
     x_test = data.x_test[: settings.test_limit]
     global_batch = settings.batch_size
     steps_per_epoch = len(x_train) // global_batch
@@ -199,8 +211,11 @@ def train_vae(
     eval_fn = make_eval_fn(cfg, encoder, decoder_logits)
 
     def end_of_epoch(epoch):
-        ev = evaluate(eval_fn, x_test, seed=settings.seed + 1)
-        return {k: ev[k] for k in ("test_bce", "test_kl", "test_neg_elbo")}
+        # The curves and every choice use the validation split; the test split is evaluated once, below.
+        if not len(x_val):
+            return {}
+        ev = evaluate(eval_fn, x_val, seed=settings.seed + 1, split="validation")
+        return {k: ev[k] for k in ("validation_bce", "validation_kl", "validation_neg_elbo")}
 
     history = trainer.run(
         lambda a, b: make_dataset(x_train, None, global_batch, settings.seed, a, b),
@@ -212,12 +227,18 @@ def train_vae(
     encoder32 = copy_weights(encoder, build_encoder(cfg))
     decoder32 = copy_weights(decoder_logits, build_decoder(cfg))
     decoder32_logits = keras.Model(decoder32.input, decoder32.get_layer("dec_logits").output)
-    ev = evaluate(make_eval_fn(cfg, encoder32, decoder32_logits), x_test, seed=settings.seed + 1)
+    final_eval = make_eval_fn(cfg, encoder32, decoder32_logits)
+    ev = evaluate(final_eval, x_test, seed=settings.seed + 1)
     z_mean = ev.pop("_z_mean")
+    validation = {}
+    if len(x_val):
+        val = evaluate(final_eval, x_val, seed=settings.seed + 1, split="validation")
+        validation = {k: val[k] for k in ("validation_bce", "validation_kl", "validation_neg_elbo")}
     metrics = {
         "model": cfg.name,
         "epochs_trained": len(history),
         **ev,
+        **validation,
         # iw_samples=0 skips the estimate (the training benchmark needs only the ELBO).
         "test_iw_nll": importance_weighted_nll(
             cfg, encoder32, decoder32_logits, x_test, samples=iw_samples, seed=settings.seed + 2
@@ -225,11 +246,12 @@ def train_vae(
         if iw_samples
         else None,
         "iw_samples": iw_samples,
+        "train_images": len(x_train),
+        "validation_images": len(x_val),
         "test_images": len(x_test),
         "units": "nats per image",
     }
     if history:
-        metrics["best_epoch_test_neg_elbo"] = min(r["test_neg_elbo"] for r in history)
         metrics["mean_train_seconds_per_epoch"] = float(np.mean([r["train_seconds"] for r in history]))
     write_outputs(cfg, out_dir, encoder32, decoder32, settings, data, history, metrics)
     if figures_enabled:
@@ -284,7 +306,9 @@ def write_run_record(out_dir: Path, cfg, settings, data, history, metrics, run_s
             "data": {
                 "source": data.source,
                 "sha256": data.sha256,
-                "train_images": len(data.x_train[: settings.train_limit]),
+                "train_images": len(data.x_train[: settings.train_limit]) - settings.validation,
+                "validation_images": settings.validation,
+                "validation_split": "seeded by training.seed (train/settings.py TrainSettings.split)",
                 "test_images": len(data.x_test[: settings.test_limit]),
             },
             **extra,
