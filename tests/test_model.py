@@ -201,3 +201,29 @@ def test_log_var_soft_clamp_bounds_and_leaves_normal_values():
     assert np.all(np.isfinite(kl)) and np.all(np.isfinite(np.exp(0.5 * bounded)))
     normal = np.linspace(-20, 2, 2001, dtype=np.float32)[:, None]
     np.testing.assert_allclose(np.asarray(bound_log_var(normal)), normal, atol=1e-4)
+
+
+def test_study_objective_is_a_looser_bound_with_a_constant_penalty():
+    """docs/correlated_prior.md: KL(N(μ, diag σ²) ‖ N(0, Σ)) = KL(q′ ‖ p) + KL(N(0, diag σ²) ‖ N(0, Σ)) with
+    q′ = N(μ, Σ), so the study's objective is −ELBO(q′) plus a penalty in σ alone, least at σᵢ² = 1/(Σ⁻¹)ᵢᵢ."""
+    from train.model import study_sample
+
+    prior = PRESETS["vae2d_corr"].prior
+    inv = np.linalg.inv(prior.sigma)
+    rng = np.random.default_rng(5)
+    mu = rng.normal(size=(8, 2)).astype(np.float32)
+    log_var = rng.uniform(-3, 1, (8, 2)).astype(np.float32)
+    kl_q_prime = 0.5 * np.einsum("ni,ij,nj->n", mu, inv, mu)  # KL(N(μ, Σ) ‖ N(0, Σ))
+    penalty = np.asarray(kl_divergence(np.zeros_like(mu), log_var, prior))
+    np.testing.assert_allclose(np.asarray(kl_divergence(mu, log_var, prior)), kl_q_prime + penalty, rtol=1e-5)
+    best = np.log(1 / np.diag(inv))[None].astype(np.float32)
+    np.testing.assert_allclose(np.exp(best[0]), [0.68, 0.34], rtol=1e-6)
+    least = float(np.asarray(kl_divergence(np.zeros((1, 2), np.float32), best, prior))[0])
+    assert least == pytest.approx(0.5 * math.log(1 / 0.68), abs=1e-5) and round(least, 3) == 0.193
+    nearby = best + rng.normal(0, 0.3, (200, 2)).astype(np.float32)
+    assert np.all(np.asarray(kl_divergence(np.zeros_like(nearby), nearby, prior)) >= least - 1e-6)
+    # the study's sample has the prior's covariance around μ whatever σ is
+    eps = rng.standard_normal((200_000, 2)).astype(np.float32)
+    z = np.asarray(study_sample(np.full((200_000, 2), [1.0, -2.0], np.float32), eps, prior))
+    np.testing.assert_allclose(np.cov(z.T), prior.sigma, atol=0.01)
+    np.testing.assert_allclose(z.mean(0), [1.0, -2.0], atol=0.01)

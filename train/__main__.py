@@ -22,7 +22,15 @@ from runtime.errors import InvalidInputError, VaeEdgeError  # noqa: E402
 from runtime.fileio import ensure_writable_dir  # noqa: E402
 from runtime.prior import validate_covariance  # noqa: E402
 
-from .settings import CLASSIFIER_EPOCHS, DEFAULTS, PRECISIONS, SettingError, TrainSettings, check_setting  # noqa: E402
+from .settings import (
+    CLASSIFIER_EPOCHS,
+    DEFAULTS,
+    POSTERIORS,
+    PRECISIONS,
+    SettingError,
+    TrainSettings,
+    check_setting,
+)  # noqa: E402
 
 MODEL_CHOICES = ("vae2d", "vae3d", "vae2d_corr", "classifier", "all")
 # flag dest -> TrainSettings field; every default comes from the dataclass (train/settings.py)
@@ -37,6 +45,7 @@ SETTING_FLAGS = {
     "train_limit": "train_limit",
     "test_limit": "test_limit",
     "validation": "validation",
+    "posterior": "posterior",
 }
 MODEL_FLAGS = {"prior_cov": "prior_cov"}  # flag dest -> model config field
 
@@ -129,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
         f"split is evaluated once, at the end; 0 trains on all of them (default {DEFAULTS['validation']})",
     )
     p.add_argument(
+        "--posterior",
+        choices=POSTERIORS,
+        default=DEFAULTS["posterior"],
+        help="the training sample: diagonal z = μ + σ ⊙ ε from q(z|x) (default), or study z = μ + L ε, the source "
+        "study's variant, kept to measure what it costs (docs/correlated_prior.md)",
+    )
+    p.add_argument(
         "--strategy",
         choices=("default", "mirrored"),
         default="default",
@@ -197,6 +213,7 @@ def settings_for(kind: str, args: argparse.Namespace, precision: str) -> TrainSe
     values["precision"] = precision
     if kind == "classifier":
         values["kl_warmup_epochs"] = 0.0
+        values["posterior"] = DEFAULTS["posterior"]
     return TrainSettings(**values)
 
 

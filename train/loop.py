@@ -30,7 +30,7 @@ from .settings import TrainSettings
 
 CHECKPOINT_NAME = "checkpoint.npz"
 # Settings a checkpoint written before they existed was trained with (the behaviour of that code).
-LEGACY_SETTINGS: dict = {"validation": 0}
+LEGACY_SETTINGS: dict = {"validation": 0, "posterior": "diagonal"}
 
 
 def cpu_has_bf16() -> bool:

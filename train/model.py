@@ -368,3 +368,19 @@ def reparameterize(z_mean, z_log_var, eps):
     distribution the KL never sees; the prior's correlation belongs to generation only: z = L ε.
     """
     return z_mean + ops.exp(0.5 * z_log_var) * eps
+
+
+def study_sample(z_mean, eps, prior: Prior):
+    """The source study's training sample z = μ + L ε: a draw from q′ = N(μ, Σ), whatever σ the encoder gives.
+
+    Kept only to measure that variant (``--posterior study``). With the same KL term its objective is
+    −ELBO(q′) + KL(N(0, diag σ²) ‖ N(0, Σ)): still an upper bound on −log p(x), but looser, from a posterior
+    whose covariance cannot depend on x (docs/correlated_prior.md).
+    """
+    chol_t = ops.convert_to_tensor(prior.cholesky.T.astype("float32"))
+    return ops.cast(z_mean, "float32") + ops.matmul(ops.cast(eps, "float32"), chol_t)
+
+
+def log_normal_full(z, mean, prior: Prior):
+    """log N(z; mean, Σ) summed over the last axis: the study's posterior q′ = N(μ, Σ) as a proposal."""
+    return log_prior(z - mean, prior)

@@ -66,6 +66,7 @@ RULES = {
     "test_limit": lambda v: _int(v, 1, optional=True),
     "iw_samples": lambda v: _int(v, 0),
     "validation": lambda v: _int(v, 0),
+    "posterior": lambda v: _choice(v, POSTERIORS),
 }
 
 
@@ -104,6 +105,9 @@ class TrainSettings:
     # Training images held out (seeded by ``seed``) for per-epoch curves and every choice; the test split is
     # evaluated once, at the end. 0 trains on all training images.
     validation: int = 5000
+    posterior: str = (
+        "diagonal"  # the training sample (POSTERIORS); "study" only to measure the study's variant
+    )
 
     def __post_init__(self):
         for f in fields(self):

@@ -29,8 +29,10 @@ from .model import (
     kl_marginal_per_dim,
     kl_terms_per_dim,
     log_normal_diag,
+    log_normal_full,
     log_prior,
     reparameterize,
+    study_sample,
 )
 from .provenance import provenance
 from .runset import new_run_id, remove_stale_temporaries, run_set_record
@@ -43,7 +45,22 @@ def _images(x_uint8):
     return tf.cast(x_uint8, tf.float32)[..., None] / 255.0
 
 
-def make_step(cfg: VAEConfig, encoder, decoder_logits, optimizer, kl_warmup_steps: int, global_batch: int):
+def posterior_sample(z_mean, z_log_var, eps, prior, posterior: str):
+    """The training (and evaluation) sample: z = μ + σ ⊙ ε, or the study's z = μ + L ε."""
+    if posterior == "study":
+        return study_sample(z_mean, eps, prior)
+    return reparameterize(z_mean, z_log_var, eps)
+
+
+def make_step(
+    cfg: VAEConfig,
+    encoder,
+    decoder_logits,
+    optimizer,
+    kl_warmup_steps: int,
+    global_batch: int,
+    posterior: str = "diagonal",
+):
     prior = cfg.prior
 
     def step(x_uint8, seed):
@@ -58,7 +75,7 @@ def make_step(cfg: VAEConfig, encoder, decoder_logits, optimizer, kl_warmup_step
             z_mean, z_log_var = encoder(x, training=True)
             z_log_var = bound_log_var(z_log_var)
             eps = tf.random.stateless_normal(tf.shape(z_mean), seed=seed)
-            z = reparameterize(z_mean, z_log_var, eps)
+            z = posterior_sample(z_mean, z_log_var, eps, prior, posterior)
             bce = bce_sum_from_logits(x, decoder_logits(z, training=True))
             kl = tf.reduce_sum(kl_terms_per_dim(z_mean, z_log_var, prior), axis=1)
             objective = bce + beta * kl
@@ -77,8 +94,9 @@ def make_step(cfg: VAEConfig, encoder, decoder_logits, optimizer, kl_warmup_step
     return step
 
 
-def make_eval_fn(cfg: VAEConfig, encoder, decoder_logits):
-    """A traced function: (uint8 images, seed) -> (BCE, KL per dim, z_mean). Build it once per model."""
+def make_eval_fn(cfg: VAEConfig, encoder, decoder_logits, posterior: str = "diagonal"):
+    """A traced function: (uint8 images, seed) -> (BCE, KL per dim, z_mean, marginal KLs). Build it once per
+    model. The sample is the one training used, so for ``posterior="study"`` the −ELBO is the study's bound."""
     prior = cfg.prior
 
     @tf.function(reduce_retracing=True)
@@ -86,7 +104,8 @@ def make_eval_fn(cfg: VAEConfig, encoder, decoder_logits):
         x = _images(xb)
         z_mean, z_log_var = encoder(x, training=False)
         z_log_var = bound_log_var(z_log_var)
-        z = reparameterize(z_mean, z_log_var, tf.random.stateless_normal(tf.shape(z_mean), seed=s))
+        eps = tf.random.stateless_normal(tf.shape(z_mean), seed=s)
+        z = posterior_sample(z_mean, z_log_var, eps, prior, posterior)
         bce = bce_sum_from_logits(x, decoder_logits(z, training=False))
         kl = kl_terms_per_dim(z_mean, z_log_var, prior)
         return bce, kl, z_mean, kl_marginal_per_dim(z_mean, z_log_var, prior)
@@ -130,6 +149,7 @@ def importance_weighted_nll(
     samples: int = 100,
     seed: int = 4321,
     images_per_batch: int = 50,
+    posterior: str = "diagonal",
 ) -> float:
     """−log p(x) estimated with K importance samples from q(z|x) (Burda et al. 2016), nats per image.
 
@@ -146,11 +166,16 @@ def importance_weighted_nll(
         z_mean, z_log_var = encoder(x, training=False)
         z_log_var = bound_log_var(z_log_var)
         eps = tf.random.stateless_normal(tf.stack([samples, n, d]), seed=s)
-        z = z_mean[None] + tf.exp(0.5 * z_log_var)[None] * eps  # (K, n, d)
+        if posterior == "study":  # proposal q′ = N(μ, Σ), the posterior the study trained with
+            z = study_sample(z_mean[None], eps, prior)  # (K, n, d)
+            log_q = log_normal_full(z, z_mean[None], prior)
+        else:
+            z = z_mean[None] + tf.exp(0.5 * z_log_var)[None] * eps  # (K, n, d)
+            log_q = log_normal_diag(z, z_mean[None], z_log_var[None])
         logits = decoder_logits(tf.reshape(z, (-1, d)), training=False)
         x_rep = tf.reshape(tf.broadcast_to(x[None], tf.concat([[samples], tf.shape(x)], 0)), (-1, 28, 28, 1))
         log_px_z = -tf.reshape(bce_sum_from_logits(x_rep, logits), (samples, n))
-        log_w = log_px_z + log_prior(z, prior) - log_normal_diag(z, z_mean[None], z_log_var[None])
+        log_w = log_px_z + log_prior(z, prior) - log_q
         return -(tf.reduce_logsumexp(log_w, axis=0) - math.log(samples))
 
     nll = [
@@ -193,6 +218,7 @@ def train_vae(
         optimizer,
         int(settings.kl_warmup_epochs * steps_per_epoch),
         global_batch,
+        settings.posterior,
     )
     trainer = Trainer(
         cfg.name,
@@ -208,7 +234,7 @@ def train_vae(
     if resume and trainer.load_checkpoint() and progress:
         print(f"{cfg.name}: resuming after epoch {trainer.start_epoch} from {trainer.checkpoint_path}")
 
-    eval_fn = make_eval_fn(cfg, encoder, decoder_logits)
+    eval_fn = make_eval_fn(cfg, encoder, decoder_logits, settings.posterior)
 
     def end_of_epoch(epoch):
         # The curves and every choice use the validation split; the test split is evaluated once, below.
@@ -227,7 +253,7 @@ def train_vae(
     encoder32 = copy_weights(encoder, build_encoder(cfg))
     decoder32 = copy_weights(decoder_logits, build_decoder(cfg))
     decoder32_logits = keras.Model(decoder32.input, decoder32.get_layer("dec_logits").output)
-    final_eval = make_eval_fn(cfg, encoder32, decoder32_logits)
+    final_eval = make_eval_fn(cfg, encoder32, decoder32_logits, settings.posterior)
     ev = evaluate(final_eval, x_test, seed=settings.seed + 1)
     z_mean = ev.pop("_z_mean")
     validation = {}
@@ -236,12 +262,19 @@ def train_vae(
         validation = {k: val[k] for k in ("validation_bce", "validation_kl", "validation_neg_elbo")}
     metrics = {
         "model": cfg.name,
+        "posterior": settings.posterior,
         "epochs_trained": len(history),
         **ev,
         **validation,
         # iw_samples=0 skips the estimate (the training benchmark needs only the ELBO).
         "test_iw_nll": importance_weighted_nll(
-            cfg, encoder32, decoder32_logits, x_test, samples=iw_samples, seed=settings.seed + 2
+            cfg,
+            encoder32,
+            decoder32_logits,
+            x_test,
+            samples=iw_samples,
+            seed=settings.seed + 2,
+            posterior=settings.posterior,
         )
         if iw_samples
         else None,
