@@ -362,3 +362,56 @@ def test_stale_temporaries_are_removed(tmp_path):
         p.write_text("x")
     assert sorted(remove_stale_temporaries(tmp_path)) == sorted(stale)
     assert all(p.exists() for p in kept) and not any(p.exists() for p in stale)
+
+
+def test_reference_loop_is_scored_like_vae_edge(mnist):
+    """The keras-io reference is trained on the given images and scored with the logits-form BCE from the very
+    weights it trained (its decoder rebuilt without the final sigmoid)."""
+    from runtime.quality import bce_per_image
+    from train.bench import reference_neg_elbo, run_reference
+
+    result = run_reference(mnist.x_train[:256], mnist.x_test[:64], latent_dim=3, epochs=1, seed=0)
+    assert result["latent_dim"] == 3 and result["images_per_s"] > 0
+    assert math.isfinite(result["test_neg_elbo"]) and result["test_neg_elbo"] < UNTRAINED_BCE + 50
+    from train.bench import build_reference_vae
+
+    vae = build_reference_vae(2)
+    x = mnist.images("test")[:64]
+    z_mean, z_log_var, _ = vae.encoder.predict(x, verbose=0)
+    z = z_mean + np.exp(0.5 * z_log_var) * np.random.default_rng(7).standard_normal(z_mean.shape)
+    kl = -0.5 * (1 + z_log_var - z_mean**2 - np.exp(z_log_var)).sum(1)
+    by_probabilities = float((bce_per_image(x, vae.decoder.predict(z, verbose=0)) + kl).mean())
+    assert reference_neg_elbo(vae, x, 2, seed=7) == pytest.approx(by_probabilities, abs=1e-3)
+
+
+def test_results_summarise_runs_over_seeds(trained_corr, tmp_path, capsys):
+    from train.results import main as results_main
+    from train.results import parse_args as results_args
+
+    base = json.loads((trained_corr / "metrics.json").read_text())["test_neg_elbo"]
+    for seed, shift in ((0, 0.0), (1, 1.0), (2, 5.0)):
+        folder = tmp_path / "runs" / f"seed-{seed}" / "vae2d_corr"
+        shutil.copytree(trained_corr, folder)
+        metrics = json.loads((folder / "metrics.json").read_text())
+        metrics["test_neg_elbo"] = base + shift
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    args = [
+        "--collect-only",
+        "--models",
+        "vae2d_corr",
+        "--out",
+        str(tmp_path / "runs"),
+        "--reports",
+        str(tmp_path),
+    ]
+    assert results_main(results_args(args)) == 0
+    report = json.loads((tmp_path / "results.json").read_text())
+    fig = report["models"]["vae2d_corr"]["figures"]["test_neg_elbo"]
+    assert fig["mean"] == pytest.approx(base + 2.0) and fig["sd"] == pytest.approx(math.sqrt(7.0))
+    assert (fig["min"], fig["max"]) == (pytest.approx(base), pytest.approx(base + 5.0))
+    assert report["models"]["vae2d_corr"]["goal"]["met"] is False and report["platform"]["cpu"]
+    assert "vae2d_corr" in (tmp_path / "results.md").read_text()
+    # a run whose files do not belong together is refused, not averaged in
+    (tmp_path / "runs" / "seed-2" / "vae2d_corr" / "decoder.keras").write_bytes(b"another run")
+    assert results_main(results_args(args)) == 2
+    assert "does not belong to run" in capsys.readouterr().err
