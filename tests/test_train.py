@@ -135,7 +135,7 @@ def test_resume_continues_from_saved_epoch(tmp_path, mnist_path, monkeypatch):
 
 
 def test_study_posterior_variant_trains_and_is_recorded(tmp_path, mnist_path):
-    tiny = ["--train-limit", "1024", "--validation", "256", "--test-limit", "200", "--iw-samples", "20"]
+    tiny = ["--train-limit", "640", "--validation", "128", "--test-limit", "100", "--iw-samples", "20"]
     flags = ["--model", "vae2d_corr", "--epochs", "1", "--no-figures", "--posterior", "study", *tiny]
     assert train(tmp_path, mnist_path, *flags) == 0
     metrics = json.loads((tmp_path / "vae2d_corr" / "metrics.json").read_text())
@@ -370,7 +370,7 @@ def test_reference_loop_is_scored_like_vae_edge(mnist):
     from runtime.quality import bce_per_image
     from train.bench import reference_neg_elbo, run_reference
 
-    result = run_reference(mnist.x_train[:256], mnist.x_test[:64], latent_dim=3, epochs=1, seed=0)
+    result = run_reference(mnist.x_train[:128], mnist.x_test[:64], latent_dim=3, epochs=1, seed=0)
     assert result["latent_dim"] == 3 and result["images_per_s"] > 0
     assert math.isfinite(result["test_neg_elbo"]) and result["test_neg_elbo"] < UNTRAINED_BCE + 50
     from train.bench import build_reference_vae

@@ -11,7 +11,7 @@ exporter (``export/``) import it, and nothing here trains, reads data or writes 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import keras
 import numpy as np
@@ -54,14 +54,11 @@ class VAEConfig:
 
     @classmethod
     def from_json(cls, obj: dict) -> VAEConfig:
-        cov = obj.get("prior_cov")
-        return cls(
-            name=obj["name"],
-            latent_dim=int(obj["latent_dim"]),
-            prior_cov=None if cov is None else tuple(tuple(row) for row in cov),
-            conv_filters=tuple(obj.get("conv_filters", (32, 64))),
-            dense_units=int(obj.get("dense_units", 16)),
-        )
+        """Read a stored copy field by field; a field it predates keeps the dataclass default."""
+        values = _init_fields(cls, obj)
+        cov = values.get("prior_cov")
+        values["prior_cov"] = None if cov is None else tuple(tuple(row) for row in cov)
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -79,12 +76,17 @@ class ClassifierConfig:
 
     @classmethod
     def from_json(cls, obj: dict) -> ClassifierConfig:
-        return cls(
-            name=obj.get("name", "classifier"),
-            conv_filters=tuple(obj.get("conv_filters", (32, 64))),
-            feature_units=int(obj.get("feature_units", 128)),
-            dropout=float(obj.get("dropout", 0.3)),
-        )
+        """Read a stored copy field by field; a field it predates keeps the dataclass default."""
+        return cls(**_init_fields(cls, obj))
+
+
+def _init_fields(cls, obj: dict) -> dict:
+    """The constructor arguments of dataclass ``cls`` found in ``obj`` (JSON lists back to tuples)."""
+    return {
+        f.name: tuple(obj[f.name]) if isinstance(obj[f.name], list) else obj[f.name]
+        for f in fields(cls)
+        if f.init and f.name in obj
+    }
 
 
 PRESETS: dict[str, VAEConfig | ClassifierConfig] = {
