@@ -282,6 +282,27 @@ def test_resume_takes_the_config_from_the_checkpoint(trained_corr):
     )
     assert cfg == PRESETS["vae2d_corr"]
     assert (settings.batch_size, settings.seed, settings.epochs, settings.train_limit) == (128, 0, 2, 3072)
+    # a checkpoint written before the whole configuration was stored: its settings, the behaviour of that code
+    legacy = trained_corr.parent / "legacy" / "checkpoint.npz"
+    legacy.parent.mkdir()
+    with np.load(trained_corr / "checkpoint.npz") as ck:
+        arrays = {k: ck[k] for k in ck.files}
+    meta = json.loads(arrays["meta"].tobytes().decode())
+    old_settings = {
+        k: v for k, v in meta["config"]["training"].items() if k not in ("validation", "posterior")
+    }
+    meta = {
+        "epoch": meta["epoch"],
+        "history": meta["history"],
+        "settings": old_settings,
+        "name": meta["name"],
+    }
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(legacy, **arrays)
+    cfg, old = resolve_resume(
+        checkpoint=legacy, name="vae2d_corr", model_config=custom, settings=TrainSettings(), explicit={}
+    )
+    assert cfg == custom and (old.validation, old.posterior, old.train_limit) == (0, "diagonal", 3072)
     with pytest.raises(VaeEdgeError, match="belongs to 'vae2d_corr', not 'vae2d'"):
         resolve_resume(
             checkpoint=trained_corr / "checkpoint.npz",
