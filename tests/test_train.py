@@ -436,3 +436,20 @@ def test_results_summarise_runs_over_seeds(trained_corr, tmp_path, capsys):
     (tmp_path / "runs" / "seed-2" / "vae2d_corr" / "decoder.keras").write_bytes(b"another run")
     assert results_main(results_args(args)) == 2
     assert "does not belong to run" in capsys.readouterr().err
+
+
+def test_a_folder_from_before_run_sets_can_be_adopted_once(trained_corr, tmp_path, capsys):
+    from train.runset import main as runset_main
+
+    legacy = tmp_path / "vae2d_corr"
+    shutil.copytree(trained_corr, legacy)
+    for name in ("config.json", "metrics.json"):  # as the code before run sets wrote them
+        record = json.loads((legacy / name).read_text())
+        record.pop("run_set"), record.pop("run_id", None)
+        (legacy / name).write_text(json.dumps(record))
+    assert runset_main(["verify", str(legacy)]) == 2
+    assert "carries no readable run set" in capsys.readouterr().err
+    assert runset_main(["adopt", str(legacy)]) == 0
+    assert runset_main(["verify", str(legacy)]) == 0
+    assert runset_main(["adopt", str(legacy)]) == 2  # never over an existing set
+    assert "already carries a run set" in capsys.readouterr().err

@@ -7,6 +7,8 @@ which export calls before it reads anything. TensorFlow-free, no side effects on
 
     from train.runset import verify_run_set
     run_id = verify_run_set("artifacts/vae2d")      # raises VaeEdgeError naming the files of a mixed set
+
+    python -m train.runset adopt artifacts/vae2d    # stamp a folder trained before run sets existed
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import uuid
 from pathlib import Path
 
 from runtime.errors import VaeEdgeError
-from runtime.fileio import sha256_file
+from runtime.fileio import sha256_file, write_json_atomic
 
 RECORD_FILES = ("config.json", "metrics.json")
 MODEL_FILES = {"vae": ("encoder.keras", "decoder.keras"), "classifier": ("classifier.keras",)}
@@ -90,3 +93,48 @@ def remove_stale_temporaries(model_dir: str | os.PathLike) -> list[Path]:
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
+
+
+def adopt_legacy_run_set(model_dir: str | os.PathLike) -> str:
+    """Give a folder trained before run sets existed one (a new run id over the files it holds now).
+
+    Only for such folders: one whose config.json or metrics.json already carries a run set is refused, since
+    it would hide a mixed set. The caller vouches that the files on disk are one training's.
+    """
+    model_dir = Path(model_dir)
+    records = {}
+    for name in RECORD_FILES:
+        path = model_dir / name
+        try:
+            records[name] = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise VaeEdgeError(f"{path} is unreadable ({exc}); retrain the model") from None
+        if "run_set" in records[name]:
+            raise VaeEdgeError(f"{path} already carries a run set; verify it instead (verify_run_set)")
+    kind = records["config.json"].get("model", {}).get("kind", "vae")
+    run_id = new_run_id()
+    record = run_set_record(model_dir, run_id, MODEL_FILES.get(kind, MODEL_FILES["vae"]))
+    write_json_atomic(model_dir / "config.json", {"run_set": record, **records["config.json"]})
+    write_json_atomic(
+        model_dir / "metrics.json", {**records["metrics.json"], "run_id": run_id, "run_set": record}
+    )
+    return run_id
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) < 2 or argv[0] not in ("verify", "adopt"):
+        print("usage: python -m train.runset verify|adopt MODEL_DIR [MODEL_DIR ...]", file=sys.stderr)
+        return 2
+    action = verify_run_set if argv[0] == "verify" else adopt_legacy_run_set
+    try:
+        for folder in argv[1:]:
+            print(f"{folder}: run {action(folder)}")
+    except VaeEdgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
