@@ -12,8 +12,10 @@ export VAE_EDGE_MNIST
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 EPOCHS ?=
 TRAIN_FLAGS ?= $(if $(EPOCHS),--epochs $(EPOCHS),)
+# e.g. BENCH_TRAIN_FLAGS='--epochs 30 --precisions float32' for the quality comparison README cites
+BENCH_TRAIN_FLAGS ?=
 
-.PHONY: help setup train export simulate test lint format bench-train bench check pi-bundle pi-check clean fuzz bench-decode
+.PHONY: help setup train export simulate test lint format bench-train results bench check pi-bundle pi-check clean fuzz bench-decode
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -47,8 +49,11 @@ format: setup  ## ruff format + autofix
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-bench-train: setup  ## vae-edge's training loop vs the keras-io reference loop -> reports/bench_train.{json,md}
-	$(PY) -m train.bench --out $(REPORTS)
+bench-train: setup  ## vae-edge's loop vs the keras-io reference loop, 2-D and 3-D, same data -> reports/bench_train.{json,md}
+	$(PY) -m train.bench --out $(REPORTS) $(BENCH_TRAIN_FLAGS)
+
+results: setup  ## re-run README's training table: seeds 0,1,2 x all four models (hours) -> reports/results.{json,md}
+	$(PY) -m train.results --seeds 0,1,2 --out $(ARTIFACTS)/results --reports $(REPORTS)
 
 check: setup  ## quality of every quantized decoder vs float32 -> reports/check.{json,md,png}
 	$(PY) -m runtime check --artifacts $(ARTIFACTS) --reports $(REPORTS)

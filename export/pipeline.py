@@ -41,6 +41,7 @@ from runtime.vocab import (
     Precision,
     Role,
 )
+from train.runset import verify_run_set
 
 from . import carray, convert
 from .variants import classifier_variants, decoder_variants, encoder_variants
@@ -221,6 +222,7 @@ class Exporter:
         from train.model import build_decoder, build_encoder, copy_weights, subpixel_decoder_from
 
         cfg = load_config(self.model_dir, model_name)
+        run_id = verify_run_set(self.model_dir)  # one training run's files, or a one-line refusal
         # A decoder of another latent size fails in load_weights (shape mismatch) with a one-line error.
         decoder = load_keras(self.model_dir / "decoder.keras", model_name, lambda: build_decoder(cfg))
         encoder = load_keras(self.model_dir / "encoder.keras", model_name, lambda: build_encoder(cfg))
@@ -273,7 +275,7 @@ class Exporter:
                 bar.update()
             c_files = self._c_array(staging, model_name, entries)
             bar.update()
-            manifest = self._manifest(model_name, cfg, entries, c_files, subpixel_err)
+            manifest = self._manifest(model_name, cfg, entries, c_files, subpixel_err, run_id)
             write_json_atomic(staging / MANIFEST, manifest)
         return manifest
 
@@ -389,7 +391,7 @@ class Exporter:
             )
         return out
 
-    def _manifest(self, model_name, cfg, entries, c_files, subpixel_err) -> dict:
+    def _manifest(self, model_name, cfg, entries, c_files, subpixel_err, run_id: str) -> dict:
         from train.provenance import provenance
 
         return {
@@ -400,6 +402,7 @@ class Exporter:
             "prior": cfg.prior.to_json(),
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "source": {
+                "run_id": run_id,
                 "decoder": {
                     "path": "../decoder.keras",
                     "sha256": sha256_file(self.model_dir / "decoder.keras"),
@@ -435,6 +438,7 @@ class Exporter:
     # ------------------------------------------------------------------------------------------ classifier
     def export_classifier(self) -> dict:
         cfg = load_config(self.model_dir, CLASSIFIER)
+        run_id = verify_run_set(self.model_dir)
         from train.model import build_classifier, copy_weights
 
         keras_model = load_keras(
@@ -473,10 +477,11 @@ class Exporter:
                 "kind": CLASSIFIER,
                 "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "source": {
+                    "run_id": run_id,
                     "classifier": {
                         "path": "../classifier.keras",
                         "sha256": sha256_file(self.model_dir / "classifier.keras"),
-                    }
+                    },
                 },
                 **provenance(),
                 "artifacts": entries,

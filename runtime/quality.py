@@ -28,8 +28,25 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt)
 
 
+def bce_per_image_from_logits(x: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """Binary cross-entropy summed over pixels, per image (nats), from the decoder's logits: the exact form
+    training uses (train/model.py ``bce_sum_from_logits``), max(l, 0) − l·x + log(1 + e^−|l|), in float64."""
+    x = x.reshape(len(x), -1).astype(np.float64)
+    logits = logits.reshape(len(logits), -1).astype(np.float64)
+    return (np.maximum(logits, 0) - logits * x + np.log1p(np.exp(-np.abs(logits)))).sum(1)
+
+
+def logits_from_probabilities(p: np.ndarray) -> np.ndarray:
+    """log p − log(1 − p) in float64, for decoders that output probabilities. Exact wherever float32 resolves
+    p and 1 − p; a float32 probability rounded to 1 (logit ≳ 16.6) or to 0 is taken at the nearest value
+    float32 can hold, so such pixels carry an error only where the image is neither 0 nor 1 there."""
+    p = np.clip(p.astype(np.float64), np.finfo(np.float32).tiny, 1.0 - np.finfo(np.float32).epsneg)
+    return np.log(p) - np.log1p(-p)
+
+
 def bce_per_image(x: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Binary cross-entropy summed over pixels, per image (nats)."""
+    """Binary cross-entropy summed over pixels, per image (nats), from probabilities clipped as keras does
+    (the keras-io reference's own loss); the check uses :func:`bce_per_image_from_logits`."""
     x = x.reshape(len(x), -1).astype(np.float64)
     p = np.clip(p.reshape(len(p), -1).astype(np.float64), BCE_EPS, 1 - BCE_EPS)
     return -(x * np.log(p) + (1 - x) * np.log1p(-p)).sum(1)

@@ -40,6 +40,8 @@ def pytest_sessionfinish(session, exitstatus):
 TINY_TRAIN = [
     "--train-limit",
     "1024",
+    "--validation",
+    "0",
     "--test-limit",
     "200",
     "--iw-samples",

@@ -32,6 +32,14 @@ BAD_FLAGS = [
     ("runtime.examples.generate_digits", ["--export", "x", "--every", "-1"]),
     ("tools.pi.check", ["--boards", "pi3"]),
     ("tools.pi.check", ["--check-samples", "0"]),
+    ("train", ["--epochs", "0"]),
+    ("train", ["--epochs", "-1"]),
+    ("train", ["--batch-size", "0"]),
+    ("train", ["--iw-samples", "-3"]),
+    ("train", ["--validation", "-1"]),
+    ("train", ["--seed", "-1"]),
+    ("train.bench", ["--epochs", "0"]),
+    ("train.results", ["--seeds", "x"]),
 ]
 
 
@@ -47,7 +55,7 @@ def test_bad_flag_is_one_line_exit_2_nothing_written(module, argv, tmp_path, mon
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: "), err
     flag = [a for a in argv if a.startswith("-") and not a.lstrip("-").isdigit()][-1]
-    assert f"argument {flag}" in err[0], err  # names the flag
+    assert flag in err[0], err  # names the flag
     assert list(tmp_path.iterdir()) == []
 
 

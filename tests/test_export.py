@@ -225,6 +225,19 @@ def model_copy(exported, tmp_path):
     return tmp_path
 
 
+def restamp(model_dir):
+    """What a hostile sender does too: record the replaced model files' sha256 in the run set, so that the
+    run-set check passes and the loader's own checks are what is tested."""
+    from train.runset import run_set_record
+
+    for name in ("config.json", "metrics.json"):
+        path = model_dir / name
+        data = json.loads(path.read_text())
+        record = data["run_set"]
+        data["run_set"] = run_set_record(model_dir, record["run_id"], tuple(record["files"]))
+        path.write_text(json.dumps(data))
+
+
 def snapshot(folder):
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
 
@@ -240,6 +253,9 @@ def test_missing_keras(model_copy, capsys):
 def test_corrupt_keras(model_copy, capsys):
     path = model_copy / "vae2d_corr" / "decoder.keras"
     path.write_bytes(path.read_bytes()[:2000])
+    assert run_export(model_copy) == 2  # the run set no longer matches: refused before anything is read
+    assert "decoder.keras does not belong to run" in capsys.readouterr().err
+    restamp(model_copy / "vae2d_corr")
     assert run_export(model_copy) == 2
     assert "corrupt or truncated" in capsys.readouterr().err
 
@@ -262,6 +278,7 @@ def test_keras_file_with_a_lambda_layer_is_refused_and_runs_nothing(model_copy, 
         x = layer.__class__.from_config(layer.get_config())(x)
     path = model_copy / "vae2d_corr" / "decoder.keras"
     keras.Model(z_in, x).save(path)
+    restamp(model_copy / "vae2d_corr")
     # The file is genuinely hostile: loaded the way export used to (safe_mode=False) and run, it writes.
     keras.models.load_model(path, safe_mode=False, compile=False)(np.zeros((1, cfg.latent_dim), np.float32))
     assert marker.exists()
@@ -278,6 +295,7 @@ def test_keras_file_with_a_lambda_layer_is_refused_and_runs_nothing(model_copy, 
 
 def test_decoder_of_another_latent_size_is_refused(model_copy, capsys):
     build_decoder(PRESETS["vae3d"]).save(model_copy / "vae2d_corr" / "decoder.keras")
+    restamp(model_copy / "vae2d_corr")
     assert run_export(model_copy) == 2
     assert "weights do not fit the vae2d_corr described by config.json" in capsys.readouterr().err
 

@@ -235,7 +235,18 @@ def test_check_fails_when_a_threshold_breaks(exported, tmp_path, monkeypatch, ca
 
     monkeypatch.setattr(check, "MEAN_ABS_ERR_MAX", 1e-9)
     rc = main(
-        parse_args(["check", "--artifacts", str(exported), "--reports", str(tmp_path), "--samples", "200"])
+        parse_args(
+            [
+                "check",
+                "--artifacts",
+                str(exported),
+                "--reports",
+                str(tmp_path),
+                "--samples",
+                "200",
+                "--no-data",
+            ]
+        )
     )
     assert rc == 1
     assert "FAIL vae2d_corr/decoder_transpose_int8_b1.tflite: mean abs error" in capsys.readouterr().err

@@ -5,16 +5,23 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 
 import keras
 import numpy as np
 import pytest
 
-from train.__main__ import main, parse_args
+from runtime.errors import VaeEdgeError
+from train.__main__ import SETTING_FLAGS, main, parse_args, settings_for
+from train.model import VAEConfig
+from train.settings import CLASSIFIER_EPOCHS, DEFAULTS, SettingError, TrainSettings
 
 SMALL = [
     "--train-limit",
     "3072",
+    "--validation",
+    "512",
     "--test-limit",
     "512",
     "--iw-samples",
@@ -61,6 +68,10 @@ def test_loss_falls_and_every_output_loads(trained_corr):
     assert metrics["test_iw_nll"] < metrics["test_neg_elbo"] + 1.0  # the IW bound is at least as tight
     history = (trained_corr / "history.csv").read_text().splitlines()
     assert len(history) == 3 and history[0].startswith("epoch,")
+    assert "validation_neg_elbo" in history[0] and "test_" not in history[0]  # curves: validation only
+    assert (metrics["train_images"], metrics["validation_images"], metrics["test_images"]) == (2560, 512, 512)
+    assert metrics["validation_neg_elbo"] < TWO_EPOCH_NEG_ELBO_BOUND
+    assert not [k for k in metrics if "best" in k]  # no figure picked per epoch
     config = json.loads((trained_corr / "config.json").read_text())
     assert config["model"]["prior"]["cov"] == [[1.0, 0.4], [0.4, 0.5]]
     np.testing.assert_allclose(
@@ -78,11 +89,22 @@ def test_loss_falls_and_every_output_loads(trained_corr):
 
 
 def test_resume_continues_from_saved_epoch(tmp_path, mnist_path, monkeypatch):
+    from train import vae as vae_module
     from train.loop import Trainer
 
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     args = ["--model", "vae2d", "--no-figures", "--iw-samples", "100", "--epochs", "2"]
+    splits, real_evaluate = [], vae_module.evaluate
+
+    def recording_evaluate(fn, x, seed=1234, split="test"):
+        splits.append((split, len(x)))
+        return real_evaluate(fn, x, seed, split)
+
+    monkeypatch.setattr(vae_module, "evaluate", recording_evaluate)
     assert train(straight, mnist_path, *args) == 0
+    monkeypatch.setattr(vae_module, "evaluate", real_evaluate)
+    # two epochs' curves and the final figures on the validation split; the test split once, at the end
+    assert splits.count(("test", 512)) == 1 and splits.count(("validation", 512)) == 3, splits
 
     # Kill the second run right after its epoch-1 checkpoint is on disk, as a Ctrl-C or OOM kill would.
     original_save = Trainer.save_checkpoint
@@ -96,17 +118,48 @@ def test_resume_continues_from_saved_epoch(tmp_path, mnist_path, monkeypatch):
         train(interrupted, mnist_path, *args)
     monkeypatch.setattr(Trainer, "save_checkpoint", original_save)
     assert not (interrupted / "vae2d" / "decoder.keras").exists()
+    stale = interrupted / "vae2d" / ".decoder.keras.q1w2e3r4.keras"  # what a kill -9 mid-save leaves
+    stale.write_bytes(b"half a model")
     assert train(interrupted, mnist_path, *args, "--resume") == 0
+    assert not stale.exists()
     rows_a = (straight / "vae2d" / "history.csv").read_text().splitlines()
     rows_b = (interrupted / "vae2d" / "history.csv").read_text().splitlines()
     assert len(rows_b) == 3
-    col = rows_a[0].split(",").index("test_neg_elbo")
+    col = rows_a[0].split(",").index("validation_neg_elbo")
     for a, b in zip(rows_a[1:], rows_b[1:], strict=True):
         assert float(a.split(",")[col]) == pytest.approx(float(b.split(",")[col]), rel=1e-4)
     wa = keras.models.load_model(straight / "vae2d" / "decoder.keras").get_weights()
     wb = keras.models.load_model(interrupted / "vae2d" / "decoder.keras").get_weights()
     for a, b in zip(wa, wb, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_study_posterior_variant_trains_and_is_recorded(tmp_path, mnist_path):
+    tiny = ["--train-limit", "640", "--validation", "128", "--test-limit", "100", "--iw-samples", "20"]
+    flags = ["--model", "vae2d_corr", "--epochs", "1", "--no-figures", "--posterior", "study", *tiny]
+    assert train(tmp_path, mnist_path, *flags) == 0
+    metrics = json.loads((tmp_path / "vae2d_corr" / "metrics.json").read_text())
+    config = json.loads((tmp_path / "vae2d_corr" / "config.json").read_text())
+    assert metrics["posterior"] == config["training"]["posterior"] == "study"
+    assert math.isfinite(metrics["test_neg_elbo"]) and metrics["test_neg_elbo"] < UNTRAINED_BCE
+    # IW-NLL with the study's own posterior N(μ, Σ) as proposal: a tighter estimate than its bound
+    assert metrics["test_iw_nll"] < metrics["test_neg_elbo"]
+
+
+def test_validation_split_is_seeded_disjoint_and_optional():
+    index = np.arange(60_000)
+    split = TrainSettings(seed=0).split(index, index)
+    assert (len(split.x_train), len(split.x_validation)) == (55_000, 5_000)
+    assert not set(split.x_train) & set(split.x_validation)
+    assert sorted({*split.x_train, *split.x_validation}) == index.tolist()
+    assert np.array_equal(split.y_validation, split.x_validation)  # labels follow their images
+    assert np.array_equal(TrainSettings(seed=0).split(index, index).x_validation, split.x_validation)
+    assert not np.array_equal(TrainSettings(seed=1).split(index, index).x_validation, split.x_validation)
+    assert np.array_equal(TrainSettings(validation=0).split(index, index).x_train, index)  # all 60,000
+    limited = TrainSettings(train_limit=3072, validation=512).split(index, index)
+    assert limited.x_train.max() < 3072 and len(limited.x_validation) == 512
+    with pytest.raises(SettingError, match="lower --validation"):
+        TrainSettings(train_limit=1000, validation=900).split(index, index)
 
 
 def test_classifier_trains(tmp_path, mnist_path):
@@ -147,6 +200,256 @@ def test_missing_data(tmp_path, capsys):
     assert not (tmp_path / "vae2d" / "decoder.keras").exists()
 
 
-def test_non_spd_prior_from_cli(tmp_path, mnist_path, capsys):
-    assert train(tmp_path, mnist_path, "--model", "vae2d_corr", "--prior-cov", "[[1, 2], [2, 1]]") == 2
-    assert "not positive definite" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "flags, fragment",
+    [
+        (["--epochs", "0"], "--epochs must be ≥ 1, got 0"),
+        (["--epochs", "-1"], "--epochs must be ≥ 1, got -1"),
+        (["--epochs", "two"], "invalid int value"),
+        (["--batch-size", "0"], "--batch-size must be ≥ 1"),
+        (["--iw-samples", "-3"], "--iw-samples must be ≥ 0, got -3"),
+        (["--lr", "0"], "--lr must be > 0"),
+        (["--lr", "inf"], "--lr must be a finite number"),
+        (["--kl-warmup-epochs", "-1"], "--kl-warmup-epochs must be ≥ 0"),
+        (["--seed", "-5"], "--seed must be ≥ 0"),
+        (["--train-limit", "0"], "--train-limit must be ≥ 1"),
+        (["--train-limit", "100"], "leaves less than one --batch-size 128"),
+        (["--test-limit", "-1"], "--test-limit must be ≥ 1"),
+        (["--model", "vae2d_corr", "--prior-cov", "[[1, 2], [2, 1]]"], "not positive definite"),
+        (["--model", "vae2d_corr", "--prior-cov", "[[1, 0.4]"], "not valid JSON"),
+        (["--model", "vae3d", "--prior-cov", "[[1, 0], [0, 1]]"], "applies to vae2d_corr only"),
+    ],
+)
+def test_bad_flag_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, flags, fragment):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["--out", str(out), *flags])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and fragment in err, err
+    assert not out.exists()
+
+
+def test_defaults_come_from_the_settings_dataclass():
+    args = parse_args([])
+    for dest, field in SETTING_FLAGS.items():
+        if field != "epochs":
+            assert getattr(args, dest) == DEFAULTS[field], dest
+    assert args.epochs is None and args.explicit == {}
+    assert settings_for("vae", args, "float32") == TrainSettings()
+    assert settings_for("classifier", args, "float32").epochs == CLASSIFIER_EPOCHS
+    assert parse_args(["--lr", "2e-3", "--seed", "1"]).explicit == {"learning_rate": "--lr", "seed": "--seed"}
+    stored = TrainSettings(seed=3, batch_size=64)
+    assert TrainSettings.from_json(json.loads(json.dumps(stored.to_json()))) == stored
+    assert TrainSettings.from_json({"seed": 3}) == TrainSettings(seed=3)  # a copy that predates a field
+    with pytest.raises(VaeEdgeError, match="unknown fields"):
+        TrainSettings.from_json({"seed": 3, "dropout": 0.5})
+    with pytest.raises(SettingError, match="epochs"):
+        TrainSettings(epochs=0)
+    with pytest.raises(SettingError, match="min_learning_rate"):
+        TrainSettings(learning_rate=1e-6, min_learning_rate=1e-5)
+
+
+@pytest.mark.parametrize(
+    "flags, field, stored, asked",
+    [
+        (["--prior-cov", "[[1.0,0.3],[0.3,0.5]]"], "prior_cov", "0.4", "0.3"),
+        (["--seed", "1"], "seed", "seed=0", "seed=1"),
+        (["--batch-size", "64"], "batch_size", "batch_size=128", "batch_size=64"),
+    ],
+)
+def test_resume_refuses_a_differing_config(trained_corr, mnist_path, capsys, flags, field, stored, asked):
+    before = {p.name: p.read_bytes() for p in trained_corr.iterdir() if p.is_file()}
+    rc = train(trained_corr.parent, mnist_path, "--model", "vae2d_corr", "--epochs", "2", "--resume", *flags)
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --resume:") and "\n" not in err
+    assert f"trained with {field}=" in err and stored in err and asked in err, err
+    assert {p.name: p.read_bytes() for p in trained_corr.iterdir() if p.is_file()} == before
+
+
+def test_resume_takes_the_config_from_the_checkpoint(trained_corr):
+    from train.loop import resolve_resume
+    from train.model import PRESETS
+
+    custom = VAEConfig("vae2d_corr", 2, ((1.0, 0.2), (0.2, 0.5)))
+    cfg, settings = resolve_resume(
+        checkpoint=trained_corr / "checkpoint.npz",
+        name="vae2d_corr",
+        model_config=custom,
+        settings=TrainSettings(batch_size=32, seed=5),
+        explicit={},  # nothing typed: everything comes from the checkpoint
+    )
+    assert cfg == PRESETS["vae2d_corr"]
+    assert (settings.batch_size, settings.seed, settings.epochs, settings.train_limit) == (128, 0, 2, 3072)
+    # a checkpoint written before the whole configuration was stored: its settings, the behaviour of that code
+    legacy = trained_corr.parent / "legacy" / "checkpoint.npz"
+    legacy.parent.mkdir()
+    with np.load(trained_corr / "checkpoint.npz") as ck:
+        arrays = {k: ck[k] for k in ck.files}
+    meta = json.loads(arrays["meta"].tobytes().decode())
+    old_settings = {
+        k: v for k, v in meta["config"]["training"].items() if k not in ("validation", "posterior")
+    }
+    meta = {
+        "epoch": meta["epoch"],
+        "history": meta["history"],
+        "settings": old_settings,
+        "name": meta["name"],
+    }
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(legacy, **arrays)
+    cfg, old = resolve_resume(
+        checkpoint=legacy, name="vae2d_corr", model_config=custom, settings=TrainSettings(), explicit={}
+    )
+    assert cfg == custom and (old.validation, old.posterior, old.train_limit) == (0, "diagonal", 3072)
+    with pytest.raises(VaeEdgeError, match="belongs to 'vae2d_corr', not 'vae2d'"):
+        resolve_resume(
+            checkpoint=trained_corr / "checkpoint.npz",
+            name="vae2d",
+            model_config=PRESETS["vae2d"],
+            settings=settings,
+            explicit={},
+        )
+
+
+def test_run_set_is_verified(trained_corr, tmp_path):
+    from train.runset import verify_run_set
+
+    run_id = json.loads((trained_corr / "metrics.json").read_text())["run_id"]
+    assert verify_run_set(trained_corr) == run_id
+    assert json.loads((trained_corr / "config.json").read_text())["run_set"]["run_id"] == run_id
+    mixed = tmp_path / "vae2d_corr"
+    shutil.copytree(trained_corr, mixed)
+    (mixed / "encoder.keras").write_bytes((mixed / "encoder.keras").read_bytes() + b"other run")
+    with pytest.raises(VaeEdgeError, match=r"encoder\.keras does not belong to run"):
+        verify_run_set(mixed)
+    shutil.copy(trained_corr / "encoder.keras", mixed / "encoder.keras")
+    config = json.loads((mixed / "config.json").read_text())
+    config["run_set"]["run_id"] = "0" * 32
+    (mixed / "config.json").write_text(json.dumps(config))
+    with pytest.raises(VaeEdgeError, match="config.json belongs to run 0{32} and metrics.json to run"):
+        verify_run_set(mixed)
+    (mixed / "metrics.json").unlink()
+    with pytest.raises(VaeEdgeError, match=r"metrics\.json is missing"):
+        verify_run_set(mixed)
+
+
+@pytest.mark.parametrize("killed_at", [1, 2, 3, 4, 5])
+def test_a_publish_killed_at_any_write_leaves_no_set_that_verifies_as_new(
+    tmp_path, mnist, monkeypatch, killed_at
+):
+    """Five renames publish a run (encoder, decoder, config, history, metrics): killed before any of them, the
+    folder is either the complete old run or refused by verify_run_set — never taken for the new run."""
+    import runtime.fileio
+    from train.model import PRESETS, build_decoder, build_encoder
+    from train.runset import verify_run_set
+    from train.vae import publish_run
+
+    cfg = PRESETS["vae2d"]
+    models = {"encoder.keras": build_encoder(cfg), "decoder.keras": build_decoder(cfg)}
+    settings = TrainSettings(epochs=1, train_limit=128, test_limit=10)
+    old = publish_run(tmp_path, models, cfg, settings, mnist, [], {"model": "vae2d"})
+    for model in models.values():  # the next run's weights (keras writes identical weights byte-identically)
+        model.set_weights([w + 1 for w in model.get_weights()])
+    real_replace, calls = os.replace, []
+
+    def replace_then_die(src, dst):
+        calls.append(dst)
+        if len(calls) == killed_at:
+            raise KeyboardInterrupt  # as a kill between two renames
+        real_replace(src, dst)
+
+    monkeypatch.setattr(runtime.fileio.os, "replace", replace_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        publish_run(tmp_path, models, cfg, settings, mnist, [], {"model": "vae2d"})
+    monkeypatch.setattr(runtime.fileio.os, "replace", real_replace)
+    if killed_at == 1:
+        assert verify_run_set(tmp_path) == old  # nothing replaced yet: the old run, complete
+    else:
+        with pytest.raises(VaeEdgeError, match="mixes two trainings"):
+            verify_run_set(tmp_path)
+    assert not list(tmp_path.glob(".*")), "temporary files left behind"
+    new = publish_run(tmp_path, models, cfg, settings, mnist, [], {"model": "vae2d"})
+    assert verify_run_set(tmp_path) == new != old
+
+
+def test_stale_temporaries_are_removed(tmp_path):
+    from train.runset import remove_stale_temporaries
+
+    stale = [tmp_path / ".encoder.keras.k2j4_x9a.keras", tmp_path / ".metrics.json.ab12cd34.tmp"]
+    kept = [tmp_path / "encoder.keras", tmp_path / ".notes", tmp_path / "metrics.json"]
+    for p in stale + kept:
+        p.write_text("x")
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted(stale)
+    assert all(p.exists() for p in kept) and not any(p.exists() for p in stale)
+
+
+def test_reference_loop_is_scored_like_vae_edge(mnist):
+    """The keras-io reference is trained on the given images and scored with the logits-form BCE from the very
+    weights it trained (its decoder rebuilt without the final sigmoid)."""
+    from runtime.quality import bce_per_image
+    from train.bench import reference_neg_elbo, run_reference
+
+    result = run_reference(mnist.x_train[:128], mnist.x_test[:64], latent_dim=3, epochs=1, seed=0)
+    assert result["latent_dim"] == 3 and result["images_per_s"] > 0
+    assert math.isfinite(result["test_neg_elbo"]) and result["test_neg_elbo"] < UNTRAINED_BCE + 50
+    from train.bench import build_reference_vae
+
+    vae = build_reference_vae(2)
+    x = mnist.images("test")[:64]
+    z_mean, z_log_var, _ = vae.encoder.predict(x, verbose=0)
+    z = z_mean + np.exp(0.5 * z_log_var) * np.random.default_rng(7).standard_normal(z_mean.shape)
+    kl = -0.5 * (1 + z_log_var - z_mean**2 - np.exp(z_log_var)).sum(1)
+    by_probabilities = float((bce_per_image(x, vae.decoder.predict(z, verbose=0)) + kl).mean())
+    assert reference_neg_elbo(vae, x, 2, seed=7) == pytest.approx(by_probabilities, abs=1e-3)
+
+
+def test_results_summarise_runs_over_seeds(trained_corr, tmp_path, capsys):
+    from train.results import main as results_main
+    from train.results import parse_args as results_args
+
+    base = json.loads((trained_corr / "metrics.json").read_text())["test_neg_elbo"]
+    for seed, shift in ((0, 0.0), (1, 1.0), (2, 5.0)):
+        folder = tmp_path / "runs" / f"seed-{seed}" / "vae2d_corr"
+        shutil.copytree(trained_corr, folder)
+        metrics = json.loads((folder / "metrics.json").read_text())
+        metrics["test_neg_elbo"] = base + shift
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    args = [
+        "--collect-only",
+        "--models",
+        "vae2d_corr",
+        "--out",
+        str(tmp_path / "runs"),
+        "--reports",
+        str(tmp_path),
+    ]
+    assert results_main(results_args(args)) == 0
+    report = json.loads((tmp_path / "results.json").read_text())
+    fig = report["models"]["vae2d_corr"]["figures"]["test_neg_elbo"]
+    assert fig["mean"] == pytest.approx(base + 2.0) and fig["sd"] == pytest.approx(math.sqrt(7.0))
+    assert (fig["min"], fig["max"]) == (pytest.approx(base), pytest.approx(base + 5.0))
+    assert report["models"]["vae2d_corr"]["goal"]["met"] is False and report["platform"]["cpu"]
+    assert "vae2d_corr" in (tmp_path / "results.md").read_text()
+    # a run whose files do not belong together is refused, not averaged in
+    (tmp_path / "runs" / "seed-2" / "vae2d_corr" / "decoder.keras").write_bytes(b"another run")
+    assert results_main(results_args(args)) == 2
+    assert "does not belong to run" in capsys.readouterr().err
+
+
+def test_a_folder_from_before_run_sets_can_be_adopted_once(trained_corr, tmp_path, capsys):
+    from train.runset import main as runset_main
+
+    legacy = tmp_path / "vae2d_corr"
+    shutil.copytree(trained_corr, legacy)
+    for name in ("config.json", "metrics.json"):  # as the code before run sets wrote them
+        record = json.loads((legacy / name).read_text())
+        record.pop("run_set"), record.pop("run_id", None)
+        (legacy / name).write_text(json.dumps(record))
+    assert runset_main(["verify", str(legacy)]) == 2
+    assert "carries no readable run set" in capsys.readouterr().err
+    assert runset_main(["adopt", str(legacy)]) == 0
+    assert runset_main(["verify", str(legacy)]) == 0
+    assert runset_main(["adopt", str(legacy)]) == 2  # never over an existing set
+    assert "already carries a run set" in capsys.readouterr().err

@@ -14,23 +14,45 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from runtime.errors import VaeEdgeError  # noqa: E402
+from runtime.cli import cli_main, parser  # noqa: E402
+from runtime.errors import InvalidInputError  # noqa: E402
 from runtime.fileio import ensure_writable_dir  # noqa: E402
+from runtime.prior import validate_covariance  # noqa: E402
+
+from .settings import (
+    CLASSIFIER_EPOCHS,
+    DEFAULTS,
+    POSTERIORS,
+    PRECISIONS,
+    SettingError,
+    TrainSettings,
+    check_setting,
+)  # noqa: E402
 
 MODEL_CHOICES = ("vae2d", "vae3d", "vae2d_corr", "classifier", "all")
-DEFAULT_EPOCHS = {"vae": 30, "classifier": 8}
+# flag dest -> TrainSettings field; every default comes from the dataclass (train/settings.py)
+SETTING_FLAGS = {
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "lr": "learning_rate",
+    "kl_warmup_epochs": "kl_warmup_epochs",
+    "seed": "seed",
+    "precision": "precision",
+    "iw_samples": "iw_samples",
+    "train_limit": "train_limit",
+    "test_limit": "test_limit",
+    "validation": "validation",
+    "posterior": "posterior",
+}
+MODEL_FLAGS = {"prior_cov": "prior_cov"}  # flag dest -> model config field
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m train",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
+def build_parser() -> argparse.ArgumentParser:
+    p = parser("python -m train", __doc__)
     p.add_argument(
         "--model", choices=MODEL_CHOICES, default="all", help="which model to train (default: all)"
     )
@@ -38,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--epochs",
         type=int,
         default=None,
-        help=f"epochs (default: {DEFAULT_EPOCHS['vae']} for VAEs, {DEFAULT_EPOCHS['classifier']} for the classifier)",
+        help=f"epochs, ≥ 1 (default: {DEFAULTS['epochs']} for VAEs, {CLASSIFIER_EPOCHS} for the classifier)",
     )
     p.add_argument(
         "--data",
@@ -48,23 +70,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--out", default="artifacts", help="output root; each model goes to OUT/<model>/ (default: artifacts)"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed for weights, data order and noise (default: 0)")
     p.add_argument(
-        "--resume", action="store_true", help="continue from OUT/<model>/checkpoint.npz if present"
-    )
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument(
-        "--lr", type=float, default=1e-3, help="peak learning rate of the warm-up + cosine schedule"
+        "--seed",
+        type=int,
+        default=DEFAULTS["seed"],
+        help=f"seed ≥ 0 for weights, data order and noise (default: {DEFAULTS['seed']})",
     )
     p.add_argument(
-        "--kl-warmup-epochs", type=float, default=5.0, help="epochs over which the KL weight rises 0 → 1"
+        "--resume",
+        action="store_true",
+        help="continue from OUT/<model>/checkpoint.npz if present, with the checkpoint's configuration "
+        "(a flag that contradicts it is refused)",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=DEFAULTS["batch_size"], help=f"default {DEFAULTS['batch_size']}"
+    )
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=DEFAULTS["learning_rate"],
+        help=f"peak learning rate of the warm-up + cosine schedule (default {DEFAULTS['learning_rate']:g})",
+    )
+    p.add_argument(
+        "--kl-warmup-epochs",
+        type=float,
+        default=DEFAULTS["kl_warmup_epochs"],
+        help=f"epochs over which the KL weight rises 0 → 1 (default {DEFAULTS['kl_warmup_epochs']:g})",
     )
     p.add_argument(
         "--precision",
-        choices=("auto", "float32", "bfloat16"),
-        default="float32",
-        help="compute precision (default float32). bfloat16 trains ~1.3x faster on CPUs with AMX/AVX512-BF16 "
-        "but ends ~2 nats worse in test -ELBO after 5 epochs; auto = bf16 where the CPU has it",
+        choices=("auto", *PRECISIONS),
+        default=DEFAULTS["precision"],
+        help=f"compute precision (default {DEFAULTS['precision']}). bfloat16 trains ~1.3x faster on CPUs with "
+        "AMX/AVX512-BF16 but ends ~2 nats worse in -ELBO after 5 epochs; auto = bf16 where the CPU has it",
     )
     p.add_argument(
         "--prior-cov",
@@ -72,12 +110,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="JSON covariance for vae2d_corr, e.g. '[[1.0,0.4],[0.4,0.5]]' (must be SPD)",
     )
     p.add_argument(
-        "--iw-samples", type=int, default=100, help="importance samples K for test_iw_nll (default: 100)"
+        "--iw-samples",
+        type=int,
+        default=DEFAULTS["iw_samples"],
+        help=f"importance samples K for test_iw_nll, 0 skips it (default: {DEFAULTS['iw_samples']})",
     )
     p.add_argument(
         "--train-limit", type=int, default=None, help="use only the first N training images (smoke runs)"
     )
     p.add_argument("--test-limit", type=int, default=None, help="evaluate on the first N test images only")
+    p.add_argument(
+        "--validation",
+        type=int,
+        default=DEFAULTS["validation"],
+        help="training images held out (seeded by --seed) for the per-epoch curves and every choice; the test "
+        f"split is evaluated once, at the end; 0 trains on all of them (default {DEFAULTS['validation']})",
+    )
+    p.add_argument(
+        "--posterior",
+        choices=POSTERIORS,
+        default=DEFAULTS["posterior"],
+        help="the training sample: diagonal z = μ + σ ⊙ ε from q(z|x) (default), or study z = μ + L ε, the source "
+        "study's variant, kept to measure what it costs (docs/correlated_prior.md)",
+    )
     p.add_argument(
         "--strategy",
         choices=("default", "mirrored"),
@@ -86,17 +141,66 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    return p.parse_args(argv)
+    return p
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse and validate every flag (one-line error, exit 2, nothing written). ``args.explicit`` maps the
+    settings the command line set to their flags, for ``--resume``."""
+    p = build_parser()
+    args = p.parse_args(argv)
+    given = build_parser()  # the same flags with no defaults: what it returns is what the user typed
+    for action in given._actions:
+        if action.dest in SETTING_FLAGS or action.dest in MODEL_FLAGS:
+            action.default = argparse.SUPPRESS
+    given_dests = set(vars(given.parse_args(argv)))
+    flag = {dest: "--" + dest.replace("_", "-") for dest in (*SETTING_FLAGS, *MODEL_FLAGS)}
+    for dest, field in SETTING_FLAGS.items():
+        value = getattr(args, dest)
+        if value is None or (field == "precision" and value == "auto"):
+            continue
+        try:
+            check_setting(field, value)
+        except SettingError as exc:
+            p.error(f"{flag[dest]} {exc.reason}")
+    if args.train_limit is not None and args.train_limit - args.validation < args.batch_size:
+        p.error(
+            f"--train-limit {args.train_limit} minus --validation {args.validation} leaves less than one "
+            f"--batch-size {args.batch_size}; raise --train-limit or lower --validation"
+        )
+    args.prior_cov_matrix = None
+    if args.prior_cov is not None:
+        if args.model not in ("vae2d_corr", "all"):
+            p.error("--prior-cov applies to vae2d_corr only (the other VAEs have the prior N(0, I))")
+        try:
+            cov = json.loads(args.prior_cov)
+            args.prior_cov_matrix = tuple(tuple(float(v) for v in row) for row in validate_covariance(cov, 2))
+        except json.JSONDecodeError as exc:
+            p.error(f"--prior-cov is not valid JSON ({exc.msg}); write it like '[[1.0,0.4],[0.4,0.5]]'")
+        except InvalidInputError as exc:
+            p.error(f"--prior-cov rejected: {exc}")
+    field_of = {**SETTING_FLAGS, **MODEL_FLAGS}
+    args.explicit = {field_of[d]: flag[d] for d in given_dests if d in field_of}
+    return args
+
+
+@cli_main
 def main(args: argparse.Namespace) -> int:
-    try:
-        results = run(args)
-    except VaeEdgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    results = run(args)
     print(json.dumps(results, indent=2))
     return 0
+
+
+def settings_for(kind: str, args: argparse.Namespace, precision: str) -> TrainSettings:
+    """The TrainSettings of one model from the parsed flags (unset flags keep the dataclass defaults)."""
+    values = {field: getattr(args, dest) for dest, field in SETTING_FLAGS.items()}
+    if values["epochs"] is None:
+        values["epochs"] = DEFAULTS["epochs"] if kind == "vae" else CLASSIFIER_EPOCHS
+    values["precision"] = precision
+    if kind == "classifier":
+        values["kl_warmup_epochs"] = 0.0
+        values["posterior"] = DEFAULTS["posterior"]
+    return TrainSettings(**values)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -106,47 +210,38 @@ def run(args: argparse.Namespace) -> dict:
     from runtime.data import load_mnist
 
     from .classifier import train_classifier
-    from .loop import TrainSettings, resolve_precision
+    from .loop import CHECKPOINT_NAME, resolve_precision, resolve_resume
     from .model import PRESETS, VAE_NAMES, ClassifierConfig, VAEConfig
     from .vae import train_vae
 
     names = [*VAE_NAMES, "classifier"] if args.model == "all" else [args.model]
+    precision = resolve_precision(args.precision)
+    explicit = getattr(args, "explicit", None)
+    plans = {}
+    for n in names:
+        cfg = PRESETS[n]
+        if n == "vae2d_corr" and getattr(args, "prior_cov_matrix", None):
+            cfg = VAEConfig(cfg.name, cfg.latent_dim, args.prior_cov_matrix)
+        kind = "classifier" if isinstance(cfg, ClassifierConfig) else "vae"
+        settings = settings_for(kind, args, precision)
+        if args.resume:
+            cfg, settings = resolve_resume(
+                checkpoint=Path(args.out) / n / CHECKPOINT_NAME,
+                name=n,
+                model_config=cfg,
+                settings=settings,
+                explicit=explicit,
+            )
+        plans[n] = (kind, cfg, settings)
+    data = load_mnist(args.data)
     out_root = ensure_writable_dir(args.out)
     for n in names:
         ensure_writable_dir(out_root / n)
-    configs = {}
-    for n in names:
-        cfg = PRESETS[n]
-        if n == "vae2d_corr" and args.prior_cov:
-            try:
-                cov = json.loads(args.prior_cov)
-            except json.JSONDecodeError as exc:
-                raise VaeEdgeError(
-                    f"--prior-cov is not valid JSON ({exc.msg}); write it like '[[1.0,0.4],[0.4,0.5]]'"
-                ) from None
-            try:
-                cfg = VAEConfig(cfg.name, cfg.latent_dim, tuple(tuple(r) for r in cov))
-            except (ValueError, TypeError) as exc:
-                raise VaeEdgeError(f"--prior-cov rejected: {exc}") from None
-        configs[n] = cfg
-    data = load_mnist(args.data)
-    precision = resolve_precision(args.precision)
     strategy = (
         tf.distribute.MirroredStrategy() if args.strategy == "mirrored" else tf.distribute.get_strategy()
     )
     results = {}
-    for n, cfg in configs.items():
-        kind = "classifier" if isinstance(cfg, ClassifierConfig) else "vae"
-        settings = TrainSettings(
-            epochs=args.epochs or DEFAULT_EPOCHS[kind],
-            batch_size=args.batch_size,
-            learning_rate=args.lr,
-            kl_warmup_epochs=args.kl_warmup_epochs if kind == "vae" else 0.0,
-            seed=args.seed,
-            precision=precision,
-            train_limit=args.train_limit,
-            test_limit=args.test_limit,
-        )
+    for n, (kind, cfg, settings) in plans.items():
         common = {
             "strategy": strategy,
             "resume": args.resume,
@@ -156,14 +251,14 @@ def run(args: argparse.Namespace) -> dict:
         if kind == "classifier":
             results[n] = train_classifier(cfg, data, out_root / n, settings, **common)
         else:
-            results[n] = train_vae(cfg, data, out_root / n, settings, iw_samples=args.iw_samples, **common)
+            results[n] = train_vae(cfg, data, out_root / n, settings, **common)
         summary = {
             k: v
             for k, v in results[n].items()
-            if (k.startswith("test_") or k == "active_units") and v is not None
+            if (k.startswith("test_") or k == "active_units") and isinstance(v, int | float)
         }
         print(f"{n}: " + ", ".join(f"{k}={v:.4g}" for k, v in summary.items()), file=sys.stderr)
-    return {n: {k: v for k, v in m.items() if not isinstance(v, list)} for n, m in results.items()}
+    return {n: {k: v for k, v in m.items() if not isinstance(v, list | dict)} for n, m in results.items()}
 
 
 if __name__ == "__main__":

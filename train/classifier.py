@@ -13,7 +13,8 @@ from runtime.data import Mnist
 from . import figures
 from .loop import Trainer, TrainSettings, dtype_policy, learning_rate_schedule, make_dataset
 from .model import ClassifierConfig, build_classifier, copy_weights
-from .vae import EVAL_BATCH, save_keras_atomic, write_run_record
+from .runset import remove_stale_temporaries
+from .vae import EVAL_BATCH, publish_run
 
 TARGET_TEST_ACCURACY = 0.99
 
@@ -27,10 +28,10 @@ def make_logits_fn(model):
     return batch
 
 
-def evaluate_classifier(logits_fn, x, y) -> dict:
+def evaluate_classifier(logits_fn, x, y, split: str = "test") -> dict:
     logits = np.concatenate([logits_fn(x[i : i + EVAL_BATCH]).numpy() for i in range(0, len(x), EVAL_BATCH)])
     ce = tf.keras.losses.sparse_categorical_crossentropy(y.astype(np.int32), logits, from_logits=True).numpy()
-    return {"test_loss": float(ce.mean()), "test_accuracy": float((logits.argmax(1) == y).mean())}
+    return {f"{split}_loss": float(ce.mean()), f"{split}_accuracy": float((logits.argmax(1) == y).mean())}
 
 
 def train_classifier(
@@ -45,8 +46,10 @@ def train_classifier(
     figures_enabled: bool = True,
 ) -> dict:
     strategy = strategy or tf.distribute.get_strategy()
+    remove_stale_temporaries(out_dir)
     keras.utils.set_random_seed(settings.seed)
-    x_train, y_train = data.x_train[: settings.train_limit], data.y_train[: settings.train_limit]
+    split = settings.split(data.x_train, data.y_train)
+    x_train, y_train, x_val, y_val = split.x_train, split.y_train, split.x_validation, split.y_validation
     x_test, y_test = data.x_test[: settings.test_limit], data.y_test[: settings.test_limit]
     steps_per_epoch = len(x_train) // settings.batch_size
     with strategy.scope():
@@ -72,7 +75,15 @@ def train_classifier(
         }
 
     trainer = Trainer(
-        "classifier", {"classifier": model}, optimizer, step, settings, out_dir, strategy, progress
+        "classifier",
+        {"classifier": model},
+        optimizer,
+        step,
+        settings,
+        out_dir,
+        strategy,
+        progress,
+        model_config=cfg.to_json(),
     )
     if resume and trainer.load_checkpoint() and progress:
         print(f"classifier: resuming after epoch {trainer.start_epoch} from {trainer.checkpoint_path}")
@@ -80,20 +91,25 @@ def train_classifier(
     history = trainer.run(
         lambda a, b: make_dataset(x_train, y_train, settings.batch_size, settings.seed, a, b),
         steps_per_epoch,
-        lambda epoch: evaluate_classifier(logits_fn, x_test, y_test),
+        # curves on the validation split; the test split is evaluated once, below
+        lambda epoch: evaluate_classifier(logits_fn, x_val, y_val, "validation") if len(x_val) else {},
     )
     model32 = copy_weights(model, build_classifier(cfg))
+    logits32 = make_logits_fn(model32)
     metrics = {
         "model": "classifier",
         "epochs_trained": len(history),
-        **evaluate_classifier(make_logits_fn(model32), x_test, y_test),
+        **evaluate_classifier(logits32, x_test, y_test),
+        **(evaluate_classifier(logits32, x_val, y_val, "validation") if len(x_val) else {}),
+        "train_images": len(x_train),
+        "validation_images": len(x_val),
         "test_images": len(x_test),
         "target_test_accuracy": TARGET_TEST_ACCURACY,
     }
     out_dir = Path(out_dir)
-    save_keras_atomic(model32, out_dir / "classifier.keras")
-    write_run_record(
+    publish_run(
         out_dir,
+        {"classifier.keras": model32},
         cfg,
         settings,
         data,

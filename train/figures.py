@@ -99,7 +99,7 @@ def loss_curves(history: list[dict], out: Path, title: str) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for key, label in (
         ("train_neg_elbo", "train −ELBO"),
-        ("test_neg_elbo", "test −ELBO"),
+        ("validation_neg_elbo", "validation −ELBO"),
         ("train_objective", "train objective (β-weighted)"),
     ):
         if key in history[0]:
@@ -108,11 +108,11 @@ def loss_curves(history: list[dict], out: Path, title: str) -> Path:
     axes[0].set_ylabel("nats per image")
     axes[0].set_title(f"{title}: loss")
     axes[0].legend()
-    for key, label in (("train_bce", "train BCE"), ("test_bce", "test BCE")):
+    for key, label in (("train_bce", "train BCE"), ("validation_bce", "validation BCE")):
         if key in history[0]:
             axes[1].plot(epochs, [r[key] for r in history], label=label, marker=".")
     ax2 = axes[1].twinx()
-    for key, label, style in (("train_kl", "train KL", "g--"), ("test_kl", "test KL", "r--")):
+    for key, label, style in (("train_kl", "train KL", "g--"), ("validation_kl", "validation KL", "r--")):
         if key in history[0]:
             ax2.plot(epochs, [r[key] for r in history], style, label=label)
     axes[1].set_xlabel("epoch")
@@ -129,11 +129,17 @@ def classifier_curves(history: list[dict], out: Path) -> Path:
     epochs = [r["epoch"] for r in history]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     axes[0].plot(epochs, [r["train_objective"] for r in history], marker=".", label="train cross-entropy")
-    axes[0].plot(epochs, [r["test_loss"] for r in history], marker=".", label="test cross-entropy")
+    if "validation_loss" in history[0]:
+        axes[0].plot(
+            epochs, [r["validation_loss"] for r in history], marker=".", label="validation cross-entropy"
+        )
     axes[0].set_xlabel("epoch")
     axes[0].legend()
     axes[1].plot(epochs, [100 * r["train_accuracy"] for r in history], marker=".", label="train")
-    axes[1].plot(epochs, [100 * r["test_accuracy"] for r in history], marker=".", label="test")
+    if "validation_accuracy" in history[0]:
+        axes[1].plot(
+            epochs, [100 * r["validation_accuracy"] for r in history], marker=".", label="validation"
+        )
     axes[1].set_xlabel("epoch")
     axes[1].set_ylabel("accuracy (%)")
     axes[1].legend()

@@ -15,7 +15,7 @@ import io
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import fields, replace
 from pathlib import Path
 
 import keras
@@ -26,25 +26,11 @@ from tqdm.auto import tqdm
 from runtime.errors import VaeEdgeError
 from runtime.fileio import atomic_path
 
+from .settings import TrainSettings
+
 CHECKPOINT_NAME = "checkpoint.npz"
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    epochs: int = 30
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    min_learning_rate: float = 1e-5
-    lr_warmup_epochs: float = 1.0
-    kl_warmup_epochs: float = 5.0  # β rises linearly 0 → 1; reported figures are always the plain ELBO
-    seed: int = 0
-    precision: str = "float32"  # or "bfloat16" (mixed: bf16 compute, float32 variables)
-    steps_per_call: int = 20
-    train_limit: int | None = None  # use only the first N training images (tests, smoke runs)
-    test_limit: int | None = None
-
-    def to_json(self) -> dict:
-        return asdict(self)
+# Settings a checkpoint written before they existed was trained with (the behaviour of that code).
+LEGACY_SETTINGS: dict = {"validation": 0, "posterior": "diagonal"}
 
 
 def cpu_has_bf16() -> bool:
@@ -130,6 +116,79 @@ def make_dataset(
     return ds.prefetch(2)
 
 
+def read_checkpoint_meta(path: Path) -> dict | None:
+    """The metadata of ``checkpoint.npz`` (epoch, history, configuration) without its arrays; None if absent."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as ck:
+            return json.loads(ck["meta"].tobytes().decode())
+    except Exception as exc:
+        raise VaeEdgeError(
+            f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}); "
+            "delete it to start over, or train without --resume into another --out"
+        ) from None
+
+
+def stored_config(meta: dict, path: Path) -> dict:
+    """{"model": model config JSON or None, "training": TrainSettings} of a checkpoint's metadata.
+
+    Checkpoints written before the full configuration was stored hold only the training settings.
+    """
+    config = meta.get("config") or {"model": None, "training": meta.get("settings", {})}
+    training = {**LEGACY_SETTINGS, **config["training"]} if "config" not in meta else config["training"]
+    try:
+        settings = TrainSettings.from_json(training)
+    except VaeEdgeError as exc:
+        raise VaeEdgeError(f"checkpoint {path}: {exc}; train into another --out") from None
+    return {"model": config.get("model"), "training": settings}
+
+
+def resolve_resume(
+    *, checkpoint: Path, name: str, model_config, settings: TrainSettings, explicit: dict[str, str] | None
+):
+    """The (model config, settings) a ``--resume`` run continues with: the checkpoint's own.
+
+    ``explicit`` maps each field set on the command line to its flag (None: every field counts as set). A
+    field the command line did not set takes the checkpoint's value; one it set to a different value is
+    refused with a one-line error naming the field and both values. Without a checkpoint nothing changes.
+    """
+    from .model import config_from_json
+
+    meta = read_checkpoint_meta(checkpoint)
+    if meta is None:
+        return model_config, settings
+    if meta.get("name") != name:
+        raise VaeEdgeError(
+            f"checkpoint {checkpoint} belongs to {meta.get('name')!r}, not {name!r}; use another --out"
+        )
+    stored = stored_config(meta, checkpoint)
+
+    def refuse(field, theirs, mine):
+        flag = (explicit or {}).get(field)
+        fix = f"drop {flag} to continue that run, or" if flag else "to start over,"
+        raise VaeEdgeError(
+            f"--resume: {checkpoint} was trained with {field}={theirs!r}, but {flag or 'this run'} gives "
+            f"{field}={mine!r}; {fix} train into another --out"
+        )
+
+    updates = {}
+    for field, mine, theirs in settings.differences(stored["training"]):
+        if explicit is None or field in explicit:
+            refuse(field, theirs, mine)
+        updates[field] = theirs
+    settings = replace(settings, **updates)
+    if stored["model"] is not None:
+        theirs_cfg = config_from_json(stored["model"])
+        for f in fields(model_config):
+            mine, theirs = getattr(model_config, f.name), getattr(theirs_cfg, f.name)
+            if mine != theirs and (f.name != "prior_cov" or explicit is None or f.name in explicit):
+                refuse(f.name, theirs, mine)
+        model_config = theirs_cfg
+    return model_config, settings
+
+
 class Trainer:
     """Runs epochs of a step function, with progress bar, NaN guard, per-epoch checkpoint and resume.
 
@@ -148,8 +207,11 @@ class Trainer:
         out_dir: Path,
         strategy: tf.distribute.Strategy,
         progress: bool = True,
+        model_config: dict | None = None,
     ):
         self.name, self.models, self.optimizer, self.settings = name, models, optimizer, settings
+        # JSON-normalised (tuples -> lists) so that it compares equal to the copy read back from a checkpoint
+        self.model_config = None if model_config is None else json.loads(json.dumps(model_config))
         self.out_dir, self.strategy, self.progress = Path(out_dir), strategy, progress
         self.step_fn = step_fn
         self.history: list[dict] = []
@@ -177,7 +239,7 @@ class Trainer:
         meta = {
             "epoch": epoch,
             "history": self.history,
-            "settings": self.settings.to_json(),
+            "config": {"model": self.model_config, "training": self.settings.to_json()},
             "name": self.name,
         }
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
@@ -206,6 +268,21 @@ class Trainer:
             raise VaeEdgeError(
                 f"checkpoint {path} belongs to {meta.get('name')!r}, not {self.name!r}; use another --out"
             )
+        stored = stored_config(meta, path)
+        # python -m train resolves its flags against the checkpoint first (resolve_resume); this guards
+        # library callers: a run continues only with the configuration it started with.
+        for field, mine, theirs in self.settings.differences(stored["training"]):
+            raise VaeEdgeError(
+                f"checkpoint {path} was trained with {field}={theirs!r}, this run has {field}={mine!r}; "
+                "resume with the checkpoint's settings, or train into another --out"
+            )
+        if stored["model"] is not None and self.model_config is not None:
+            for field in sorted(set(stored["model"]) | set(self.model_config)):
+                if stored["model"].get(field) != self.model_config.get(field):
+                    raise VaeEdgeError(
+                        f"checkpoint {path} holds a model with {field}={stored['model'].get(field)!r}, this run "
+                        f"has {field}={self.model_config.get(field)!r}; train into another --out"
+                    )
         self.start_epoch = int(meta["epoch"])
         self.history = meta["history"]
         return True
@@ -281,7 +358,9 @@ class Trainer:
             self.save_checkpoint(epoch + 1)
             if self.progress:
                 shown = {
-                    k: v for k, v in row.items() if k.startswith(("train_objective", "test_", "accuracy"))
+                    k: v
+                    for k, v in row.items()
+                    if k.startswith(("train_objective", "validation_", "accuracy"))
                 }
                 tqdm.write(
                     f"{self.name} epoch {epoch + 1}/{s.epochs}: "

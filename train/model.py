@@ -11,7 +11,7 @@ exporter (``export/``) import it, and nothing here trains, reads data or writes 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import keras
 import numpy as np
@@ -54,14 +54,11 @@ class VAEConfig:
 
     @classmethod
     def from_json(cls, obj: dict) -> VAEConfig:
-        cov = obj.get("prior_cov")
-        return cls(
-            name=obj["name"],
-            latent_dim=int(obj["latent_dim"]),
-            prior_cov=None if cov is None else tuple(tuple(row) for row in cov),
-            conv_filters=tuple(obj.get("conv_filters", (32, 64))),
-            dense_units=int(obj.get("dense_units", 16)),
-        )
+        """Read a stored copy field by field; a field it predates keeps the dataclass default."""
+        values = _init_fields(cls, obj)
+        cov = values.get("prior_cov")
+        values["prior_cov"] = None if cov is None else tuple(tuple(row) for row in cov)
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -79,12 +76,17 @@ class ClassifierConfig:
 
     @classmethod
     def from_json(cls, obj: dict) -> ClassifierConfig:
-        return cls(
-            name=obj.get("name", "classifier"),
-            conv_filters=tuple(obj.get("conv_filters", (32, 64))),
-            feature_units=int(obj.get("feature_units", 128)),
-            dropout=float(obj.get("dropout", 0.3)),
-        )
+        """Read a stored copy field by field; a field it predates keeps the dataclass default."""
+        return cls(**_init_fields(cls, obj))
+
+
+def _init_fields(cls, obj: dict) -> dict:
+    """The constructor arguments of dataclass ``cls`` found in ``obj`` (JSON lists back to tuples)."""
+    return {
+        f.name: tuple(obj[f.name]) if isinstance(obj[f.name], list) else obj[f.name]
+        for f in fields(cls)
+        if f.init and f.name in obj
+    }
 
 
 PRESETS: dict[str, VAEConfig | ClassifierConfig] = {
@@ -317,6 +319,17 @@ def kl_terms_per_dim(z_mean, z_log_var, prior: Prior):
     return 0.5 * (diag_inv * var + mahal - 1.0 + log_diag - z_log_var)
 
 
+def kl_marginal_per_dim(z_mean, z_log_var, prior: Prior):
+    """Per-image KL(N(μᵢ, σᵢ²) ‖ N(0, Σᵢᵢ)) of each latent dimension's marginal, shape (batch, k).
+
+    For Σ = I this equals :func:`kl_terms_per_dim`; for a correlated Σ their sum is not the joint KL.
+    """
+    diag = ops.convert_to_tensor(np.diag(prior.sigma).astype("float32"))
+    z_mean = ops.cast(z_mean, "float32")
+    z_log_var = ops.cast(z_log_var, "float32")
+    return 0.5 * ((ops.exp(z_log_var) + ops.square(z_mean)) / diag - 1.0 + ops.log(diag) - z_log_var)
+
+
 def kl_divergence(z_mean, z_log_var, prior: Prior):
     """Per-image KL(N(μ, diag σ²) ‖ N(0, Σ)) in nats, shape (batch,)."""
     return ops.sum(kl_terms_per_dim(z_mean, z_log_var, prior), axis=1)
@@ -335,6 +348,20 @@ def log_prior(z, prior: Prior):
     return -0.5 * (prior.latent_dim * math.log(2 * math.pi) + logdet + mahal)
 
 
+# Soft bounds on the encoder's log σ²: far outside what a trained posterior uses (its log-variances sit well
+# inside [-20, 2], where the clamp moves a value by less than 1e-4), but they keep exp(log σ²) and 1/σ² finite
+# in float32 when a bad batch drives the encoder's last Dense layer far out.
+LOG_VAR_MIN, LOG_VAR_MAX = -30.0, 12.0
+
+
+def bound_log_var(z_log_var):
+    """Soft clamp of log σ² into (LOG_VAR_MIN, LOG_VAR_MAX): a softplus step at each end, smooth and with a
+    non-zero gradient everywhere, the identity to < 1e-4 on [-20, 2]."""
+    z_log_var = ops.cast(z_log_var, "float32")
+    above_min = LOG_VAR_MIN + ops.softplus(z_log_var - LOG_VAR_MIN)
+    return LOG_VAR_MAX - ops.softplus(LOG_VAR_MAX - above_min)
+
+
 def reparameterize(z_mean, z_log_var, eps):
     """Posterior sample z = μ + σ ⊙ ε with diagonal σ — the same for every prior.
 
@@ -343,3 +370,19 @@ def reparameterize(z_mean, z_log_var, eps):
     distribution the KL never sees; the prior's correlation belongs to generation only: z = L ε.
     """
     return z_mean + ops.exp(0.5 * z_log_var) * eps
+
+
+def study_sample(z_mean, eps, prior: Prior):
+    """The source study's training sample z = μ + L ε: a draw from q′ = N(μ, Σ), whatever σ the encoder gives.
+
+    Kept only to measure that variant (``--posterior study``). With the same KL term its objective is
+    −ELBO(q′) + KL(N(0, diag σ²) ‖ N(0, Σ)): still an upper bound on −log p(x), but looser, from a posterior
+    whose covariance cannot depend on x (docs/correlated_prior.md).
+    """
+    chol_t = ops.convert_to_tensor(prior.cholesky.T.astype("float32"))
+    return ops.cast(z_mean, "float32") + ops.matmul(ops.cast(eps, "float32"), chol_t)
+
+
+def log_normal_full(z, mean, prior: Prior):
+    """log N(z; mean, Σ) summed over the last axis: the study's posterior q′ = N(μ, Σ) as a proposal."""
+    return log_prior(z - mean, prior)

@@ -22,15 +22,20 @@ from .loop import Trainer, TrainSettings, dtype_policy, history_csv, learning_ra
 from .model import (
     VAEConfig,
     bce_sum_from_logits,
+    bound_log_var,
     build_decoder,
     build_encoder,
     copy_weights,
+    kl_marginal_per_dim,
     kl_terms_per_dim,
     log_normal_diag,
+    log_normal_full,
     log_prior,
     reparameterize,
+    study_sample,
 )
 from .provenance import provenance
+from .runset import new_run_id, remove_stale_temporaries, run_set_record
 
 EVAL_BATCH = 500
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016: a unit is active when Var_x(E_q[z_u | x]) > 0.01
@@ -40,7 +45,22 @@ def _images(x_uint8):
     return tf.cast(x_uint8, tf.float32)[..., None] / 255.0
 
 
-def make_step(cfg: VAEConfig, encoder, decoder_logits, optimizer, kl_warmup_steps: int, global_batch: int):
+def posterior_sample(z_mean, z_log_var, eps, prior, posterior: str):
+    """The training (and evaluation) sample: z = μ + σ ⊙ ε, or the study's z = μ + L ε."""
+    if posterior == "study":
+        return study_sample(z_mean, eps, prior)
+    return reparameterize(z_mean, z_log_var, eps)
+
+
+def make_step(
+    cfg: VAEConfig,
+    encoder,
+    decoder_logits,
+    optimizer,
+    kl_warmup_steps: int,
+    global_batch: int,
+    posterior: str = "diagonal",
+):
     prior = cfg.prior
 
     def step(x_uint8, seed):
@@ -53,8 +73,9 @@ def make_step(cfg: VAEConfig, encoder, decoder_logits, optimizer, kl_warmup_step
             beta = tf.constant(1.0)
         with tf.GradientTape() as tape:
             z_mean, z_log_var = encoder(x, training=True)
+            z_log_var = bound_log_var(z_log_var)
             eps = tf.random.stateless_normal(tf.shape(z_mean), seed=seed)
-            z = reparameterize(z_mean, z_log_var, eps)
+            z = posterior_sample(z_mean, z_log_var, eps, prior, posterior)
             bce = bce_sum_from_logits(x, decoder_logits(z, training=True))
             kl = tf.reduce_sum(kl_terms_per_dim(z_mean, z_log_var, prior), axis=1)
             objective = bce + beta * kl
@@ -73,38 +94,47 @@ def make_step(cfg: VAEConfig, encoder, decoder_logits, optimizer, kl_warmup_step
     return step
 
 
-def make_eval_fn(cfg: VAEConfig, encoder, decoder_logits):
-    """A traced function: (uint8 images, seed) -> (BCE, KL per dim, z_mean). Build it once per model."""
+def make_eval_fn(cfg: VAEConfig, encoder, decoder_logits, posterior: str = "diagonal"):
+    """A traced function: (uint8 images, seed) -> (BCE, KL per dim, z_mean, marginal KLs). Build it once per
+    model. The sample is the one training used, so for ``posterior="study"`` the −ELBO is the study's bound."""
     prior = cfg.prior
 
     @tf.function(reduce_retracing=True)
     def batch_terms(xb, s):
         x = _images(xb)
         z_mean, z_log_var = encoder(x, training=False)
-        z = reparameterize(z_mean, z_log_var, tf.random.stateless_normal(tf.shape(z_mean), seed=s))
+        z_log_var = bound_log_var(z_log_var)
+        eps = tf.random.stateless_normal(tf.shape(z_mean), seed=s)
+        z = posterior_sample(z_mean, z_log_var, eps, prior, posterior)
         bce = bce_sum_from_logits(x, decoder_logits(z, training=False))
-        return bce, kl_terms_per_dim(z_mean, z_log_var, prior), z_mean
+        kl = kl_terms_per_dim(z_mean, z_log_var, prior)
+        return bce, kl, z_mean, kl_marginal_per_dim(z_mean, z_log_var, prior)
 
     return batch_terms
 
 
-def evaluate(batch_terms, x_test: np.ndarray, seed: int = 1234) -> dict:
-    """Test-split BCE, KL and negative ELBO per image (one posterior sample, seeded), KL per dimension,
-    posterior means and the active-unit variances."""
-    bces, kls, means = [], [], []
+def evaluate(batch_terms, x_test: np.ndarray, seed: int = 1234, split: str = "test") -> dict:
+    """BCE, KL and negative ELBO per image of one split (one posterior sample, seeded), as ``<split>_bce``
+    etc., KL per dimension, posterior means and the active-unit variances."""
+    bces, kls, means, marginals = [], [], [], []
     for i in range(0, len(x_test), EVAL_BATCH):
-        bce, kl, mu = batch_terms(x_test[i : i + EVAL_BATCH], tf.constant([seed, i], tf.int64))
+        bce, kl, mu, marginal = batch_terms(x_test[i : i + EVAL_BATCH], tf.constant([seed, i], tf.int64))
         bces.append(bce.numpy())
         kls.append(kl.numpy())
         means.append(mu.numpy())
-    bce, kl, mu = np.concatenate(bces), np.concatenate(kls), np.concatenate(means)
+        marginals.append(marginal.numpy())
+    bce, kl, mu, marginal = (np.concatenate(a) for a in (bces, kls, means, marginals))
     kl_per_dim = kl.mean(axis=0)
     variance = mu.var(axis=0)
     return {
-        "test_bce": float(bce.mean()),
-        "test_kl": float(kl.sum(axis=1).mean()),
-        "test_neg_elbo": float((bce + kl.sum(axis=1)).mean()),
+        f"{split}_bce": float(bce.mean()),
+        f"{split}_kl": float(kl.sum(axis=1).mean()),
+        f"{split}_neg_elbo": float((bce + kl.sum(axis=1)).mean()),
+        # The joint KL's row split (exactly the per-unit KL for Σ = I; for a correlated Σ, log det Σ shared
+        # equally and the cross terms μᵢ(Σ⁻¹μ)ᵢ included, so one entry can be negative), and the true
+        # marginal KLs KL(N(μᵢ, σᵢ²) ‖ N(0, Σᵢᵢ)), whose sum is not the joint KL when Σ is correlated.
         "kl_per_dim": [float(v) for v in kl_per_dim],
+        "kl_marginal_per_dim": [float(v) for v in marginal.mean(axis=0)],
         "active_unit_variance": [float(v) for v in variance],
         "active_units": int((variance > ACTIVE_UNIT_THRESHOLD).sum()),
         "_z_mean": mu,
@@ -119,6 +149,7 @@ def importance_weighted_nll(
     samples: int = 100,
     seed: int = 4321,
     images_per_batch: int = 50,
+    posterior: str = "diagonal",
 ) -> float:
     """−log p(x) estimated with K importance samples from q(z|x) (Burda et al. 2016), nats per image.
 
@@ -133,12 +164,18 @@ def importance_weighted_nll(
         x = _images(xb)
         n = tf.shape(x)[0]
         z_mean, z_log_var = encoder(x, training=False)
+        z_log_var = bound_log_var(z_log_var)
         eps = tf.random.stateless_normal(tf.stack([samples, n, d]), seed=s)
-        z = z_mean[None] + tf.exp(0.5 * z_log_var)[None] * eps  # (K, n, d)
+        if posterior == "study":  # proposal q′ = N(μ, Σ), the posterior the study trained with
+            z = study_sample(z_mean[None], eps, prior)  # (K, n, d)
+            log_q = log_normal_full(z, z_mean[None], prior)
+        else:
+            z = z_mean[None] + tf.exp(0.5 * z_log_var)[None] * eps  # (K, n, d)
+            log_q = log_normal_diag(z, z_mean[None], z_log_var[None])
         logits = decoder_logits(tf.reshape(z, (-1, d)), training=False)
         x_rep = tf.reshape(tf.broadcast_to(x[None], tf.concat([[samples], tf.shape(x)], 0)), (-1, 28, 28, 1))
         log_px_z = -tf.reshape(bce_sum_from_logits(x_rep, logits), (samples, n))
-        log_w = log_px_z + log_prior(z, prior) - log_normal_diag(z, z_mean[None], z_log_var[None])
+        log_w = log_px_z + log_prior(z, prior) - log_q
         return -(tf.reduce_logsumexp(log_w, axis=0) - math.log(samples))
 
     nll = [
@@ -157,13 +194,15 @@ def train_vae(
     strategy: tf.distribute.Strategy | None = None,
     resume: bool = False,
     progress: bool = True,
-    iw_samples: int = 100,
     figures_enabled: bool = True,
 ) -> dict:
     """Train ``cfg`` on MNIST and write every output under ``out_dir``; returns the metrics dict."""
     strategy = strategy or tf.distribute.get_strategy()
+    remove_stale_temporaries(out_dir)
+    iw_samples = settings.iw_samples
     keras.utils.set_random_seed(settings.seed)
-    x_train = data.x_train[: settings.train_limit]
+    split = settings.split(data.x_train, data.y_train)
+    x_train, x_val = split.x_train, split.x_validation
     x_test = data.x_test[: settings.test_limit]
     global_batch = settings.batch_size
     steps_per_epoch = len(x_train) // global_batch
@@ -179,6 +218,7 @@ def train_vae(
         optimizer,
         int(settings.kl_warmup_epochs * steps_per_epoch),
         global_batch,
+        settings.posterior,
     )
     trainer = Trainer(
         cfg.name,
@@ -189,15 +229,19 @@ def train_vae(
         out_dir,
         strategy,
         progress,
+        model_config=cfg.to_json(),
     )
     if resume and trainer.load_checkpoint() and progress:
         print(f"{cfg.name}: resuming after epoch {trainer.start_epoch} from {trainer.checkpoint_path}")
 
-    eval_fn = make_eval_fn(cfg, encoder, decoder_logits)
+    eval_fn = make_eval_fn(cfg, encoder, decoder_logits, settings.posterior)
 
     def end_of_epoch(epoch):
-        ev = evaluate(eval_fn, x_test, seed=settings.seed + 1)
-        return {k: ev[k] for k in ("test_bce", "test_kl", "test_neg_elbo")}
+        # The curves and every choice use the validation split; the test split is evaluated once, below.
+        if not len(x_val):
+            return {}
+        ev = evaluate(eval_fn, x_val, seed=settings.seed + 1, split="validation")
+        return {k: ev[k] for k in ("validation_bce", "validation_kl", "validation_neg_elbo")}
 
     history = trainer.run(
         lambda a, b: make_dataset(x_train, None, global_batch, settings.seed, a, b),
@@ -209,24 +253,38 @@ def train_vae(
     encoder32 = copy_weights(encoder, build_encoder(cfg))
     decoder32 = copy_weights(decoder_logits, build_decoder(cfg))
     decoder32_logits = keras.Model(decoder32.input, decoder32.get_layer("dec_logits").output)
-    ev = evaluate(make_eval_fn(cfg, encoder32, decoder32_logits), x_test, seed=settings.seed + 1)
+    final_eval = make_eval_fn(cfg, encoder32, decoder32_logits, settings.posterior)
+    ev = evaluate(final_eval, x_test, seed=settings.seed + 1)
     z_mean = ev.pop("_z_mean")
+    validation = {}
+    if len(x_val):
+        val = evaluate(final_eval, x_val, seed=settings.seed + 1, split="validation")
+        validation = {k: val[k] for k in ("validation_bce", "validation_kl", "validation_neg_elbo")}
     metrics = {
         "model": cfg.name,
+        "posterior": settings.posterior,
         "epochs_trained": len(history),
         **ev,
+        **validation,
         # iw_samples=0 skips the estimate (the training benchmark needs only the ELBO).
         "test_iw_nll": importance_weighted_nll(
-            cfg, encoder32, decoder32_logits, x_test, samples=iw_samples, seed=settings.seed + 2
+            cfg,
+            encoder32,
+            decoder32_logits,
+            x_test,
+            samples=iw_samples,
+            seed=settings.seed + 2,
+            posterior=settings.posterior,
         )
         if iw_samples
         else None,
         "iw_samples": iw_samples,
+        "train_images": len(x_train),
+        "validation_images": len(x_val),
         "test_images": len(x_test),
         "units": "nats per image",
     }
     if history:
-        metrics["best_epoch_test_neg_elbo"] = min(r["test_neg_elbo"] for r in history)
         metrics["mean_train_seconds_per_epoch"] = float(np.mean([r["train_seconds"] for r in history]))
     write_outputs(cfg, out_dir, encoder32, decoder32, settings, data, history, metrics)
     if figures_enabled:
@@ -240,24 +298,50 @@ def save_keras_atomic(model: keras.Model, path: Path) -> None:
 
 
 def write_outputs(cfg, out_dir, encoder, decoder, settings, data, history, metrics) -> None:
+    publish_run(
+        out_dir,
+        {"encoder.keras": encoder, "decoder.keras": decoder},
+        cfg,
+        settings,
+        data,
+        history,
+        metrics,
+    )
+
+
+def publish_run(out_dir: Path, models: dict, cfg, settings, data, history, metrics, **extra) -> str:
+    """Write the model files, then config.json, history.csv and metrics.json (last) as one run set.
+
+    config.json and metrics.json carry the same run id and the sha256 of each model file
+    (train/runset.py), so a folder left mixed by a kill between two writes is refused by verify_run_set.
+    Adds ``run_id`` to ``metrics`` and returns it.
+    """
     out_dir = Path(out_dir)
-    save_keras_atomic(encoder, out_dir / "encoder.keras")
-    save_keras_atomic(decoder, out_dir / "decoder.keras")
-    write_run_record(out_dir, cfg, settings, data, history, metrics)
+    run_id = new_run_id()
+    for name, model in models.items():
+        save_keras_atomic(model, out_dir / name)
+    run_set = run_set_record(out_dir, run_id, tuple(models))
+    metrics["run_id"] = run_id
+    write_run_record(out_dir, cfg, settings, data, history, {**metrics, "run_set": run_set}, run_set, **extra)
+    return run_id
 
 
-def write_run_record(out_dir: Path, cfg, settings, data, history, metrics, **extra) -> None:
-    """config.json (model, training settings, data provenance, library versions), history.csv, metrics.json."""
+def write_run_record(out_dir: Path, cfg, settings, data, history, metrics, run_set: dict, **extra) -> None:
+    """config.json (run set, model, training settings, data provenance, library versions), history.csv, then
+    metrics.json, written last: it completes the run set."""
     out_dir = Path(out_dir)
     write_json_atomic(
         out_dir / "config.json",
         {
+            "run_set": run_set,
             "model": cfg.to_json(),
             "training": settings.to_json(),
             "data": {
                 "source": data.source,
                 "sha256": data.sha256,
-                "train_images": len(data.x_train[: settings.train_limit]),
+                "train_images": len(data.x_train[: settings.train_limit]) - settings.validation,
+                "validation_images": settings.validation,
+                "validation_split": "seeded by training.seed (train/settings.py TrainSettings.split)",
                 "test_images": len(data.x_test[: settings.test_limit]),
             },
             **extra,

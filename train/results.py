@@ -1,0 +1,197 @@
+"""Re-run what README's training table cites: every model for several seeds, then mean and spread per model.
+
+    python -m train.results                                   # make results: seeds 0,1,2, all four models
+    python -m train.results --seeds 0 --models vae2d --epochs 5 --out artifacts/probe
+    python -m train.results --collect-only                    # summarise runs already under --out
+
+Each run is ``python -m train --model M --seed S --out OUT/seed-S --resume`` (so an interrupted ``make results``
+continues where it stopped) with the defaults of train/settings.py unless flags say otherwise. The summary reads
+each run's metrics.json (after ``verify_run_set``) and writes ``<reports>/results.json`` and ``results.md``: per
+model the mean, the sample standard deviation and the range over seeds of the test figures, with the machine
+named, because a figure moves between machines and seeds and a single run is one draw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from runtime.cli import cli_main, parser  # noqa: E402
+from runtime.errors import VaeEdgeError  # noqa: E402
+from runtime.fileio import ensure_writable_dir, write_json_atomic, write_text_atomic  # noqa: E402
+
+MODELS = ("vae2d", "vae3d", "vae2d_corr", "classifier")
+FIGURES = ("test_neg_elbo", "test_iw_nll", "test_bce", "test_kl", "validation_neg_elbo", "test_accuracy")
+GOALS = {  # issue 15's goals, judged on the mean over seeds
+    "vae2d": ("test_neg_elbo", "≤", 148.0),
+    "vae2d_corr": ("test_neg_elbo", "≤", 149.0),
+    "vae3d": ("test_neg_elbo", "≤", 133.0),
+    "classifier": ("test_accuracy", "≥", 0.99),
+}
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(v) for v in text.split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma list of seeds ≥ 0") from None
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r}: give distinct seeds ≥ 0")
+    return seeds
+
+
+def _models(text: str) -> list[str]:
+    models = [v for v in text.split(",") if v]
+    bad = [m for m in models if m not in MODELS]
+    if bad or not models:
+        raise argparse.ArgumentTypeError(f"{bad or text!r}: choose from {', '.join(MODELS)}")
+    return models
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = parser("python -m train.results", __doc__)
+    p.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="comma list (default 0,1,2)")
+    p.add_argument("--models", type=_models, default=list(MODELS), help="comma list (default: all four)")
+    p.add_argument("--out", default="artifacts/results", help="runs go to OUT/seed-S/<model>/")
+    p.add_argument("--reports", default="reports", help="results.{json,md} go here (default reports/)")
+    p.add_argument("--data", default=None, help="MNIST path (default $VAE_EDGE_MNIST)")
+    p.add_argument(
+        "--collect-only", action="store_true", help="train nothing; summarise the runs under --out"
+    )
+    p.add_argument(
+        "--train-flags",
+        default="",
+        help="extra flags for python -m train, as one string (e.g. '--epochs 5 --lr 3e-3'); "
+        "they are recorded in the report",
+    )
+    return p.parse_args(argv)
+
+
+def train_runs(
+    *, seeds: list[int], models: list[str], out: Path, data: str | None, train_flags: list[str]
+) -> None:
+    """Train every (seed, model) pair that is not complete yet; raise VaeEdgeError on the first failure."""
+    from .__main__ import main as train_main
+    from .__main__ import parse_args as train_args
+
+    for seed in seeds:
+        for model in models:
+            argv = ["--model", model, "--seed", str(seed), "--out", str(out / f"seed-{seed}"), "--resume"]
+            argv += ["--data", data] if data else []
+            if train_main(train_args([*argv, *train_flags])) != 0:
+                raise VaeEdgeError(
+                    f"training {model} with seed {seed} failed (see above); rerun to resume it"
+                )
+
+
+def summarise(*, seeds: list[int], models: list[str], out: Path) -> dict:
+    """Mean, sample standard deviation and range over seeds of each figure, per model, from metrics.json."""
+    import json
+
+    from .runset import verify_run_set
+
+    summary = {}
+    for model in models:
+        runs = []
+        for seed in seeds:
+            folder = out / f"seed-{seed}" / model
+            run_id = verify_run_set(folder)
+            metrics = json.loads((folder / "metrics.json").read_text())
+            config = json.loads((folder / "config.json").read_text())
+            runs.append(
+                {"seed": seed, "run_id": run_id, "training": config.get("training"), "metrics": metrics}
+            )
+        figures = {}
+        for name in FIGURES:
+            values = [r["metrics"][name] for r in runs if isinstance(r["metrics"].get(name), int | float)]
+            if len(values) != len(runs):
+                continue
+            mean = sum(values) / len(values)
+            sd = (
+                math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+                if len(values) > 1
+                else 0.0
+            )
+            figures[name] = {"mean": mean, "sd": sd, "min": min(values), "max": max(values), "values": values}
+        goal = GOALS.get(model)
+        met = None
+        if goal and goal[0] in figures:
+            mean = figures[goal[0]]["mean"]
+            met = mean <= goal[2] if goal[1] == "≤" else mean >= goal[2]
+        summary[model] = {
+            "runs": [{k: v for k, v in r.items() if k != "metrics"} for r in runs],
+            "figures": figures,
+            "goal": None
+            if goal is None
+            else {"figure": goal[0], "op": goal[1], "value": goal[2], "met": met},
+        }
+    return summary
+
+
+def results_markdown(report: dict) -> str:
+    def cell(fig, scale=1.0, digits=2):
+        if fig is None:
+            return "—"
+        return f"{fig['mean'] * scale:.{digits}f} ± {fig['sd'] * scale:.{digits}f} ({fig['min'] * scale:.{digits}f}–{fig['max'] * scale:.{digits}f})"
+
+    seeds = ", ".join(map(str, report["seeds"]))
+    lines = [
+        "# Training results over seeds",
+        "",
+        f"{report['platform']['cpu']}, {report['platform']['cores']} cores; seeds {seeds}; extra flags: "
+        f"`{report['train_flags'] or 'none'}`. Mean ± sample standard deviation (range) over seeds; test split "
+        "of 10,000 images evaluated once per run; nats per image.",
+        "",
+        "| model | test −ELBO | IW-NLL | validation −ELBO | test accuracy | goal |",
+        "|---|---|---|---|---|---|",
+    ]
+    for model, s in report["models"].items():
+        f = s["figures"]
+        goal = s["goal"]
+        goal_text = (
+            "—"
+            if goal is None
+            else f"{goal['figure']} {goal['op']} {goal['value']:g}: {'met' if goal['met'] else '**not met**'}"
+        )
+        lines.append(
+            f"| {model} | {cell(f.get('test_neg_elbo'))} | {cell(f.get('test_iw_nll'))} | "
+            f"{cell(f.get('validation_neg_elbo'))} | {cell(f.get('test_accuracy'), 100, 2)} | {goal_text} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@cli_main
+def main(args: argparse.Namespace) -> int:
+    import shlex
+
+    from runtime.bench import cpu_model
+
+    from .provenance import provenance
+
+    train_flags = shlex.split(args.train_flags)
+    out = Path(args.out)
+    reports = ensure_writable_dir(args.reports)
+    if not args.collect_only:
+        train_runs(seeds=args.seeds, models=args.models, out=out, data=args.data, train_flags=train_flags)
+    summary = summarise(seeds=args.seeds, models=args.models, out=out)
+    report = {
+        "seeds": args.seeds,
+        "train_flags": args.train_flags,
+        "platform": {"cpu": cpu_model(), "cores": os.cpu_count(), **provenance()["platform"]},
+        "versions": provenance()["versions"],
+        "models": summary,
+    }
+    write_json_atomic(reports / "results.json", report)
+    md = results_markdown(report)
+    write_text_atomic(reports / "results.md", md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(parse_args()))
