@@ -1,0 +1,1003 @@
+"""Generate a self-contained C99 int8 decoder from a full-int8 batch-1 ``.tflite`` decoder, bit-exact with TFLM.
+
+    python -m firmware_sim.codegen artifacts/vae2d/export --graph subpixel --out build/firmware
+    python -m firmware_sim.codegen path/to/decoder_transpose_int8_b1.tflite --name vae2d --out build/fw
+
+Writes ``<model>_decoder.h`` and ``<model>_decoder.c``: ``<model>_decode(z_int8, logits_int8)`` (integer only, no
+malloc, static buffers sized here), ``<model>_sample(z_float, pixels)`` (latent quantization, decode, the
+256-entry pixel table), the prior's Cholesky factor and the latent quantization in the header.
+
+How: the graph is lowered to a chain of *phase convolutions* over logical images (rows × columns × channels).
+Output pixel (P·Y + py, P·X + px) of a layer reads input pixels (Q·Y + dy, Q·X + dx) for the taps (dy, dx) of
+its phase (py, px); pixels outside the input contribute nothing. A stride-2 TRANSPOSE_CONV in gather form, a
+PAD → CONV_2D → DEPTH_TO_SPACE sub-pixel layer and a stride-1 convolution are all this one form, so both graphs
+share one kernel; taps whose weights are all zero (the sub-pixel kernels' padding) are not stored. Every layer
+computes one output row at a time when its consumer asks for it, so each activation lives in a ring of a few
+rows. The arithmetic is the one :mod:`firmware_sim.reference` reproduces (int32 sums, int32 bias, TFLite's
+MultiplyByQuantizedMultiplier per output channel, output zero point, clamp); integer sums are exact, so the
+order of accumulation does not change a byte. :func:`run_plan` evaluates the lowered form in numpy, so the
+lowering is checked against the reference without a compiler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from runtime.errors import VaeEdgeError
+
+from .fixedpoint import multiply_by_quantized_multiplier
+from .graph import Graph, Tensor, UnsupportedOpError, load_graph
+from .reference import activation_range, fully_connected_multiplier, per_channel_multipliers, same_padding
+
+GRAPHS = ("transpose", "subpixel")
+IMAGE_SHAPE = (28, 28, 1)
+SUPPORTED_OPS = ("FULLY_CONNECTED", "RESHAPE", "PAD", "CONV_2D", "TRANSPOSE_CONV", "DEPTH_TO_SPACE")
+
+
+# ------------------------------------------------------------------------------------------- lowered form
+@dataclass(frozen=True)
+class DenseLayer:
+    """FULLY_CONNECTED (per-tensor) whose output is read as an image of ``out_shape`` (H, W, C)."""
+
+    weights: np.ndarray  # (N, D) int8
+    bias: np.ndarray  # (N,) int64
+    in_zp: int
+    mult: int
+    shift: int
+    out_zp: int
+    lo: int
+    hi: int
+    out_shape: tuple[int, int, int]
+
+    @property
+    def real_macs(self) -> int:
+        return int(self.weights.size)
+
+
+@dataclass(frozen=True)
+class Phase:
+    taps: tuple[tuple[int, int], ...]  # (dy, dx) in input pixels, relative to (Q·Y, Q·X)
+    weights: np.ndarray  # (OC, ntaps, IC) int8
+    bias: np.ndarray  # (OC,) int64
+    mult: np.ndarray  # (OC,) int64
+    shift: np.ndarray  # (OC,) int64
+
+
+@dataclass(frozen=True)
+class ConvLayer:
+    """out[P·Y+py, P·X+px, c] = requantize(bias + Σ_taps Σ_i w · (in[Q·Y+dy, Q·X+dx, i] − in_zp))."""
+
+    kind: str  # the TFLite op it came from, for reports
+    in_shape: tuple[int, int, int]
+    in_zp: int
+    out_shape: tuple[int, int, int]
+    P: int
+    Q: int
+    phases: tuple[Phase, ...]  # index py·P + px
+    out_zp: int
+    lo: int
+    hi: int
+
+    def phase_pixels(self, py: int, px: int) -> tuple[int, int]:
+        oh, ow, _ = self.out_shape
+        return (oh - py + self.P - 1) // self.P, (ow - px + self.P - 1) // self.P
+
+    @property
+    def real_macs(self) -> int:
+        """Products of a real (stored) weight and an input pixel inside the image."""
+        ih, iw, ic = self.in_shape
+        total = 0
+        for p, ph in enumerate(self.phases):
+            ny, nx = self.phase_pixels(p // self.P, p % self.P)
+            ys, xs = np.arange(ny) * self.Q, np.arange(nx) * self.Q
+            for dy, dx in ph.taps:
+                inside = int(np.count_nonzero((ys + dy >= 0) & (ys + dy < ih))) * int(
+                    np.count_nonzero((xs + dx >= 0) & (xs + dx < iw))
+                )
+                total += inside * ic * ph.weights.shape[0]
+        return total
+
+    @property
+    def stored_weights(self) -> int:
+        return int(sum(ph.weights.size for ph in self.phases))
+
+
+@dataclass(frozen=True)
+class DecoderPlan:
+    name: str
+    graph_kind: str
+    source: str
+    source_sha256: str
+    latent_dim: int
+    latent_scale: float
+    latent_zp: int
+    logits_scale: float
+    logits_zp: int
+    dense: DenseLayer
+    convs: tuple[ConvLayer, ...]
+
+    @property
+    def real_macs(self) -> int:
+        return self.dense.real_macs + sum(c.real_macs for c in self.convs)
+
+
+# ----------------------------------------------------------------------------------------------- lowering
+@dataclass
+class _View:
+    """How a graph tensor maps onto a lowered layer's logical output image: physical pixel (y, x), channel
+    (qy·b + qx)·C + i is logical pixel (b·(y − pad_t) + qy, b·(x − pad_l) + qx), channel i."""
+
+    layer: int
+    block: int
+    pad_t: int
+    pad_l: int
+
+
+def _check_int8(t: Tensor, what: str) -> None:
+    if t.dtype is not np.int8:
+        raise UnsupportedOpError(
+            f"{what} is {np.dtype(t.dtype).name}, not int8: give a full-int8 decoder "
+            "(decoder_<graph>_int8_b1.tflite from python -m export), not a float or dynamic-range model"
+        )
+
+
+def lower(
+    graph: Graph, *, name: str, graph_kind: str, source: str = "", source_sha256: str = ""
+) -> DecoderPlan:
+    """The graph as one DenseLayer and a chain of ConvLayers (raises UnsupportedOpError naming what is not)."""
+    unsupported = sorted({op.kind for op in graph.ops} - set(SUPPORTED_OPS))
+    if unsupported:
+        raise UnsupportedOpError(
+            f"the C generator does not implement {', '.join(unsupported)} (supported: {', '.join(SUPPORTED_OPS)}); "
+            "generate from the int8-I/O decoders python -m export writes"
+        )
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise UnsupportedOpError("the C generator needs a decoder with one input and one output")
+    tin, tout = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
+    _check_int8(tin, f"the model input {tin.name!r}")
+    _check_int8(tout, f"the model output {tout.name!r}")
+    if len(tin.shape) != 2 or tin.shape[0] != 1:
+        raise UnsupportedOpError(
+            f"the model input has shape {tin.shape}; the generator needs a batch-1 (1, D) latent"
+        )
+    if tuple(tout.shape[1:]) != IMAGE_SHAPE or tout.shape[0] != 1:
+        raise UnsupportedOpError(
+            f"the model output has shape {tout.shape}; the generator needs (1, 28, 28, 1)"
+        )
+    consumers: dict[int, list] = {}
+    for op in graph.ops:
+        for i in op.inputs:
+            if i >= 0 and not graph.tensors[i].is_constant:
+                consumers.setdefault(i, []).append(op)
+
+    def only_consumer(tensor: int):
+        ops = consumers.get(tensor, [])
+        if len(ops) > 1:
+            raise UnsupportedOpError(
+                f"tensor {graph.tensors[tensor].name!r} feeds {len(ops)} ops; the generator streams a chain"
+            )
+        return ops[0] if ops else None
+
+    dense: DenseLayer | None = None
+    dense_rows = None
+    convs: list[ConvLayer] = []
+    views: dict[int, _View] = {}
+    layer_shapes: list[tuple[int, int, int]] = []
+    for op in graph.ops:
+        t = graph.tensors
+        if op.kind == "FULLY_CONNECTED":
+            if dense is not None or op.inputs[0] != graph.inputs[0]:
+                raise UnsupportedOpError(
+                    "the generator needs exactly one FULLY_CONNECTED, on the latent input"
+                )
+            inp, filt, out = t[op.inputs[0]], t[op.inputs[1]], t[op.outputs[0]]
+            _check_int8(out, "the FULLY_CONNECTED output")
+            if len(filt.scale) > 1 or int(filt.zero_point[0]) != 0:
+                raise UnsupportedOpError(
+                    "per-channel or asymmetric FULLY_CONNECTED weights are not supported"
+                )
+            mult, shift = fully_connected_multiplier(inp, filt, out)
+            lo, hi = activation_range(out, op.options.get("activation"))
+            bias = t[op.inputs[2]].data if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+            n = filt.shape[0]
+            dense_rows = dict(
+                weights=np.asarray(filt.data, np.int8).reshape(n, -1),
+                bias=np.zeros(n, np.int64) if bias is None else bias.astype(np.int64),
+                in_zp=int(inp.zero_point[0]),
+                mult=mult,
+                shift=shift,
+                out_zp=int(out.zero_point[0]),
+                lo=lo,
+                hi=hi,
+            )
+            dense = DenseLayer(**dense_rows, out_shape=(1, 1, n))
+            layer_shapes.append((1, 1, n))
+            views[op.outputs[0]] = _View(0, 1, 0, 0)
+        elif op.kind == "RESHAPE":
+            v = views.get(op.inputs[0])
+            if v is None or v.layer != 0 or len(convs):
+                raise UnsupportedOpError("RESHAPE is supported only on the FULLY_CONNECTED output")
+            shape = t[op.outputs[0]].shape
+            if len(shape) != 4 or shape[0] != 1:
+                raise UnsupportedOpError(f"RESHAPE to {shape}: the generator needs (1, H, W, C)")
+            dense = DenseLayer(**dense_rows, out_shape=tuple(int(s) for s in shape[1:]))
+            layer_shapes[0] = dense.out_shape
+            views[op.outputs[0]] = _View(0, 1, 0, 0)
+        elif op.kind == "PAD":
+            v = views.get(op.inputs[0])
+            pads = np.asarray(t[op.inputs[1]].data).reshape(-1, 2)
+            if v is None or pads.shape[0] != 4 or pads[0].any() or pads[3].any():
+                raise UnsupportedOpError("PAD is supported only on the rows and columns of an activation")
+            views[op.outputs[0]] = _View(
+                v.layer, v.block, v.pad_t + int(pads[1, 0]), v.pad_l + int(pads[2, 0])
+            )
+        elif op.kind == "DEPTH_TO_SPACE":
+            v = views.get(op.inputs[0])
+            if v is None or v.block != int(op.options["blockSize"]) or v.pad_t or v.pad_l:
+                raise UnsupportedOpError("DEPTH_TO_SPACE is supported only right after a CONV_2D")
+            views[op.outputs[0]] = _View(v.layer, 1, 0, 0)
+        else:  # CONV_2D or TRANSPOSE_CONV
+            nxt = only_consumer(op.outputs[0])
+            bo = int(nxt.options["blockSize"]) if nxt is not None and nxt.kind == "DEPTH_TO_SPACE" else 1
+            if bo == 1 and _feeds_subpixel_conv(graph, op, nxt, only_consumer):
+                # Sub-pixel chain: this output's channels are the 2x2 phases of the image the next convolution
+                # reads. Stored as that image, the next layer's taps are the real ones (no zero blocks) and its
+                # rows stream at the image's resolution.
+                bo = 2
+            layer = _lower_conv(graph, op, views, layer_shapes, bo)
+            convs.append(layer)
+            layer_shapes.append(layer.out_shape)
+            views[op.outputs[0]] = _View(len(convs), bo, 0, 0)
+    if dense is None or not convs:
+        raise UnsupportedOpError("the generator needs a FULLY_CONNECTED followed by convolutions")
+    v = views.get(graph.outputs[0])
+    if v is None or v.layer != len(convs) or v.block != 1 or convs[-1].out_shape != IMAGE_SHAPE:
+        raise UnsupportedOpError("the model output is not the last convolution's 28x28x1 image")
+    if convs[0].in_shape != dense.out_shape:
+        raise UnsupportedOpError("the first convolution does not read the FULLY_CONNECTED output image")
+    return DecoderPlan(
+        name=name,
+        graph_kind=graph_kind,
+        source=source,
+        source_sha256=source_sha256,
+        latent_dim=int(tin.shape[1]),
+        latent_scale=float(tin.scale[0]),
+        latent_zp=int(tin.zero_point[0]),
+        logits_scale=float(tout.scale[0]),
+        logits_zp=int(tout.zero_point[0]),
+        dense=dense,
+        convs=tuple(convs),
+    )
+
+
+def _feeds_subpixel_conv(graph: Graph, op, nxt, only_consumer) -> bool:
+    """True when ``op`` (a convolution) feeds a CONV_2D whose output goes through DEPTH_TO_SPACE(2)."""
+    if op.kind != "CONV_2D" or nxt is None or nxt.kind != "CONV_2D":
+        return False
+    if graph.tensors[op.outputs[0]].shape[-1] % 4:
+        return False
+    after = only_consumer(nxt.outputs[0])
+    return after is not None and after.kind == "DEPTH_TO_SPACE" and int(after.options["blockSize"]) == 2
+
+
+def _lower_conv(graph: Graph, op, views: dict, layer_shapes: list, bo: int) -> ConvLayer:
+    t = graph.tensors
+    transpose = op.kind == "TRANSPOSE_CONV"
+    x_i, w_i = (op.inputs[2], op.inputs[1]) if transpose else (op.inputs[0], op.inputs[1])
+    b_i = (
+        (op.inputs[3] if len(op.inputs) > 3 else -1)
+        if transpose
+        else (op.inputs[2] if len(op.inputs) > 2 else -1)
+    )
+    inp, filt, out = t[x_i], t[w_i], t[op.outputs[0]]
+    for tensor, what in ((inp, "input"), (out, "output")):
+        _check_int8(tensor, f"the {op.kind} {what}")
+    v = views.get(x_i)
+    if v is None:
+        raise UnsupportedOpError(f"{op.kind} reads a tensor the generator did not produce")
+    if np.any(np.asarray(filt.zero_point) != 0):
+        raise UnsupportedOpError(f"{op.kind} with asymmetric weights is not supported")
+    w = np.asarray(filt.data, np.int64)  # (OC', kh, kw, IC')
+    oc_phys, kh, kw, ic_phys = w.shape
+    _, h, wd, _ = inp.shape
+    _, oh, ow, _ = out.shape
+    sh, sw = int(op.options["strideH"]), int(op.options["strideW"])
+    bias = t[b_i].data.astype(np.int64) if b_i >= 0 else np.zeros(oc_phys, np.int64)
+    mult, shift = per_channel_multipliers(inp, filt, out, oc_phys)
+    lo, hi = activation_range(out, op.options.get("activation"))
+    src_shape = layer_shapes[v.layer]
+    taps: dict[tuple[int, int], dict[tuple[int, int], np.ndarray]] = {}  # phase -> tap -> (OC, IC)
+    if transpose:
+        if sh != sw or v.block != 1 or v.pad_t or v.pad_l or bo != 1:
+            raise UnsupportedOpError("TRANSPOSE_CONV is supported with equal strides, on an unpadded image")
+        ph = same_padding(sh, oh, kh, -(-oh // sh)) if op.options["padding"] == "SAME" else 0
+        pw = same_padding(sw, ow, kw, -(-ow // sw)) if op.options["padding"] == "SAME" else 0
+        if (h - 1) * sh + kh - ph < oh or (wd - 1) * sw + kw - pw < ow:
+            raise UnsupportedOpError("TRANSPOSE_CONV with this padding/shape combination is not supported")
+        P, Q, oc, ic = sh, 1, oc_phys, ic_phys
+        for py in range(P):
+            for px in range(P):
+                d = taps.setdefault((py, px), {})
+                for ky in range(kh):
+                    if (py + ph - ky) % P:
+                        continue
+                    for kx in range(kw):
+                        if (px + pw - kx) % P:
+                            continue
+                        d[((py + ph - ky) // P, (px + pw - kx) // P)] = w[:, ky, kx, :]
+        chan = {(py, px): np.arange(oc) for py in range(P) for px in range(P)}
+    else:
+        if (
+            sh != 1
+            or sw != 1
+            or op.options.get("dilationHFactor", 1) != 1
+            or op.options.get("dilationWFactor", 1) != 1
+        ):
+            raise UnsupportedOpError("CONV_2D is supported with stride 1 and no dilation")
+        ph = same_padding(1, h, kh, oh) if op.options["padding"] == "SAME" else 0
+        pw = same_padding(1, wd, kw, ow) if op.options["padding"] == "SAME" else 0
+        bi = v.block
+        if ic_phys % (bi * bi) or oc_phys % (bo * bo):
+            raise UnsupportedOpError("CONV_2D channels do not divide into the depth-to-space blocks")
+        P, Q, oc, ic = bo, bi, oc_phys // (bo * bo), ic_phys // (bi * bi)
+        pht, plt = ph + v.pad_t, pw + v.pad_l
+        chan = {}
+        for cy in range(bo):
+            for cx in range(bo):
+                rows = np.arange(oc) + (cy * bo + cx) * oc
+                chan[(cy, cx)] = rows
+                d = taps.setdefault((cy, cx), {})
+                for ky in range(kh):
+                    for kx in range(kw):
+                        for qy in range(bi):
+                            for qx in range(bi):
+                                cols = np.arange(ic) + (qy * bi + qx) * ic
+                                d[(bi * (ky - pht) + qy, bi * (kx - plt) + qx)] = w[rows][:, ky, kx, :][
+                                    :, cols
+                                ]
+    in_shape = (src_shape[0], src_shape[1], src_shape[2])
+    if (v.pad_t or v.pad_l) and v.block != 1:
+        raise UnsupportedOpError("PAD of a depth-to-space view is not supported")
+    if in_shape[2] != ic or in_shape[0] > h * v.block or in_shape[1] > wd * v.block:
+        raise UnsupportedOpError(
+            f"{op.kind} reads {(h, wd, ic_phys)}, which does not match the image {in_shape}"
+        )
+    if ic % 4:
+        raise UnsupportedOpError(f"{op.kind} reads {ic} channels; the generator needs a multiple of 4")
+    phases = []
+    for py in range(P):
+        for px in range(P):
+            d = taps[(py, px)]
+            keep = sorted(k for k, m in d.items() if np.any(m))
+            rows = chan[(py, px)]
+            if not keep:  # a phase with no real tap: its outputs are the bias alone
+                keep = [sorted(d)[0]]
+            phases.append(
+                Phase(
+                    taps=tuple(keep),
+                    weights=np.stack([d[k] for k in keep], axis=1).astype(np.int8),
+                    bias=bias[rows],
+                    mult=np.asarray(mult)[rows],
+                    shift=np.asarray(shift)[rows],
+                )
+            )
+    return ConvLayer(
+        kind=op.kind,
+        in_shape=in_shape,
+        in_zp=int(inp.zero_point[0]),
+        out_shape=(oh * bo, ow * bo, oc),
+        P=P,
+        Q=Q,
+        phases=tuple(phases),
+        out_zp=int(out.zero_point[0]),
+        lo=lo,
+        hi=hi,
+    )
+
+
+def run_plan(plan: DecoderPlan, z: np.ndarray) -> np.ndarray:
+    """The lowered decoder in numpy (whole images, no streaming): int8 (1, 28, 28, 1) logits for one int8 latent."""
+    d = plan.dense
+    acc = d.weights.astype(np.int64) @ (np.asarray(z, np.int64).reshape(-1) - d.in_zp) + d.bias
+    x = np.clip(multiply_by_quantized_multiplier(acc, d.mult, d.shift) + d.out_zp, d.lo, d.hi).reshape(
+        d.out_shape
+    )
+    for layer in plan.convs:
+        ih, iw, ic = layer.in_shape
+        m = 4 * max(layer.Q, 1) + 4
+        xp = np.zeros((ih + 2 * m, iw + 2 * m, ic), np.int64)
+        xp[m : m + ih, m : m + iw] = x.astype(np.int64) - layer.in_zp
+        out = np.zeros(layer.out_shape, np.int64)
+        P, Q = layer.P, layer.Q
+        for p, ph in enumerate(layer.phases):
+            py, px = divmod(p, P)
+            ny, nx = layer.phase_pixels(py, px)
+            acc = np.broadcast_to(ph.bias, (ny, nx, len(ph.bias))).copy()
+            for k, (dy, dx) in enumerate(ph.taps):
+                patch = xp[m + dy : m + dy + Q * (ny - 1) + 1 : Q, m + dx : m + dx + Q * (nx - 1) + 1 : Q]
+                acc += patch @ ph.weights[:, k, :].astype(np.int64).T
+            q = multiply_by_quantized_multiplier(acc, ph.mult, ph.shift) + layer.out_zp
+            out[py::P, px::P] = np.clip(q, layer.lo, layer.hi)
+        x = out
+    return x.astype(np.int8).reshape(1, *IMAGE_SHAPE)
+
+
+# ------------------------------------------------------------------------------------------ row schedule
+@dataclass(frozen=True)
+class Schedule:
+    ring_rows: tuple[
+        int, ...
+    ]  # rows kept of each stored image (the dense output, then each conv but the last)
+    need_hi: tuple[tuple[int, ...], ...]  # per conv, per py: the largest dy (rows of input beyond Q·Y)
+
+
+def schedule(plan: DecoderPlan) -> Schedule:
+    """Simulate the pull order of the generated C and size each ring to the rows that must stay alive."""
+    shapes = [plan.dense.out_shape] + [c.out_shape for c in plan.convs]
+    need_lo, need_hi = [], []
+    for c in plan.convs:
+        lo_py, hi_py = [], []
+        for py in range(c.P):
+            dys = [dy for px in range(c.P) for dy, _ in c.phases[py * c.P + px].taps]
+            lo_py.append(min(dys))
+            hi_py.append(max(dys))
+        need_lo.append(lo_py)
+        need_hi.append(hi_py)
+    done = [0] * len(shapes)
+    span = [1] * len(shapes)
+
+    def rows_needed(k: int, r: int) -> tuple[int, int]:
+        c = plan.convs[k - 1]
+        base = c.Q * (r // c.P)
+        ih = c.in_shape[0]
+        return max(0, base + need_lo[k - 1][r % c.P]), min(ih - 1, base + need_hi[k - 1][r % c.P])
+
+    def ensure(k: int, upto: int) -> None:
+        while done[k] <= upto:
+            r = done[k]
+            if k > 0:
+                lo, hi = rows_needed(k, r)
+                ensure(k - 1, hi)
+                if hi >= lo:
+                    span[k - 1] = max(span[k - 1], done[k - 1] - lo)
+            done[k] += 1
+
+    ensure(len(shapes) - 1, shapes[-1][0] - 1)
+    return Schedule(
+        ring_rows=tuple(min(s, shapes[k][0]) for k, s in enumerate(span[:-1])),
+        need_hi=tuple(tuple(h) for h in need_hi),
+    )
+
+
+# -------------------------------------------------------------------------------------------- C emission
+def c_identifier(name: str) -> str:
+    ident = re.sub(r"[^0-9a-zA-Z_]", "_", name)
+    return ident if not ident[:1].isdigit() else "m_" + ident
+
+
+def _array(ctype: str, name: str, values, per_line: int = 16, static: bool = True) -> str:
+    vals = [str(int(v)) for v in np.asarray(values).reshape(-1)]
+    if not vals:
+        vals = ["0"]
+    lines = [", ".join(vals[i : i + per_line]) for i in range(0, len(vals), per_line)]
+    storage = "static const" if static else "const"
+    return f"{storage} {ctype} {name}[{len(vals)}] = {{\n  " + ",\n  ".join(lines) + "\n};\n"
+
+
+def _float(v: float) -> str:
+    return f"{float(np.float32(v))!r}f"
+
+
+KERNELS_C = r"""
+/* ---- integer helpers: TFLite's arithmetic (the default build, double rounding) ---- */
+static int32_t rounding_divide_by_pot(int32_t x, int exponent) {
+  const int32_t mask = (int32_t)(((uint32_t)1 << exponent) - 1u);
+  const int32_t remainder = x & mask;
+  const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+  return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+static int32_t multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift) {
+  const int left = shift > 0 ? shift : 0;
+  const int right = shift > 0 ? 0 : -shift;
+  const int32_t a = (int32_t)((uint32_t)x << left);
+  int64_t ab, num;
+  int32_t high;
+  if (a == multiplier && a == INT32_MIN) {
+    high = INT32_MAX;
+  } else {
+    ab = (int64_t)a * (int64_t)multiplier;
+    num = ab + (ab >= 0 ? (INT64_C(1) << 30) : (1 - (INT64_C(1) << 30)));
+    high = (int32_t)(num / (INT64_C(1) << 31));
+  }
+  return rounding_divide_by_pot(high, right);
+}
+
+static int8_t requantize(int32_t acc, int32_t multiplier, int shift, int32_t zero_point, int32_t lo, int32_t hi) {
+  int32_t v = multiply_by_quantized_multiplier(acc, multiplier, shift) + zero_point;
+  v = v < lo ? lo : v;
+  v = v > hi ? hi : v;
+  return (int8_t)v;
+}
+
+#if defined(__ARM_FEATURE_DSP) && !defined(VAE_EDGE_PORTABLE)
+#include <arm_acle.h>
+#define VAE_EDGE_DSP 1
+static uint32_t read32(const void *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+
+/* im2col: n int8 inputs (n a multiple of 4) as int16 (x - zero point), each 4 in the order x0 x2 x1 x3, the
+   pairs SXTB16 makes of a weight word, so a weight word needs no reordering. */
+static void widen(int16_t *dst, const int8_t *src, int n, int32_t neg_zp) {
+  const uint32_t off = ((uint32_t)(uint16_t)neg_zp << 16) | (uint16_t)neg_zp;
+  int k;
+  for (k = 0; k < n; k += 4) {
+    const uint32_t w = read32(src + k);
+    const uint32_t even = __sadd16(__sxtb16(w), off);
+    const uint32_t odd = __sadd16(__sxtb16(__ror(w, 8)), off);
+    memcpy(dst + k, &even, 4);
+    memcpy(dst + k + 2, &odd, 4);
+  }
+}
+
+/* Two pixels (xa, xb) x two channels (wa, wb): four sums over k weights, 16 MACs per pass. */
+static void mac_2x2(const int8_t *wa, const int8_t *wb, const int16_t *xa, const int16_t *xb, int k,
+                    int32_t acc[4]) {
+  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+  const int8_t *end = wa + k;
+  while (wa < end) {
+    const uint32_t u = read32(wa), v = read32(wb);
+    const uint32_t ue = __sxtb16(u), uo = __sxtb16(__ror(u, 8));
+    const uint32_t ve = __sxtb16(v), vo = __sxtb16(__ror(v, 8));
+    const uint32_t pe = read32(xa), po = read32(xa + 2);
+    const uint32_t qe = read32(xb), qo = read32(xb + 2);
+    a0 = __smlad(ue, pe, a0);
+    a0 = __smlad(uo, po, a0);
+    a1 = __smlad(ue, qe, a1);
+    a1 = __smlad(uo, qo, a1);
+    a2 = __smlad(ve, pe, a2);
+    a2 = __smlad(vo, po, a2);
+    a3 = __smlad(ve, qe, a3);
+    a3 = __smlad(vo, qo, a3);
+    wa += 4;
+    wb += 4;
+    xa += 4;
+    xb += 4;
+  }
+  acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3;
+}
+
+/* One channel, two pixels (acc[0], acc[1]); xb may equal xa for a lone pixel. */
+static void mac_1x2(const int8_t *wa, const int16_t *xa, const int16_t *xb, int k, int32_t acc[2]) {
+  int32_t a0 = acc[0], a1 = acc[1];
+  const int8_t *end = wa + k;
+  while (wa < end) {
+    const uint32_t u = read32(wa);
+    const uint32_t ue = __sxtb16(u), uo = __sxtb16(__ror(u, 8));
+    a0 = __smlad(ue, read32(xa), a0);
+    a0 = __smlad(uo, read32(xa + 2), a0);
+    a1 = __smlad(ue, read32(xb), a1);
+    a1 = __smlad(uo, read32(xb + 2), a1);
+    wa += 4;
+    xa += 4;
+    xb += 4;
+  }
+  acc[0] = a0; acc[1] = a1;
+}
+#else
+#define VAE_EDGE_DSP 0
+/* Portable path: natural order, plain C; the sums are the DSP path's, added in another order (exact). */
+static void widen(int16_t *dst, const int8_t *src, int n, int32_t neg_zp) {
+  int k;
+  for (k = 0; k < n; ++k) dst[k] = (int16_t)(src[k] + neg_zp);
+}
+
+static void mac_2x2(const int8_t *wa, const int8_t *wb, const int16_t *xa, const int16_t *xb, int k,
+                    int32_t acc[4]) {
+  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+  int i;
+  for (i = 0; i < k; ++i) {
+    const int32_t u = wa[i], v = wb[i], p = xa[i], q = xb[i];
+    a0 += u * p;
+    a1 += u * q;
+    a2 += v * p;
+    a3 += v * q;
+  }
+  acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3;
+}
+
+static void mac_1x2(const int8_t *wa, const int16_t *xa, const int16_t *xb, int k, int32_t acc[2]) {
+  int32_t a0 = acc[0], a1 = acc[1];
+  int i;
+  for (i = 0; i < k; ++i) {
+    a0 += wa[i] * xa[i];
+    a1 += wa[i] * xb[i];
+  }
+  acc[0] = a0; acc[1] = a1;
+}
+#endif
+
+/* One layer's constants: taps per phase, weights [phase][channel][tap][in-channel] of the real taps only. */
+typedef struct {
+  int in_h, in_w, in_c, in_rows;    /* input image and the rows its ring keeps */
+  const int8_t *in;                 /* ring of in_rows rows (row r at r % in_rows) */
+  int out_w, out_c, P, Q;
+  int32_t neg_in_zp, out_zp, lo, hi;
+  const int8_t *tap_start;          /* P*P + 1 offsets into dy/dx */
+  const int8_t *dy, *dx;
+  const int32_t *w_start;           /* P*P offsets into w */
+  const int8_t *w;
+  const int32_t *bias, *mult;       /* [phase][channel] */
+  const int8_t *shift;
+} conv_layer_t;
+
+/* im2col of one output pixel: the real taps' input vectors, zeros where a tap falls outside the image. */
+static void gather(const conv_layer_t *L, int16_t *dst, int t0, int t1, int y0, int x0) {
+  int t;
+  for (t = t0; t < t1; ++t, dst += L->in_c) {
+    const int iy = y0 + L->dy[t], ix = x0 + L->dx[t];
+    if (iy < 0 || iy >= L->in_h || ix < 0 || ix >= L->in_w) {
+      memset(dst, 0, (size_t)L->in_c * sizeof(int16_t));
+    } else {
+      widen(dst, L->in + ((size_t)(iy % L->in_rows) * (size_t)L->in_w + (size_t)ix) * (size_t)L->in_c, L->in_c,
+            L->neg_in_zp);
+    }
+  }
+}
+
+/* Output row r of a phase convolution into out (out_w x out_c int8). */
+static void conv_row(const conv_layer_t *L, int r, int8_t *out, int16_t *col_a, int16_t *col_b) {
+  const int py = r % L->P, Y = r / L->P;
+  int px;
+  for (px = 0; px < L->P; ++px) {
+    const int p = py * L->P + px;
+    const int t0 = L->tap_start[p], t1 = L->tap_start[p + 1];
+    const int k = (t1 - t0) * L->in_c;
+    const int8_t *w = L->w + L->w_start[p];
+    const int32_t *bias = L->bias + p * L->out_c, *mult = L->mult + p * L->out_c;
+    const int8_t *shift = L->shift + p * L->out_c;
+    const int nx = (L->out_w - px + L->P - 1) / L->P;
+    int X;
+    for (X = 0; X < nx; X += 2) {
+      const int pair = X + 1 < nx;
+      int8_t *oa = out + (size_t)(L->P * X + px) * (size_t)L->out_c;
+      int8_t *ob = oa + (size_t)L->P * (size_t)L->out_c;
+      int c = 0;
+      gather(L, col_a, t0, t1, L->Q * Y, L->Q * X);
+      if (pair) gather(L, col_b, t0, t1, L->Q * Y, L->Q * (X + 1));
+      for (; c + 1 < L->out_c; c += 2) {
+        int32_t acc[4];
+        acc[0] = acc[1] = bias[c];
+        acc[2] = acc[3] = bias[c + 1];
+        mac_2x2(w + (size_t)c * (size_t)k, w + (size_t)(c + 1) * (size_t)k, col_a, pair ? col_b : col_a, k, acc);
+        oa[c] = requantize(acc[0], mult[c], shift[c], L->out_zp, L->lo, L->hi);
+        oa[c + 1] = requantize(acc[2], mult[c + 1], shift[c + 1], L->out_zp, L->lo, L->hi);
+        if (pair) {
+          ob[c] = requantize(acc[1], mult[c], shift[c], L->out_zp, L->lo, L->hi);
+          ob[c + 1] = requantize(acc[3], mult[c + 1], shift[c + 1], L->out_zp, L->lo, L->hi);
+        }
+      }
+      for (; c < L->out_c; ++c) {
+        int32_t acc[2];
+        acc[0] = acc[1] = bias[c];
+        mac_1x2(w + (size_t)c * (size_t)k, col_a, pair ? col_b : col_a, k, acc);
+        oa[c] = requantize(acc[0], mult[c], shift[c], L->out_zp, L->lo, L->hi);
+        if (pair) ob[c] = requantize(acc[1], mult[c], shift[c], L->out_zp, L->lo, L->hi);
+      }
+    }
+  }
+}
+"""
+
+
+def emit_c(
+    plan: DecoderPlan, *, prior_cholesky: np.ndarray | None = None, prior_note: str = ""
+) -> tuple[str, str]:
+    """(header, source) of the generated decoder. Deterministic: the same plan gives the same bytes."""
+    from export.carray import pixel_lut
+
+    m = c_identifier(plan.name)
+    M = m.upper()
+    sched = schedule(plan)
+    D = plan.latent_dim
+    L = np.eye(D) if prior_cholesky is None else np.asarray(prior_cholesky, np.float64)
+    d = plan.dense
+    lut = pixel_lut(plan.logits_scale, plan.logits_zp)
+    shapes = [d.out_shape] + [c.out_shape for c in plan.convs]
+    ring_bytes = [sched.ring_rows[k] * shapes[k][1] * shapes[k][2] for k in range(len(sched.ring_rows))]
+    kmax = max(len(ph.taps) * c.in_shape[2] for c in plan.convs for ph in c.phases)
+    static_bytes = sum(ring_bytes) + 2 * kmax * 2 + D
+    provenance = f"{plan.source} (sha256 {plan.source_sha256})" if plan.source else "a TFLite decoder"
+    guard = f"VAE_EDGE_{M}_DECODER_H_"
+    chol = ", ".join(_float(v) for v in L.reshape(-1))
+    header = f"""/* Generated by python -m firmware_sim.codegen from {provenance}, {plan.graph_kind} graph. Do not edit.
+ *
+ * int8 decoder of {plan.name}, bit-exact with TensorFlow Lite Micro: integer arithmetic only, no malloc,
+ * {static_bytes} bytes of static buffers, weights in const arrays ({plan.real_macs} multiply-accumulates per decode).
+ *
+ *   int8_t logits[{M}_PIXELS];
+ *   {m}_decode(z_int8, logits);             // z_int8[i] = quantized latent, see {M}_LATENT_SCALE
+ *   uint8_t pixels[{M}_PIXELS];
+ *   {m}_sample(z_float, pixels);            // quantize z, decode, grey 0..255 (0 = black)
+ *
+ * Drawing from the prior N(0, S): z = L eps with eps ~ N(0, I) and L = {m}_prior_cholesky (row-major, lower).
+ */
+#ifndef {guard}
+#define {guard}
+
+#include <stdint.h>
+
+#define {M}_LATENT_DIM {D}
+#define {M}_IMAGE_ROWS 28
+#define {M}_IMAGE_COLS 28
+#define {M}_PIXELS 784
+/* Latent quantization: z_int8 = clamp(round(z / scale) + zero_point, -128, 127). */
+#define {M}_LATENT_SCALE {_float(plan.latent_scale)}
+#define {M}_LATENT_ZERO_POINT ({plan.latent_zp})
+/* Output logits: logit = scale * (q - zero_point); pixel = {m}_pixel_lut[q + 128]. */
+#define {M}_LOGITS_SCALE {_float(plan.logits_scale)}
+#define {M}_LOGITS_ZERO_POINT ({plan.logits_zp})
+#define {M}_STATIC_RAM_BYTES {static_bytes}
+
+/* The prior's Cholesky factor L (S = L L^T){(", " + prior_note) if prior_note else ""}. */
+extern const float {m}_prior_cholesky[{D * D}];
+/* round(255 * sigmoid(logit)) for q = -128 .. 127. */
+extern const uint8_t {m}_pixel_lut[256];
+
+/* Decode one int8 latent into 28x28 int8 logits (row-major). Returns 0. */
+int {m}_decode(const int8_t z[{M}_LATENT_DIM], int8_t logits[{M}_PIXELS]);
+/* Quantize a float latent as the model's input expects. */
+void {m}_quantize_latent(const float z[{M}_LATENT_DIM], int8_t z_int8[{M}_LATENT_DIM]);
+/* Quantize, decode and map through the pixel table: 784 grey levels. */
+void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]);
+
+#endif /* {guard} */
+"""
+    parts = [
+        f"/* Generated by python -m firmware_sim.codegen from {provenance}, {plan.graph_kind} graph. Do not edit. */\n",
+        f'#include "{m}_decoder.h"\n\n#include <string.h>\n',
+        KERNELS_C,
+        "\n/* ---- model constants ---- */\n",
+        f"const float {m}_prior_cholesky[{D * D}] = {{{chol}}};\n",
+        _array("uint8_t", f"{m}_pixel_lut", lut, static=False),
+        _array("int8_t", "dense_w", d.weights),
+        _array("int32_t", "dense_bias", d.bias),
+    ]
+    for k, c in enumerate(plan.convs, start=1):
+        tap_start, dys, dxs, w_start, ws = [0], [], [], [], []
+        offset = 0
+        for ph in c.phases:
+            dys += [t[0] for t in ph.taps]
+            dxs += [t[1] for t in ph.taps]
+            tap_start.append(len(dys))
+            w_start.append(offset)
+            ws.append(ph.weights.reshape(-1))
+            offset += ph.weights.size
+        if max(abs(v) for v in dys + dxs) > 127 or tap_start[-1] > 127:
+            raise UnsupportedOpError("a layer has taps the generator's int8 tap tables cannot hold")
+        parts += [
+            f"\n/* layer {k}: {c.kind}, {c.in_shape} -> {c.out_shape}, {c.P}x{c.P} phases, "
+            f"{c.stored_weights} real weights */\n",
+            _array("int8_t", f"l{k}_tap_start", tap_start),
+            _array("int8_t", f"l{k}_dy", dys),
+            _array("int8_t", f"l{k}_dx", dxs),
+            _array("int32_t", f"l{k}_w_start", w_start),
+            _array("int8_t", f"l{k}_w", np.concatenate(ws)),
+            _array("int32_t", f"l{k}_bias", np.concatenate([ph.bias for ph in c.phases])),
+            _array("int32_t", f"l{k}_mult", np.concatenate([ph.mult for ph in c.phases])),
+            _array("int8_t", f"l{k}_shift", np.concatenate([ph.shift for ph in c.phases])),
+        ]
+    parts.append(
+        "\n/* ---- activations: a ring of rows per image; the last layer writes the caller's logits ---- */\n"
+    )
+    parts.append(f"static int8_t latent[{D}];\n")
+    for k, rows in enumerate(sched.ring_rows):
+        parts.append(
+            f"static int8_t ring{k}[{ring_bytes[k]}]; /* {rows} rows of {shapes[k][1]}x{shapes[k][2]} */\n"
+        )
+    parts.append(f"static int16_t col_a[{kmax}], col_b[{kmax}];\nstatic int rows_done[{len(shapes)}];\n")
+    parts.append("static int8_t *logits_out;\n")
+    for k, c in enumerate(plan.convs, start=1):
+        parts.append(
+            f"static const conv_layer_t layer{k} = {{{c.in_shape[0]}, {c.in_shape[1]}, {c.in_shape[2]}, "
+            f"{sched.ring_rows[k - 1]}, ring{k - 1}, {c.out_shape[1]}, {c.out_shape[2]}, {c.P}, {c.Q}, "
+            f"{-c.in_zp}, {c.out_zp}, {c.lo}, {c.hi}, l{k}_tap_start, l{k}_dy, l{k}_dx, l{k}_w_start, l{k}_w, "
+            f"l{k}_bias, l{k}_mult, l{k}_shift}};\n"
+        )
+    dh, dw, dc = d.out_shape
+    parts.append(
+        f"""
+/* Row r of the FULLY_CONNECTED output image ({dh}x{dw}x{dc}). */
+static void dense_row(int r, int8_t *out) {{
+  int j, i;
+  for (j = 0; j < {dw * dc}; ++j) {{
+    const int n = r * {dw * dc} + j;
+    int32_t acc = dense_bias[n];
+    for (i = 0; i < {D}; ++i) acc += (int32_t)dense_w[n * {D} + i] * ((int32_t)latent[i] - ({d.in_zp}));
+    out[j] = requantize(acc, {d.mult}, {d.shift}, {d.out_zp}, {d.lo}, {d.hi});
+  }}
+}}
+
+static void ensure0(int upto) {{
+  while (rows_done[0] <= upto) {{
+    dense_row(rows_done[0], ring0 + (size_t)(rows_done[0] % {sched.ring_rows[0]}) * {dw * dc});
+    rows_done[0]++;
+  }}
+}}
+"""
+    )
+    n = len(plan.convs)
+    for k, c in enumerate(plan.convs, start=1):
+        need = ", ".join(str(h) for h in sched.need_hi[k - 1])
+        oh, ow, oc = c.out_shape
+        if k < n:
+            dest = f"ring{k} + (size_t)(r % {sched.ring_rows[k]}) * {ow * oc}"
+        else:
+            dest = f"logits_out + (size_t)r * {ow * oc}"
+        parts.append(
+            f"""
+static void ensure{k}(int upto) {{
+  static const int8_t need_hi[{c.P}] = {{{need}}};
+  while (rows_done[{k}] <= upto) {{
+    const int r = rows_done[{k}];
+    const int hi = {c.Q} * (r / {c.P}) + need_hi[r % {c.P}];
+    ensure{k - 1}(hi < {c.in_shape[0] - 1} ? hi : {c.in_shape[0] - 1});
+    conv_row(&layer{k}, r, {dest}, col_a, col_b);
+    rows_done[{k}]++;
+  }}
+}}
+"""
+        )
+    parts.append(
+        f"""
+int {m}_decode(const int8_t z[{M}_LATENT_DIM], int8_t logits[{M}_PIXELS]) {{
+  memcpy(latent, z, sizeof latent);
+  memset(rows_done, 0, sizeof rows_done);
+  logits_out = logits;
+  ensure{n}({plan.convs[-1].out_shape[0] - 1});
+  return 0;
+}}
+
+void {m}_quantize_latent(const float z[{M}_LATENT_DIM], int8_t z_int8[{M}_LATENT_DIM]) {{
+  int i;
+  for (i = 0; i < {M}_LATENT_DIM; ++i) {{
+    /* TFLite's QUANTIZE: round half away from zero of z / scale (float), plus the zero point, clamped. */
+    const float v = z[i] / {M}_LATENT_SCALE;
+    float r;
+    if (!(v == v)) r = 0.0f;
+    else if (v > 1000.0f) r = 1000.0f;
+    else if (v < -1000.0f) r = -1000.0f;
+    else {{
+      r = (float)(int32_t)v; /* truncation toward zero */
+      if (v - r >= 0.5f) r += 1.0f;
+      if (r - v >= 0.5f) r -= 1.0f;
+    }}
+    {{
+      int32_t q = (int32_t)r + {M}_LATENT_ZERO_POINT;
+      z_int8[i] = (int8_t)(q < -128 ? -128 : q > 127 ? 127 : q);
+    }}
+  }}
+}}
+
+void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]) {{
+  int8_t zq[{M}_LATENT_DIM];
+  int i;
+  {m}_quantize_latent(z, zq);
+  {m}_decode(zq, (int8_t *)pixels); /* logits written in place, then mapped to grey levels */
+  for (i = 0; i < {M}_PIXELS; ++i) pixels[i] = {m}_pixel_lut[(int8_t)pixels[i] + 128];
+}}
+"""
+    )
+    return header, "".join(parts)
+
+
+# --------------------------------------------------------------------------------------------- front door
+@dataclass(frozen=True)
+class GeneratedDecoder:
+    header: Path
+    source: Path
+    plan: DecoderPlan
+    schedule: Schedule
+
+
+def resolve_source(source: str | Path, graph: str) -> tuple[Path, str, np.ndarray | None, str]:
+    """(tflite path, model name, prior Cholesky or None, graph kind) for an export folder or a .tflite file."""
+    from runtime.manifest import MANIFEST_NAME, load_manifest
+
+    src = Path(source)
+    if src.is_dir():
+        manifest = load_manifest(src)
+        entry = manifest.select(
+            role="decoder", format="tflite", precision="int8", io="int8", batch=1, graph=graph
+        )
+        path = manifest.verify(entry)
+        return path, manifest.model, np.asarray(manifest.prior.cholesky), graph
+    if not src.is_file():
+        raise VaeEdgeError(
+            f"{src} not found; give an export folder (artifacts/<model>/export) or a .tflite decoder"
+        )
+    chol = None
+    name = src.stem
+    if (src.parent / MANIFEST_NAME).is_file():
+        manifest = load_manifest(src.parent)
+        if manifest.kind == "vae":
+            chol, name = np.asarray(manifest.prior.cholesky), manifest.model
+    kind = next((g for g in GRAPHS if f"_{g}_" in src.name), graph)
+    return src, name, chol, kind
+
+
+def generate(
+    *, source: str | Path, out: str | Path, graph: str = "subpixel", name: str | None = None
+) -> GeneratedDecoder:
+    """Lower and emit ``<name>_decoder.{h,c}`` into ``out``; nothing is written if anything fails."""
+    from runtime.fileio import ensure_writable_dir, write_text_atomic
+
+    path, model_name, chol, kind = resolve_source(source, graph)
+    data = path.read_bytes()
+    g = load_graph(path)
+    plan = lower(
+        g,
+        name=name or model_name,
+        graph_kind=kind,
+        source=path.name,
+        source_sha256=hashlib.sha256(data).hexdigest(),
+    )
+    note = "" if chol is not None else "identity: no vae-edge manifest beside the model"
+    header, source_text = emit_c(plan, prior_cholesky=chol, prior_note=note)
+    out_dir = ensure_writable_dir(out)
+    m = c_identifier(plan.name)
+    h_path, c_path = out_dir / f"{m}_decoder.h", out_dir / f"{m}_decoder.c"
+    write_text_atomic(h_path, header)
+    write_text_atomic(c_path, source_text)
+    return GeneratedDecoder(h_path, c_path, plan, schedule(plan))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m firmware_sim.codegen",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    p.add_argument(
+        "source", help="an export folder (artifacts/<model>/export) or a full-int8 batch-1 .tflite decoder"
+    )
+    p.add_argument(
+        "--graph", choices=GRAPHS, default="subpixel", help="which decoder graph of an export folder"
+    )
+    p.add_argument(
+        "--name",
+        default=None,
+        help="C prefix (default: the model name from the manifest, else the file stem)",
+    )
+    p.add_argument("--out", default="build/firmware", help="folder for <name>_decoder.{h,c}")
+    return p.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        gen = generate(source=args.source, out=args.out, graph=args.graph, name=args.name)
+    except VaeEdgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    plan = gen.plan
+    print(
+        f"{plan.name}/{plan.graph_kind}: {gen.source} ({plan.real_macs} MACs per decode, rings "
+        f"{', '.join(str(r) for r in gen.schedule.ring_rows)} rows)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(parse_args()))
