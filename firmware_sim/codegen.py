@@ -530,6 +530,9 @@ static int8_t requantize(int32_t acc, int32_t multiplier, int shift, int32_t zer
 #if defined(__ARM_FEATURE_DSP) && !defined(VAE_EDGE_PORTABLE)
 #include <arm_acle.h>
 #define VAE_EDGE_DSP 1
+/* A rotate GCC folds into SXTB16's ROR #8 operand (GCC 12's arm_acle.h has no __ror). */
+static uint32_t ror8(uint32_t x) { return (x >> 8) | (x << 24); }
+
 static uint32_t read32(const void *p) {
   uint32_t v;
   memcpy(&v, p, 4);
@@ -544,7 +547,7 @@ static void widen(int16_t *dst, const int8_t *src, int n, int32_t neg_zp) {
   for (k = 0; k < n; k += 4) {
     const uint32_t w = read32(src + k);
     const uint32_t even = __sadd16(__sxtb16(w), off);
-    const uint32_t odd = __sadd16(__sxtb16(__ror(w, 8)), off);
+    const uint32_t odd = __sadd16(__sxtb16(ror8(w)), off);
     memcpy(dst + k, &even, 4);
     memcpy(dst + k + 2, &odd, 4);
   }
@@ -557,8 +560,8 @@ static void mac_2x2(const int8_t *wa, const int8_t *wb, const int16_t *xa, const
   const int8_t *end = wa + k;
   while (wa < end) {
     const uint32_t u = read32(wa), v = read32(wb);
-    const uint32_t ue = __sxtb16(u), uo = __sxtb16(__ror(u, 8));
-    const uint32_t ve = __sxtb16(v), vo = __sxtb16(__ror(v, 8));
+    const uint32_t ue = __sxtb16(u), uo = __sxtb16(ror8(u));
+    const uint32_t ve = __sxtb16(v), vo = __sxtb16(ror8(v));
     const uint32_t pe = read32(xa), po = read32(xa + 2);
     const uint32_t qe = read32(xb), qo = read32(xb + 2);
     a0 = __smlad(ue, pe, a0);
@@ -583,7 +586,7 @@ static void mac_1x2(const int8_t *wa, const int16_t *xa, const int16_t *xb, int 
   const int8_t *end = wa + k;
   while (wa < end) {
     const uint32_t u = read32(wa);
-    const uint32_t ue = __sxtb16(u), uo = __sxtb16(__ror(u, 8));
+    const uint32_t ue = __sxtb16(u), uo = __sxtb16(ror8(u));
     a0 = __smlad(ue, read32(xa), a0);
     a0 = __smlad(uo, read32(xa + 2), a0);
     a1 = __smlad(ue, read32(xb), a1);
