@@ -152,17 +152,17 @@ def lower(
     graph: Graph, *, name: str, graph_kind: str, source: str = "", source_sha256: str = ""
 ) -> DecoderPlan:
     """The graph as one DenseLayer and a chain of ConvLayers (raises UnsupportedOpError naming what is not)."""
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise UnsupportedOpError("the C generator needs a decoder with one input and one output")
+    tin, tout = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
+    _check_int8(tin, f"the model input {tin.name!r}")
+    _check_int8(tout, f"the model output {tout.name!r}")
     unsupported = sorted({op.kind for op in graph.ops} - set(SUPPORTED_OPS))
     if unsupported:
         raise UnsupportedOpError(
             f"the C generator does not implement {', '.join(unsupported)} (supported: {', '.join(SUPPORTED_OPS)}); "
             "generate from the int8-I/O decoders python -m export writes"
         )
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        raise UnsupportedOpError("the C generator needs a decoder with one input and one output")
-    tin, tout = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
-    _check_int8(tin, f"the model input {tin.name!r}")
-    _check_int8(tout, f"the model output {tout.name!r}")
     if len(tin.shape) != 2 or tin.shape[0] != 1:
         raise UnsupportedOpError(
             f"the model input has shape {tin.shape}; the generator needs a batch-1 (1, D) latent"
@@ -491,211 +491,269 @@ def _array(ctype: str, name: str, values, per_line: int = 16, static: bool = Tru
     return f"{storage} {ctype} {name}[{len(vals)}] = {{\n  " + ",\n  ".join(lines) + "\n};\n"
 
 
+def _smallest_int(values) -> str:
+    v = np.asarray(values)
+    for ctype, bits in (("int8_t", 8), ("int16_t", 16)):
+        if v.size and v.min() >= -(2 ** (bits - 1)) and v.max() < 2 ** (bits - 1):
+            return ctype
+    return "int32_t"
+
+
+def pack_weights(w: np.ndarray) -> np.ndarray:
+    """(OC, ntaps, IC) int8 -> uint32 words: 4 weights a word (byte j = bits 8j..), channel pairs interleaved
+    word by word, an odd last channel's words alone (the layout mac_2x2 / mac_1x2 read)."""
+    oc = w.shape[0]
+    words = np.ascontiguousarray(w.reshape(oc, -1)).view(np.uint8).astype(np.uint32)
+    words = words.reshape(oc, -1, 4)
+    words = words[..., 0] | (words[..., 1] << 8) | (words[..., 2] << 16) | (words[..., 3] << 24)
+    pairs = oc - oc % 2
+    out = [words[:pairs].reshape(pairs // 2, 2, -1).transpose(0, 2, 1).reshape(-1)] if pairs else []
+    if oc % 2:
+        out.append(words[-1])
+    return np.concatenate(out).astype(np.uint32)
+
+
+def _words(name: str, words: np.ndarray, per_line: int = 8) -> str:
+    vals = [f"0x{int(v):08x}u" for v in words]
+    lines = [", ".join(vals[i : i + per_line]) for i in range(0, len(vals), per_line)]
+    return f"static const uint32_t {name}[{len(vals)}] = {{\n  " + ",\n  ".join(lines) + "\n};\n"
+
+
 def _float(v: float) -> str:
     return f"{float(np.float32(v))!r}f"
 
 
 KERNELS_C = r"""
+/* Each layer's row function is the generic one below inlined with that layer's constants (strides, channel
+ * counts), which is what lets the compiler keep the multiply-accumulate loops in registers. */
+#if defined(__GNUC__)
+#define VAE_EDGE_INLINE static inline __attribute__((always_inline))
+#define VAE_EDGE_ALIGN4 __attribute__((aligned(4)))
+#else
+#define VAE_EDGE_INLINE static inline
+#define VAE_EDGE_ALIGN4
+#endif
 /* ---- integer helpers: TFLite's arithmetic (the default build, double rounding) ---- */
-static int32_t rounding_divide_by_pot(int32_t x, int exponent) {
+static inline int32_t rounding_divide_by_pot(int32_t x, int exponent) {
   const int32_t mask = (int32_t)(((uint32_t)1 << exponent) - 1u);
   const int32_t remainder = x & mask;
   const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
   return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
 
-static int32_t multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift) {
+/* MultiplyByQuantizedMultiplier for a multiplier in (0, 2^31): SaturatingRoundingDoublingHighMul is then
+ * (a * m + 2^30) >> 31 exactly (its round-half-away-from-zero division, rewritten as one floor shift; the
+ * saturating case needs m == INT32_MIN, which the generator never emits), then RoundingDivideByPOT. */
+static inline int32_t multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift) {
   const int left = shift > 0 ? shift : 0;
   const int right = shift > 0 ? 0 : -shift;
   const int32_t a = (int32_t)((uint32_t)x << left);
-  int64_t ab, num;
-  int32_t high;
-  if (a == multiplier && a == INT32_MIN) {
-    high = INT32_MAX;
-  } else {
-    ab = (int64_t)a * (int64_t)multiplier;
-    num = ab + (ab >= 0 ? (INT64_C(1) << 30) : (1 - (INT64_C(1) << 30)));
-    high = (int32_t)(num / (INT64_C(1) << 31));
-  }
+  const int32_t high = (int32_t)(((int64_t)a * (int64_t)multiplier + (INT64_C(1) << 30)) >> 31);
   return rounding_divide_by_pot(high, right);
 }
 
-static int8_t requantize(int32_t acc, int32_t multiplier, int shift, int32_t zero_point, int32_t lo, int32_t hi) {
+static inline int32_t requantize(int32_t acc, int32_t multiplier, int shift, int32_t zero_point, int32_t lo,
+                                 int32_t hi) {
   int32_t v = multiply_by_quantized_multiplier(acc, multiplier, shift) + zero_point;
   v = v < lo ? lo : v;
-  v = v > hi ? hi : v;
-  return (int8_t)v;
+  return v > hi ? hi : v;
 }
 
+/* Weights are packed four int8 to a uint32_t word, byte j = bits 8j..8j+7 (by value, any endianness). For a
+ * pair of output channels the words alternate: channel c's word g, then channel c+1's word g; an odd last
+ * channel's words follow alone. Activations between layers are int16 (value - the next layer's input zero
+ * point), so the multiply-accumulate loops read them in place: no im2col copy. */
 #if defined(__ARM_FEATURE_DSP) && !defined(VAE_EDGE_PORTABLE)
 #include <arm_acle.h>
 #define VAE_EDGE_DSP 1
-/* A rotate GCC folds into SXTB16's ROR #8 operand (GCC 12's arm_acle.h has no __ror). */
-static uint32_t ror8(uint32_t x) { return (x >> 8) | (x << 24); }
+/* Of four channels c0..c3 an activation row holds c0 c2 c1 c3: the int16 pairs (c0, c2) and (c1, c3) line up
+ * with the pairs SXTB16 and SXTB16 ROR #8 make of a weight word, so no weight needs reordering. */
+#define ACT_INDEX(c) (((c) & ~3) | ((((c) & 1) << 1) | (((c) >> 1) & 1)))
 
-static uint32_t read32(const void *p) {
-  uint32_t v;
-  memcpy(&v, p, 4);
-  return v;
+static inline uint32_t sxtb16_ror8(uint32_t x) {
+  uint32_t r;
+  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+  return r;
 }
 
-/* im2col: n int8 inputs (n a multiple of 4) as int16 (x - zero point), each 4 in the order x0 x2 x1 x3, the
-   pairs SXTB16 makes of a weight word, so a weight word needs no reordering. */
-static void widen(int16_t *dst, const int8_t *src, int n, int32_t neg_zp) {
-  const uint32_t off = ((uint32_t)(uint16_t)neg_zp << 16) | (uint16_t)neg_zp;
-  int k;
-  for (k = 0; k < n; k += 4) {
-    const uint32_t w = read32(src + k);
-    const uint32_t even = __sadd16(__sxtb16(w), off);
-    const uint32_t odd = __sadd16(__sxtb16(ror8(w)), off);
-    memcpy(dst + k, &even, 4);
-    memcpy(dst + k + 2, &odd, 4);
-  }
-}
+/* Two int16 activations as one word. Activation rows start word-aligned and hold an even number of int16,
+ * so these loads are aligned (and the compiler may pair them into LDRD); may_alias because the rows are
+ * int16_t arrays. */
+typedef uint32_t __attribute__((may_alias, aligned(4))) act_word_t;
+#define load32(p) (*(const act_word_t *)(const void *)(p))
 
-/* Two pixels (xa, xb) x two channels (wa, wb): four sums over k weights, 16 MACs per pass. */
-static void mac_2x2(const int8_t *wa, const int8_t *wb, const int16_t *xa, const int16_t *xb, int k,
-                    int32_t acc[4]) {
+/* Two pixels (x, x + sb) x two channels (interleaved words w), n inputs: 16 MACs per step. */
+#define MAC_2X2_STEP(W, X)                        \
+  do {                                            \
+    const uint32_t u = (W)[0], v = (W)[1];        \
+    const uint32_t pe = load32(X), po = load32((X) + 2); \
+    const uint32_t qe = load32((X) + sb), qo = load32((X) + sb + 2); \
+    uint32_t e = __sxtb16(u), o = sxtb16_ror8(u); \
+    a0 = __smlad(e, pe, a0);                      \
+    a0 = __smlad(o, po, a0);                      \
+    a1 = __smlad(e, qe, a1);                      \
+    a1 = __smlad(o, qo, a1);                      \
+    e = __sxtb16(v);                              \
+    o = sxtb16_ror8(v);                           \
+    a2 = __smlad(e, pe, a2);                      \
+    a2 = __smlad(o, po, a2);                      \
+    a3 = __smlad(e, qe, a3);                      \
+    a3 = __smlad(o, qo, a3);                      \
+  } while (0)
+
+VAE_EDGE_INLINE const uint32_t *mac_2x2(const uint32_t *w, const int16_t *x, int sb, int n, int32_t acc[4]) {
   int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-  const int8_t *end = wa + k;
-  while (wa < end) {
-    const uint32_t u = read32(wa), v = read32(wb);
-    const uint32_t ue = __sxtb16(u), uo = __sxtb16(ror8(u));
-    const uint32_t ve = __sxtb16(v), vo = __sxtb16(ror8(v));
-    const uint32_t pe = read32(xa), po = read32(xa + 2);
-    const uint32_t qe = read32(xb), qo = read32(xb + 2);
-    a0 = __smlad(ue, pe, a0);
-    a0 = __smlad(uo, po, a0);
-    a1 = __smlad(ue, qe, a1);
-    a1 = __smlad(uo, qo, a1);
-    a2 = __smlad(ve, pe, a2);
-    a2 = __smlad(vo, po, a2);
-    a3 = __smlad(ve, qe, a3);
-    a3 = __smlad(vo, qo, a3);
-    wa += 4;
-    wb += 4;
-    xa += 4;
-    xb += 4;
+  const uint32_t *end = w + n / 2;
+  while (w + 4 <= end) {
+    MAC_2X2_STEP(w, x);
+    MAC_2X2_STEP(w + 2, x + 4);
+    w += 4;
+    x += 8;
   }
-  acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3;
+  if (w < end) {
+    MAC_2X2_STEP(w, x);
+    w += 2;
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+  return w;
 }
 
-/* One channel, two pixels (acc[0], acc[1]); xb may equal xa for a lone pixel. */
-static void mac_1x2(const int8_t *wa, const int16_t *xa, const int16_t *xb, int k, int32_t acc[2]) {
+/* One channel (consecutive words w), two pixels (x, x + sb): acc[0], acc[1]. */
+VAE_EDGE_INLINE const uint32_t *mac_1x2(const uint32_t *w, const int16_t *x, int sb, int n, int32_t acc[2]) {
   int32_t a0 = acc[0], a1 = acc[1];
-  const int8_t *end = wa + k;
-  while (wa < end) {
-    const uint32_t u = read32(wa);
-    const uint32_t ue = __sxtb16(u), uo = __sxtb16(ror8(u));
-    a0 = __smlad(ue, read32(xa), a0);
-    a0 = __smlad(uo, read32(xa + 2), a0);
-    a1 = __smlad(ue, read32(xb), a1);
-    a1 = __smlad(uo, read32(xb + 2), a1);
-    wa += 4;
-    xa += 4;
-    xb += 4;
+  const uint32_t *end = w + n / 4;
+  while (w < end) {
+    const uint32_t u = *w++;
+    const uint32_t e = __sxtb16(u), o = sxtb16_ror8(u);
+    a0 = __smlad(e, load32(x), a0);
+    a0 = __smlad(o, load32(x + 2), a0);
+    a1 = __smlad(e, load32(x + sb), a1);
+    a1 = __smlad(o, load32(x + sb + 2), a1);
+    x += 4;
   }
-  acc[0] = a0; acc[1] = a1;
+  acc[0] = a0;
+  acc[1] = a1;
+  return w;
 }
 #else
 #define VAE_EDGE_DSP 0
-/* Portable path: natural order, plain C; the sums are the DSP path's, added in another order (exact). */
-static void widen(int16_t *dst, const int8_t *src, int n, int32_t neg_zp) {
-  int k;
-  for (k = 0; k < n; ++k) dst[k] = (int16_t)(src[k] + neg_zp);
-}
+/* Portable path: activations in natural channel order, plain C; the same integer sums as the DSP path, added
+ * in another order (integer addition is exact, so the bytes are the same). */
+#define ACT_INDEX(c) (c)
 
-static void mac_2x2(const int8_t *wa, const int8_t *wb, const int16_t *xa, const int16_t *xb, int k,
-                    int32_t acc[4]) {
+static inline int32_t weight_byte(uint32_t word, int j) { return (int32_t)(int8_t)(uint8_t)(word >> (8 * j)); }
+
+VAE_EDGE_INLINE const uint32_t *mac_2x2(const uint32_t *w, const int16_t *x, int sb, int n, int32_t acc[4]) {
   int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-  int i;
-  for (i = 0; i < k; ++i) {
-    const int32_t u = wa[i], v = wb[i], p = xa[i], q = xb[i];
-    a0 += u * p;
-    a1 += u * q;
-    a2 += v * p;
-    a3 += v * q;
+  int g, j;
+  for (g = 0; g < n / 4; ++g, w += 2, x += 4) {
+    for (j = 0; j < 4; ++j) {
+      const int32_t u = weight_byte(w[0], j), v = weight_byte(w[1], j);
+      const int32_t p = x[j], q = x[sb + j];
+      a0 += u * p;
+      a1 += u * q;
+      a2 += v * p;
+      a3 += v * q;
+    }
   }
-  acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3;
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+  return w;
 }
 
-static void mac_1x2(const int8_t *wa, const int16_t *xa, const int16_t *xb, int k, int32_t acc[2]) {
+VAE_EDGE_INLINE const uint32_t *mac_1x2(const uint32_t *w, const int16_t *x, int sb, int n, int32_t acc[2]) {
   int32_t a0 = acc[0], a1 = acc[1];
-  int i;
-  for (i = 0; i < k; ++i) {
-    a0 += wa[i] * xa[i];
-    a1 += wa[i] * xb[i];
+  int g, j;
+  for (g = 0; g < n / 4; ++g, ++w, x += 4) {
+    for (j = 0; j < 4; ++j) {
+      const int32_t u = weight_byte(w[0], j);
+      a0 += u * x[j];
+      a1 += u * x[sb + j];
+    }
   }
-  acc[0] = a0; acc[1] = a1;
+  acc[0] = a0;
+  acc[1] = a1;
+  return w;
 }
 #endif
 
-/* One layer's constants: taps per phase, weights [phase][channel][tap][in-channel] of the real taps only. */
+/* One layer's constants: taps per phase, weights [phase][tap][channel pair][in-channel] of the real taps. */
 typedef struct {
   int in_h, in_w, in_c, in_rows;    /* input image and the rows its ring keeps */
-  const int8_t *in;                 /* ring of in_rows rows (row r at r % in_rows) */
+  const int16_t *in;                /* ring of in_rows rows of in_w x in_c (row r at r % in_rows) */
   int out_w, out_c, P, Q;
-  int32_t neg_in_zp, out_zp, lo, hi;
+  int32_t out_zp, lo, hi;
+  int32_t next_neg_zp;              /* the next layer's -input zero point (int16 output), unused for logits */
   const int8_t *tap_start;          /* P*P + 1 offsets into dy/dx */
   const int8_t *dy, *dx;
-  const int32_t *w_start;           /* P*P offsets into w */
-  const int8_t *w;
-  const int32_t *bias, *mult;       /* [phase][channel] */
+  const int32_t *w_start;           /* P*P offsets (in words) into w */
+  const uint32_t *w;
+  const int32_t *bias, *mult;       /* [phase][channel], or [channel] when param_stride is 0 */
   const int8_t *shift;
+  int param_stride;
 } conv_layer_t;
 
-/* im2col of one output pixel: the real taps' input vectors, zeros where a tap falls outside the image. */
-static void gather(const conv_layer_t *L, int16_t *dst, int t0, int t1, int y0, int x0) {
-  int t;
-  for (t = t0; t < t1; ++t, dst += L->in_c) {
-    const int iy = y0 + L->dy[t], ix = x0 + L->dx[t];
-    if (iy < 0 || iy >= L->in_h || ix < 0 || ix >= L->in_w) {
-      memset(dst, 0, (size_t)L->in_c * sizeof(int16_t));
-    } else {
-      widen(dst, L->in + ((size_t)(iy % L->in_rows) * (size_t)L->in_w + (size_t)ix) * (size_t)L->in_c, L->in_c,
-            L->neg_in_zp);
-    }
-  }
-}
-
-/* Output row r of a phase convolution into out (out_w x out_c int8). */
-static void conv_row(const conv_layer_t *L, int r, int8_t *out, int16_t *col_a, int16_t *col_b) {
+/* Output row r of a phase convolution: int16 (value - next zero point) into out16, or int8 logits into out8.
+ * Tap by tap: the two pixels' input vectors are read in place from the ring (they are adjacent there), or
+ * copied into pair[] with zeros where a tap falls outside the image (TFLite skips those taps; x - zero point
+ * = 0 adds the same nothing). acc[] holds the int32 sums of the two pixels for every output channel. */
+VAE_EDGE_INLINE void conv_row(const conv_layer_t *L, int r, int16_t *out16, int8_t *out8, int16_t *pair,
+                            int32_t *acc) {
   const int py = r % L->P, Y = r / L->P;
+  const int sb = L->Q * L->in_c;
+  const int words_per_tap = L->out_c * L->in_c / 4;
   int px;
   for (px = 0; px < L->P; ++px) {
     const int p = py * L->P + px;
     const int t0 = L->tap_start[p], t1 = L->tap_start[p + 1];
-    const int k = (t1 - t0) * L->in_c;
-    const int8_t *w = L->w + L->w_start[p];
-    const int32_t *bias = L->bias + p * L->out_c, *mult = L->mult + p * L->out_c;
-    const int8_t *shift = L->shift + p * L->out_c;
+    const int32_t *bias = L->bias + p * L->param_stride, *mult = L->mult + p * L->param_stride;
+    const int8_t *shift = L->shift + p * L->param_stride;
     const int nx = (L->out_w - px + L->P - 1) / L->P;
     int X;
     for (X = 0; X < nx; X += 2) {
-      const int pair = X + 1 < nx;
-      int8_t *oa = out + (size_t)(L->P * X + px) * (size_t)L->out_c;
-      int8_t *ob = oa + (size_t)L->P * (size_t)L->out_c;
-      int c = 0;
-      gather(L, col_a, t0, t1, L->Q * Y, L->Q * X);
-      if (pair) gather(L, col_b, t0, t1, L->Q * Y, L->Q * (X + 1));
-      for (; c + 1 < L->out_c; c += 2) {
-        int32_t acc[4];
-        acc[0] = acc[1] = bias[c];
-        acc[2] = acc[3] = bias[c + 1];
-        mac_2x2(w + (size_t)c * (size_t)k, w + (size_t)(c + 1) * (size_t)k, col_a, pair ? col_b : col_a, k, acc);
-        oa[c] = requantize(acc[0], mult[c], shift[c], L->out_zp, L->lo, L->hi);
-        oa[c + 1] = requantize(acc[2], mult[c + 1], shift[c + 1], L->out_zp, L->lo, L->hi);
-        if (pair) {
-          ob[c] = requantize(acc[1], mult[c], shift[c], L->out_zp, L->lo, L->hi);
-          ob[c + 1] = requantize(acc[3], mult[c + 1], shift[c + 1], L->out_zp, L->lo, L->hi);
+      const int two = X + 1 < nx;
+      const size_t oa = (size_t)(L->P * X + px) * (size_t)L->out_c, ob = oa + (size_t)L->P * (size_t)L->out_c;
+      const uint32_t *w = L->w + L->w_start[p];
+      int c, t;
+      for (c = 0; c < L->out_c; ++c) acc[2 * c] = acc[2 * c + 1] = bias[c];
+      for (t = t0; t < t1; ++t) {
+        const int iy = L->Q * Y + L->dy[t], ia = L->Q * X + L->dx[t], ib = ia + L->Q;
+        const int16_t *row, *x;
+        int a_ok, b_ok;
+        if (iy < 0 || iy >= L->in_h) {
+          w += words_per_tap;
+          continue;
         }
+        row = L->in + (size_t)(iy % L->in_rows) * (size_t)L->in_w * (size_t)L->in_c;
+        a_ok = ia >= 0 && ia < L->in_w;
+        b_ok = two && ib >= 0 && ib < L->in_w;
+        if (a_ok && b_ok) {
+          x = row + (size_t)ia * (size_t)L->in_c;
+        } else {
+          if (a_ok) memcpy(pair, row + (size_t)ia * (size_t)L->in_c, (size_t)L->in_c * sizeof(int16_t));
+          else memset(pair, 0, (size_t)L->in_c * sizeof(int16_t));
+          if (b_ok) memcpy(pair + sb, row + (size_t)ib * (size_t)L->in_c, (size_t)L->in_c * sizeof(int16_t));
+          else memset(pair + sb, 0, (size_t)L->in_c * sizeof(int16_t));
+          x = pair;
+        }
+        for (c = 0; c + 1 < L->out_c; c += 2) w = mac_2x2(w, x, sb, L->in_c, acc + 2 * c);
+        if (c < L->out_c) w = mac_1x2(w, x, sb, L->in_c, acc + 2 * c);
       }
-      for (; c < L->out_c; ++c) {
-        int32_t acc[2];
-        acc[0] = acc[1] = bias[c];
-        mac_1x2(w + (size_t)c * (size_t)k, col_a, pair ? col_b : col_a, k, acc);
-        oa[c] = requantize(acc[0], mult[c], shift[c], L->out_zp, L->lo, L->hi);
-        if (pair) ob[c] = requantize(acc[1], mult[c], shift[c], L->out_zp, L->lo, L->hi);
+      for (c = 0; c < L->out_c; ++c) {
+        const int32_t va = requantize(acc[2 * c], mult[c], shift[c], L->out_zp, L->lo, L->hi);
+        const int32_t vb = requantize(acc[2 * c + 1], mult[c], shift[c], L->out_zp, L->lo, L->hi);
+        if (out16) {
+          out16[oa + ACT_INDEX(c)] = (int16_t)(va + L->next_neg_zp);
+          if (two) out16[ob + ACT_INDEX(c)] = (int16_t)(vb + L->next_neg_zp);
+        } else {
+          out8[oa + c] = (int8_t)va;
+          if (two) out8[ob + c] = (int8_t)vb;
+        }
       }
     }
   }
@@ -717,9 +775,10 @@ def emit_c(
     d = plan.dense
     lut = pixel_lut(plan.logits_scale, plan.logits_zp)
     shapes = [d.out_shape] + [c.out_shape for c in plan.convs]
-    ring_bytes = [sched.ring_rows[k] * shapes[k][1] * shapes[k][2] for k in range(len(sched.ring_rows))]
-    kmax = max(len(ph.taps) * c.in_shape[2] for c in plan.convs for ph in c.phases)
-    static_bytes = sum(ring_bytes) + 2 * kmax * 2 + D
+    ring_values = [sched.ring_rows[k] * shapes[k][1] * shapes[k][2] for k in range(len(sched.ring_rows))]
+    pair_values = max(c.Q * c.in_shape[2] + c.in_shape[2] for c in plan.convs)
+    acc_values = 2 * max(c.out_shape[2] for c in plan.convs)
+    static_bytes = 2 * sum(ring_values) + 2 * pair_values + 4 * acc_values + D
     provenance = f"{plan.source} (sha256 {plan.source_sha256})" if plan.source else "a TFLite decoder"
     guard = f"VAE_EDGE_{M}_DECODER_H_"
     chol = ", ".join(_float(v) for v in L.reshape(-1))
@@ -774,8 +833,9 @@ void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]);
         f"const float {m}_prior_cholesky[{D * D}] = {{{chol}}};\n",
         _array("uint8_t", f"{m}_pixel_lut", lut, static=False),
         _array("int8_t", "dense_w", d.weights),
-        _array("int32_t", "dense_bias", d.bias),
+        _array(_smallest_int(d.bias), "dense_bias", d.bias),
     ]
+    strides = []
     for k, c in enumerate(plan.convs, start=1):
         tap_start, dys, dxs, w_start, ws = [0], [], [], [], []
         offset = 0
@@ -784,8 +844,16 @@ void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]);
             dxs += [t[1] for t in ph.taps]
             tap_start.append(len(dys))
             w_start.append(offset)
-            ws.append(ph.weights.reshape(-1))
-            offset += ph.weights.size
+            ws.append(
+                np.concatenate([pack_weights(ph.weights[:, t : t + 1, :]) for t in range(len(ph.taps))])
+            )
+            offset += ws[-1].size
+        shared = all(
+            np.array_equal(getattr(ph, f), getattr(c.phases[0], f))
+            for ph in c.phases
+            for f in ("bias", "mult", "shift")
+        )
+        params = c.phases[:1] if shared else c.phases
         if max(abs(v) for v in dys + dxs) > 127 or tap_start[-1] > 127:
             raise UnsupportedOpError("a layer has taps the generator's int8 tap tables cannot hold")
         parts += [
@@ -795,39 +863,43 @@ void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]);
             _array("int8_t", f"l{k}_dy", dys),
             _array("int8_t", f"l{k}_dx", dxs),
             _array("int32_t", f"l{k}_w_start", w_start),
-            _array("int8_t", f"l{k}_w", np.concatenate(ws)),
-            _array("int32_t", f"l{k}_bias", np.concatenate([ph.bias for ph in c.phases])),
-            _array("int32_t", f"l{k}_mult", np.concatenate([ph.mult for ph in c.phases])),
-            _array("int8_t", f"l{k}_shift", np.concatenate([ph.shift for ph in c.phases])),
+            _words(f"l{k}_w", np.concatenate(ws)),
+            _array("int32_t", f"l{k}_bias", np.concatenate([ph.bias for ph in params])),
+            _array("int32_t", f"l{k}_mult", np.concatenate([ph.mult for ph in params])),
+            _array("int8_t", f"l{k}_shift", np.concatenate([ph.shift for ph in params])),
         ]
+        strides.append(0 if shared else c.out_shape[2])
     parts.append(
         "\n/* ---- activations: a ring of rows per image; the last layer writes the caller's logits ---- */\n"
     )
     parts.append(f"static int8_t latent[{D}];\n")
     for k, rows in enumerate(sched.ring_rows):
         parts.append(
-            f"static int8_t ring{k}[{ring_bytes[k]}]; /* {rows} rows of {shapes[k][1]}x{shapes[k][2]} */\n"
+            f"static int16_t ring{k}[{ring_values[k]}] VAE_EDGE_ALIGN4; /* {rows} rows of {shapes[k][1]}x{shapes[k][2]} */\n"
         )
-    parts.append(f"static int16_t col_a[{kmax}], col_b[{kmax}];\nstatic int rows_done[{len(shapes)}];\n")
+    parts.append(
+        f"static int16_t pair[{pair_values}] VAE_EDGE_ALIGN4;\nstatic int32_t acc[{acc_values}];\nstatic int rows_done[{len(shapes)}];\n"
+    )
     parts.append("static int8_t *logits_out;\n")
     for k, c in enumerate(plan.convs, start=1):
         parts.append(
             f"static const conv_layer_t layer{k} = {{{c.in_shape[0]}, {c.in_shape[1]}, {c.in_shape[2]}, "
             f"{sched.ring_rows[k - 1]}, ring{k - 1}, {c.out_shape[1]}, {c.out_shape[2]}, {c.P}, {c.Q}, "
-            f"{-c.in_zp}, {c.out_zp}, {c.lo}, {c.hi}, l{k}_tap_start, l{k}_dy, l{k}_dx, l{k}_w_start, l{k}_w, "
-            f"l{k}_bias, l{k}_mult, l{k}_shift}};\n"
+            f"{c.out_zp}, {c.lo}, {c.hi}, {-plan.convs[k].in_zp if k < len(plan.convs) else 0}, l{k}_tap_start, l{k}_dy, l{k}_dx, l{k}_w_start, l{k}_w, "
+            f"l{k}_bias, l{k}_mult, l{k}_shift, {strides[k - 1]}}};\n"
         )
     dh, dw, dc = d.out_shape
     parts.append(
         f"""
 /* Row r of the FULLY_CONNECTED output image ({dh}x{dw}x{dc}). */
-static void dense_row(int r, int8_t *out) {{
+static void dense_row(int r, int16_t *out) {{
   int j, i;
   for (j = 0; j < {dw * dc}; ++j) {{
     const int n = r * {dw * dc} + j;
-    int32_t acc = dense_bias[n];
-    for (i = 0; i < {D}; ++i) acc += (int32_t)dense_w[n * {D} + i] * ((int32_t)latent[i] - ({d.in_zp}));
-    out[j] = requantize(acc, {d.mult}, {d.shift}, {d.out_zp}, {d.lo}, {d.hi});
+    int32_t sum = dense_bias[n];
+    for (i = 0; i < {D}; ++i) sum += (int32_t)dense_w[n * {D} + i] * ((int32_t)latent[i] - ({d.in_zp}));
+    out[j - j % {dc} + ACT_INDEX(j % {dc})] =
+        (int16_t)(requantize(sum, {d.mult}, {d.shift}, {d.out_zp}, {d.lo}, {d.hi}) + ({-plan.convs[0].in_zp}));
   }}
 }}
 
@@ -844,9 +916,9 @@ static void ensure0(int upto) {{
         need = ", ".join(str(h) for h in sched.need_hi[k - 1])
         oh, ow, oc = c.out_shape
         if k < n:
-            dest = f"ring{k} + (size_t)(r % {sched.ring_rows[k]}) * {ow * oc}"
+            dest = f"ring{k} + (size_t)(r % {sched.ring_rows[k]}) * {ow * oc}, NULL"
         else:
-            dest = f"logits_out + (size_t)r * {ow * oc}"
+            dest = f"NULL, logits_out + (size_t)r * {ow * oc}"
         parts.append(
             f"""
 static void ensure{k}(int upto) {{
@@ -855,7 +927,7 @@ static void ensure{k}(int upto) {{
     const int r = rows_done[{k}];
     const int hi = {c.Q} * (r / {c.P}) + need_hi[r % {c.P}];
     ensure{k - 1}(hi < {c.in_shape[0] - 1} ? hi : {c.in_shape[0] - 1});
-    conv_row(&layer{k}, r, {dest}, col_a, col_b);
+    conv_row(&layer{k}, r, {dest}, pair, acc);
     rows_done[{k}]++;
   }}
 }}

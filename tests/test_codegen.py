@@ -1,0 +1,175 @@
+"""firmware_sim.codegen: the generated C decoder is bit-exact with TFLite Micro and the numpy reference on the
+host (sanitizers on) and on an emulated Cortex-M4 (QEMU mps2-an386), generation is deterministic, the QEMU
+instruction counter is calibrated, and bad input is refused with one line. Fails (never skips) without
+gcc / arm-none-eabi-gcc / newlib / qemu-system-arm / valgrind."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from export.convert import to_tflite
+from firmware_sim import measure
+from firmware_sim.codegen import generate, lower, run_plan
+from firmware_sim.codegen import main as codegen_main
+from firmware_sim.codegen import parse_args as codegen_args
+from firmware_sim.graph import load_graph
+from firmware_sim.reference import IntegerReference
+
+HOST_LATENTS = 1000  # against TFLite Micro
+REFERENCE_LATENTS = 200  # of those, also against the numpy reference (~25 ms each; make firmware checks 1000)
+M4_LATENTS = 3
+GRAPHS = ("transpose", "subpixel")
+
+
+@pytest.fixture(scope="session")
+def built(exported, tmp_path_factory):
+    """Per graph: the generated decoder, and its host (sanitized) and Cortex-M4 builds, made once."""
+    measure.require_tools()
+    out = {}
+    for graph in GRAPHS:
+        work = tmp_path_factory.mktemp(f"codegen_{graph}")
+        gen = generate(source=exported / "vae2d_corr" / "export", out=work / "generated", graph=graph)
+        host_sum = measure.parse_harness(
+            measure._run([str(measure.build_host_harness(gen, work, M4_LATENTS))])
+        )
+        out[graph] = {
+            "gen": gen,
+            "work": work,
+            "tflite": exported / "vae2d_corr" / "export" / f"decoder_{graph}_int8_b1.tflite",
+            "host_checksum": host_sum["checksum"],
+            "m4": measure.build_cortex_m4(gen, work, latents=M4_LATENTS),
+            "m4_portable": measure.build_cortex_m4(gen, work, latents=M4_LATENTS, portable=True),
+        }
+    return out
+
+
+@pytest.mark.parametrize("graph", GRAPHS)
+def test_host_c_is_bit_exact_with_tflm_and_reference(built, graph):
+    b = built[graph]
+    zs = np.random.default_rng(7).integers(-128, 128, (HOST_LATENTS, 2)).astype(np.int8)
+    zs[:4] = [[-128, -128], [127, 127], [-128, 127], [0, 0]]  # the corners of the int8 latent square
+    check = measure.check_host(
+        b["gen"], b["tflite"], latents=zs, out=b["work"], reference_latents=REFERENCE_LATENTS
+    )
+    assert check.latents_checked == HOST_LATENTS and check.reference_latents_checked == REFERENCE_LATENTS
+    assert check.mismatched_vs_tflm == 0 and check.mismatched_vs_reference == 0
+
+
+@pytest.mark.parametrize("graph", GRAPHS)
+def test_lowered_plan_matches_reference(built, graph):
+    """The phase-convolution form the C is emitted from computes the reference's bytes (numpy, no compiler)."""
+    g = load_graph(built[graph]["tflite"])
+    plan, ref = lower(g, name="m", graph_kind=graph), IntegerReference(g)
+    for z in np.random.default_rng(3).integers(-128, 128, (20, 1, 2)).astype(np.int8):
+        np.testing.assert_array_equal(run_plan(plan, z), ref.run(z))
+    # Sub-pixel kernels' zero taps are not stored: both graphs keep the transposed graph's real taps.
+    assert (
+        plan.real_macs == lower(load_graph(built["transpose"]["tflite"]), name="m", graph_kind="t").real_macs
+    )
+
+
+@pytest.mark.parametrize("graph", GRAPHS)
+def test_cortex_m4_checksum_equals_host(built, graph):
+    b = built[graph]
+    dsp, portable = measure.run_qemu(b["m4"].elf), measure.run_qemu(b["m4_portable"].elf)
+    assert dsp["latents"] == portable["latents"] == M4_LATENTS
+    assert dsp["checksum"] == portable["checksum"] == b["host_checksum"]
+    # The decoder object keeps its activations in .bss (no .data) and a decode uses some stack.
+    assert b["m4"].data_bytes == 0 and b["m4"].bss_bytes > 0 and 0 < dsp["stack_bytes"] < 4096
+    # The DSP path executes fewer instructions than the portable one, for the same bytes.
+    assert dsp["ticks_total"] < portable["ticks_total"]
+
+
+def test_qemu_instruction_count_calibration(built, tmp_path):
+    """-icount shift=0 with the SysTick on the processor clock: a loop of 4·n instructions reads n/10 ticks."""
+    first = measure.run_qemu(built["subpixel"]["m4"].elf)
+    assert first["calibration_instructions"] == 400_000
+    assert abs(first["calibration_ticks"] * measure.INSTRUCTIONS_PER_TICK - 400_000) <= 400
+    gen = built["subpixel"]["gen"]
+    obj = built["subpixel"]["m4"]
+    elf = tmp_path / "cal.elf"
+    measure._run(
+        [
+            "arm-none-eabi-gcc",
+            *measure.M4_FLAGS,
+            *measure._defines(gen),
+            "-DVAE_EDGE_CHECK_LATENTS=1",
+            "-DVAE_EDGE_CALIBRATION_LOOPS=25000",
+            "--specs=rdimon.specs",
+            "-nostartfiles",
+            "-T",
+            str(measure.MCU_DIR / "mps2_an386.ld"),
+            str(measure.MCU_DIR / "startup.c"),
+            str(measure.MCU_DIR / "harness.c"),
+            str(gen.source),
+            "-o",
+            str(elf),
+        ]
+    )
+    second = measure.run_qemu(elf)
+    assert second["calibration_instructions"] == 100_000
+    assert abs(second["calibration_ticks"] * measure.INSTRUCTIONS_PER_TICK - 100_000) <= 400
+    assert obj.text_bytes > 0
+
+
+def test_host_callgrind_counts_one_decode(built):
+    """Collection toggled on the decode function: two decodes count twice the instructions of one."""
+    b = built["subpixel"]
+    exe1 = measure.build_host_harness(b["gen"], b["work"], 1)
+    exe2 = measure.build_host_harness(b["gen"], b["work"], 2)
+    one = measure.callgrind_instructions([str(exe1)], "vae2d_corr_decode", b["work"])
+    two = measure.callgrind_instructions([str(exe2)], "vae2d_corr_decode", b["work"])
+    assert one > 1_000_000
+    assert abs(two - 2 * one) <= 0.01 * one
+
+
+def test_generation_is_deterministic(exported, tmp_path):
+    folder = exported / "vae2d_corr" / "export"
+    a = generate(source=folder, out=tmp_path / "a", graph="subpixel")
+    b = generate(source=folder, out=tmp_path / "b", graph="subpixel")
+    assert a.source.read_bytes() == b.source.read_bytes() and a.header.read_bytes() == b.header.read_bytes()
+    header = a.header.read_text()
+    assert "vae2d_corr_prior_cholesky[4]" in header and "VAE2D_CORR_LATENT_SCALE" in header
+    assert (
+        "float"
+        not in a.source.read_text().split("int vae2d_corr_decode(")[1].split("void vae2d_corr_quantize")[0]
+    )
+
+
+def _maxpool_model(path):
+    x_in = keras.Input((6, 6, 1), batch_size=1)
+    model = keras.Model(x_in, keras.layers.MaxPooling2D()(keras.layers.Conv2D(4, 3)(x_in)))
+    calib = np.random.default_rng(0).normal(size=(16, 6, 6, 1)).astype(np.float32)
+    path.write_bytes(to_tflite(model, "int8", "int8", calib))
+    return path
+
+
+@pytest.mark.parametrize("case", ["float model", "unsupported op", "missing file"])
+def test_bad_input_one_line_error_nothing_written(exported, tmp_path, capsys, case):
+    folder = exported / "vae2d_corr" / "export"
+    source, expect = {
+        "float model": (folder / "decoder_transpose_float32_b1.tflite", "float32, not int8"),
+        "unsupported op": (None, "does not implement MAX_POOL_2D"),
+        "missing file": (tmp_path / "nope.tflite", "not found"),
+    }[case]
+    if source is None:
+        source = _maxpool_model(tmp_path / "maxpool.tflite")
+    out = tmp_path / "out"
+    capsys.readouterr()
+    rc = codegen_main(codegen_args([str(source), "--out", str(out)]))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and err[0].startswith("error: ") and expect in err[0]
+    assert not out.exists()
+
+
+def test_missing_tools_are_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(measure.VaeEdgeError) as exc:
+        measure.require_tools()
+    msg = str(exc.value)
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm", "valgrind"):
+        assert tool in msg
+    assert "apt-get install -y --no-install-recommends" in msg and "libnewlib-arm-none-eabi" in msg
