@@ -173,3 +173,33 @@ def test_missing_tools_are_named(monkeypatch, tmp_path):
     for tool in ("arm-none-eabi-gcc", "qemu-system-arm", "valgrind"):
         assert tool in msg
     assert "apt-get install -y --no-install-recommends" in msg and "libnewlib-arm-none-eabi" in msg
+
+
+def test_example_app_draws_digits_on_cortex_m4(exported, tmp_path):
+    """firmware_sim/examples/main.c with README's commands: z = L eps, decode, ASCII art over semihosting."""
+    measure.require_tools()
+    gen = generate(source=exported / "vae2d_corr" / "export", out=tmp_path, name="digit")
+    elf = tmp_path / "digit.elf"
+    measure._run(
+        [
+            "arm-none-eabi-gcc",
+            *measure.M4_FLAGS,
+            "--specs=rdimon.specs",
+            "-nostartfiles",
+            "-T",
+            str(measure.MCU_DIR / "mps2_an386.ld"),
+            f"-I{tmp_path}",
+            str(measure.MCU_DIR / "startup.c"),
+            str(measure.MCU_DIR.parent / "examples" / "main.c"),
+            str(gen.source),
+            "-lm",
+            "-o",
+            str(elf),
+        ]
+    )
+    lines = measure._run([*measure.QEMU_CMD, str(elf)]).splitlines()
+    assert len(lines) == 3 * 29
+    for k in range(3):
+        assert lines[29 * k].startswith(f"digit {k + 1}, z = (")
+        art = lines[29 * k + 1 : 29 * (k + 1)]
+        assert all(len(row) == 28 and set(row) <= set(" .:-=+*#%@") for row in art)
