@@ -132,12 +132,14 @@ def build_host_check(gen: GeneratedDecoder, out: Path) -> Path:
     return exe
 
 
-def build_host_harness(gen: GeneratedDecoder, out: Path, latents: int) -> Path:
-    exe = out / f"harness_host_{latents}"
+def build_host_harness(gen: GeneratedDecoder, out: Path, latents: int, *, portable: bool = False) -> Path:
+    """The measurement harness for the host: the SSE2 path on x86-64, or the portable C path if asked."""
+    exe = out / f"harness_host_{'portable' if portable else 'native'}_{latents}"
     _run(
         [
             "gcc",
             *HOST_FLAGS,
+            *(["-DVAE_EDGE_PORTABLE"] if portable else []),
             "-g",
             *_defines(gen),
             f"-DVAE_EDGE_CHECK_LATENTS={latents}",
@@ -320,6 +322,9 @@ def measure_graph(
     zs = rng.integers(-128, 128, (latents, plan.latent_dim)).astype(np.int8)
     host = check_host(gen, tflite, latents=zs, out=work)
     host_sum = parse_harness(_run([str(build_host_harness(gen, work, m4_latents))]))["checksum"]
+    host_portable_sum = parse_harness(_run([str(build_host_harness(gen, work, m4_latents, portable=True))]))[
+        "checksum"
+    ]
     m4 = build_cortex_m4(gen, work, latents=m4_latents)
     m4_run = run_qemu(m4.elf)
     portable = build_cortex_m4(gen, work, latents=m4_latents, portable=True)
@@ -342,9 +347,13 @@ def measure_graph(
         "latents_checked": host.latents_checked,
         "reference_latents_checked": host.reference_latents_checked,
         "host_checksum": host_sum,
+        "host_portable_checksum": host_portable_sum,
         "cortex_m4_checksum": m4_run["checksum"],
         "cortex_m4_portable_checksum": portable_run["checksum"],
-        "bit_exact_cortex_m4": m4_run["checksum"] == host_sum == portable_run["checksum"],
+        "bit_exact_cortex_m4": m4_run["checksum"]
+        == host_sum
+        == portable_run["checksum"]
+        == host_portable_sum,
         "cortex_m4_latents": m4_latents,
         "macs": plan.real_macs,
         "calibration": {
