@@ -603,14 +603,14 @@ typedef uint32_t __attribute__((may_alias, aligned(4))) act_word_t;
 
 VAE_EDGE_INLINE const uint32_t *mac_2x2(const uint32_t *w, const int16_t *x, int sb, int n, int32_t acc[4]) {
   int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-  const uint32_t *end = w + n / 2;
-  while (w + 4 <= end) {
+  int i;
+  for (i = n >> 3; i > 0; --i) {
     MAC_2X2_STEP(w, x);
     MAC_2X2_STEP(w + 2, x + 4);
     w += 4;
     x += 8;
   }
-  if (w < end) {
+  if (n & 4) {
     MAC_2X2_STEP(w, x);
     w += 2;
   }
@@ -636,6 +636,38 @@ VAE_EDGE_INLINE const uint32_t *mac_1x2(const uint32_t *w, const int16_t *x, int
   }
   acc[0] = a0;
   acc[1] = a1;
+  return w;
+}
+
+/* Two channels (interleaved words w), one pixel x: acc[0] and acc[2]. */
+VAE_EDGE_INLINE const uint32_t *mac_2x1(const uint32_t *w, const int16_t *x, int n, int32_t *acc) {
+  int32_t a0 = acc[0], a2 = acc[2];
+  int i;
+  for (i = n >> 2; i > 0; --i) {
+    const uint32_t u = w[0], v = w[1], pe = load32(x), po = load32(x + 2);
+    a0 = __smlad(__sxtb16(u), pe, a0);
+    a0 = __smlad(sxtb16_ror8(u), po, a0);
+    a2 = __smlad(__sxtb16(v), pe, a2);
+    a2 = __smlad(sxtb16_ror8(v), po, a2);
+    w += 2;
+    x += 4;
+  }
+  acc[0] = a0;
+  acc[2] = a2;
+  return w;
+}
+
+/* One channel, one pixel: acc[0]. */
+VAE_EDGE_INLINE const uint32_t *mac_1x1(const uint32_t *w, const int16_t *x, int n, int32_t *acc) {
+  int32_t a0 = acc[0];
+  int i;
+  for (i = n >> 2; i > 0; --i) {
+    const uint32_t u = *w++;
+    a0 = __smlad(__sxtb16(u), load32(x), a0);
+    a0 = __smlad(sxtb16_ror8(u), load32(x + 2), a0);
+    x += 4;
+  }
+  acc[0] = a0;
   return w;
 }
 #elif defined(__SSE2__) && !defined(VAE_EDGE_PORTABLE)
@@ -696,6 +728,42 @@ VAE_EDGE_INLINE const uint32_t *mac_1x2(const uint32_t *w, const int16_t *x, int
   acc[1] += lanes01(sq) + lanes23(sq);
   return w;
 }
+
+VAE_EDGE_INLINE const uint32_t *mac_2x1(const uint32_t *w, const int16_t *x, int n, int32_t *acc) {
+  __m128i sa = _mm_setzero_si128();
+  int i = 0;
+  for (; i + 8 <= n; i += 8, w += 4) {
+    const __m128i wv = _mm_loadu_si128((const __m128i *)(const void *)w);
+    const __m128i xa = _mm_loadu_si128((const __m128i *)(const void *)(x + i));
+    sa = _mm_add_epi32(sa, _mm_madd_epi16(widen_lo(wv), _mm_unpacklo_epi64(xa, xa)));
+    sa = _mm_add_epi32(sa, _mm_madd_epi16(widen_hi(wv), _mm_unpackhi_epi64(xa, xa)));
+  }
+  if (i < n) {
+    const __m128i w0 = widen_lo(_mm_loadl_epi64((const __m128i *)(const void *)w));
+    const __m128i xa = _mm_loadl_epi64((const __m128i *)(const void *)(x + i));
+    sa = _mm_add_epi32(sa, _mm_madd_epi16(w0, _mm_unpacklo_epi64(xa, xa)));
+    w += 2;
+  }
+  acc[0] += lanes01(sa);
+  acc[2] += lanes23(sa);
+  return w;
+}
+
+VAE_EDGE_INLINE const uint32_t *mac_1x1(const uint32_t *w, const int16_t *x, int n, int32_t *acc) {
+  __m128i sa = _mm_setzero_si128();
+  int i = 0;
+  for (; i + 8 <= n; i += 8, w += 2) {
+    const __m128i w0 = widen_lo(_mm_loadl_epi64((const __m128i *)(const void *)w));
+    sa = _mm_add_epi32(sa, _mm_madd_epi16(w0, _mm_loadu_si128((const __m128i *)(const void *)(x + i))));
+  }
+  if (i < n) {
+    const __m128i w0 = widen_lo(_mm_cvtsi32_si128((int)*w));
+    sa = _mm_add_epi32(sa, _mm_madd_epi16(w0, _mm_loadl_epi64((const __m128i *)(const void *)(x + i))));
+    w += 1;
+  }
+  acc[0] += lanes01(sa) + lanes23(sa);
+  return w;
+}
 #else
 #define VAE_EDGE_DSP 0
 /* Portable path: activations in natural channel order, plain C; the same integer sums as the DSP path, added
@@ -738,6 +806,30 @@ VAE_EDGE_INLINE const uint32_t *mac_1x2(const uint32_t *w, const int16_t *x, int
   acc[1] = a1;
   return w;
 }
+
+VAE_EDGE_INLINE const uint32_t *mac_2x1(const uint32_t *w, const int16_t *x, int n, int32_t *acc) {
+  int32_t a0 = acc[0], a2 = acc[2];
+  int g, j;
+  for (g = 0; g < n / 4; ++g, w += 2, x += 4) {
+    for (j = 0; j < 4; ++j) {
+      a0 += weight_byte(w[0], j) * x[j];
+      a2 += weight_byte(w[1], j) * x[j];
+    }
+  }
+  acc[0] = a0;
+  acc[2] = a2;
+  return w;
+}
+
+VAE_EDGE_INLINE const uint32_t *mac_1x1(const uint32_t *w, const int16_t *x, int n, int32_t *acc) {
+  int32_t a0 = acc[0];
+  int g, j;
+  for (g = 0; g < n / 4; ++g, ++w, x += 4) {
+    for (j = 0; j < 4; ++j) a0 += weight_byte(w[0], j) * x[j];
+  }
+  acc[0] = a0;
+  return w;
+}
 #endif
 
 /* One layer's constants: taps per phase, weights [phase][tap][channel pair][in-channel] of the real taps. */
@@ -757,11 +849,10 @@ typedef struct {
 } conv_layer_t;
 
 /* Output row r of a phase convolution: int16 (value - next zero point) into out16, or int8 logits into out8.
- * Tap by tap: the two pixels' input vectors are read in place from the ring (they are adjacent there), or
- * copied into pair[] with zeros where a tap falls outside the image (TFLite skips those taps; x - zero point
- * = 0 adds the same nothing). acc[] holds the int32 sums of the two pixels for every output channel. */
-VAE_EDGE_INLINE void conv_row(const conv_layer_t *L, int r, int16_t *out16, int8_t *out8, int16_t *pair,
-                            int32_t *acc) {
+ * Two output pixels at a time, tap by tap: their input vectors are read in place from the ring (adjacent
+ * there); a tap outside the image is skipped for the pixel it misses, as TFLite skips it. acc[] holds the
+ * int32 sums of the two pixels for every output channel. */
+VAE_EDGE_INLINE void conv_row(const conv_layer_t *L, int r, int16_t *out16, int8_t *out8, int32_t *acc) {
   const int py = r % L->P, Y = r / L->P;
   const int sb = L->Q * L->in_c;
   const int words_per_tap = L->out_c * L->in_c / 4;
@@ -790,17 +881,18 @@ VAE_EDGE_INLINE void conv_row(const conv_layer_t *L, int r, int16_t *out16, int8
         row = L->in + (size_t)(iy % L->in_rows) * (size_t)L->in_w * (size_t)L->in_c;
         a_ok = ia >= 0 && ia < L->in_w;
         b_ok = two && ib >= 0 && ib < L->in_w;
-        if (a_ok && b_ok) {
+        if (a_ok && b_ok) { /* both pixels: the pair is adjacent in the row */
           x = row + (size_t)ia * (size_t)L->in_c;
+          for (c = 0; c + 1 < L->out_c; c += 2) w = mac_2x2(w, x, sb, L->in_c, acc + 2 * c);
+          if (c < L->out_c) w = mac_1x2(w, x, sb, L->in_c, acc + 2 * c);
+        } else if (a_ok || b_ok) { /* one pixel (image edge, or a lone last pixel) */
+          const int one = a_ok ? 0 : 1;
+          x = row + (size_t)(a_ok ? ia : ib) * (size_t)L->in_c;
+          for (c = 0; c + 1 < L->out_c; c += 2) w = mac_2x1(w, x, L->in_c, acc + 2 * c + one);
+          if (c < L->out_c) w = mac_1x1(w, x, L->in_c, acc + 2 * c + one);
         } else {
-          if (a_ok) memcpy(pair, row + (size_t)ia * (size_t)L->in_c, (size_t)L->in_c * sizeof(int16_t));
-          else memset(pair, 0, (size_t)L->in_c * sizeof(int16_t));
-          if (b_ok) memcpy(pair + sb, row + (size_t)ib * (size_t)L->in_c, (size_t)L->in_c * sizeof(int16_t));
-          else memset(pair + sb, 0, (size_t)L->in_c * sizeof(int16_t));
-          x = pair;
+          w += words_per_tap;
         }
-        for (c = 0; c + 1 < L->out_c; c += 2) w = mac_2x2(w, x, sb, L->in_c, acc + 2 * c);
-        if (c < L->out_c) w = mac_1x2(w, x, sb, L->in_c, acc + 2 * c);
       }
       for (c = 0; c < L->out_c; ++c) {
         const int32_t va = requantize(acc[2 * c], mult[c], shift[c], L->out_zp, L->lo, L->hi);
@@ -834,9 +926,8 @@ def emit_c(
     lut = pixel_lut(plan.logits_scale, plan.logits_zp)
     shapes = [d.out_shape] + [c.out_shape for c in plan.convs]
     ring_values = [sched.ring_rows[k] * shapes[k][1] * shapes[k][2] for k in range(len(sched.ring_rows))]
-    pair_values = max(c.Q * c.in_shape[2] + c.in_shape[2] for c in plan.convs)
     acc_values = 2 * max(c.out_shape[2] for c in plan.convs)
-    static_bytes = 2 * sum(ring_values) + 2 * pair_values + 4 * acc_values + D
+    static_bytes = 2 * sum(ring_values) + 4 * acc_values + D
     provenance = f"{plan.source} (sha256 {plan.source_sha256})" if plan.source else "a TFLite decoder"
     guard = f"VAE_EDGE_{M}_DECODER_H_"
     chol = ", ".join(_float(v) for v in L.reshape(-1))
@@ -935,9 +1026,7 @@ void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]);
         parts.append(
             f"static int16_t ring{k}[{ring_values[k]}] VAE_EDGE_ALIGN4; /* {rows} rows of {shapes[k][1]}x{shapes[k][2]} */\n"
         )
-    parts.append(
-        f"static int16_t pair[{pair_values}] VAE_EDGE_ALIGN4;\nstatic int32_t acc[{acc_values}];\nstatic int rows_done[{len(shapes)}];\n"
-    )
+    parts.append(f"static int32_t acc[{acc_values}];\nstatic int rows_done[{len(shapes)}];\n")
     parts.append("static int8_t *logits_out;\n")
     for k, c in enumerate(plan.convs, start=1):
         parts.append(
@@ -985,7 +1074,7 @@ static void ensure{k}(int upto) {{
     const int r = rows_done[{k}];
     const int hi = {c.Q} * (r / {c.P}) + need_hi[r % {c.P}];
     ensure{k - 1}(hi < {c.in_shape[0] - 1} ? hi : {c.in_shape[0] - 1});
-    conv_row(&layer{k}, r, {dest}, pair, acc);
+    conv_row(&layer{k}, r, {dest}, acc);
     rows_done[{k}]++;
   }}
 }}
