@@ -35,7 +35,6 @@ from .codegen import GRAPHS, GeneratedDecoder, c_identifier, generate
 
 MCU_DIR = Path(__file__).resolve().parent / "mcu"
 VAE_MODELS = ("vae2d", "vae3d", "vae2d_corr")
-APT_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm valgrind"
 HOST_FLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
 SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
 M4_FLAGS = [
@@ -73,20 +72,33 @@ def missing_tools() -> list[str]:
         for t in ("gcc", "arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm", "valgrind")
         if not shutil.which(t)
     ]
+    found = ""
     if "arm-none-eabi-gcc" not in missing:
         found = subprocess.run(
             ["arm-none-eabi-gcc", "-print-file-name=rdimon.specs"], capture_output=True, text=True
         ).stdout.strip()
-        if not Path(found).is_file():
-            missing.append("newlib (rdimon.specs)")
+    if not Path(found).is_file():  # newlib's semihosting specs (unknowable without the cross compiler)
+        missing.append("newlib (rdimon.specs)")
     return missing
+
+
+TOOL_PACKAGES = {
+    "gcc": "gcc",
+    "arm-none-eabi-gcc": "gcc-arm-none-eabi",
+    "arm-none-eabi-size": "binutils-arm-none-eabi",
+    "qemu-system-arm": "qemu-system-arm",
+    "valgrind": "valgrind",
+    "newlib (rdimon.specs)": "libnewlib-arm-none-eabi",
+}
 
 
 def require_tools() -> None:
     missing = missing_tools()
     if missing:
+        packages = " ".join(dict.fromkeys(TOOL_PACKAGES[t] for t in missing))
         raise VaeEdgeError(
-            f"missing {', '.join(missing)}; install them with: apt-get install -y --no-install-recommends {APT_PACKAGES}"
+            f"missing {', '.join(missing)}; install them with: "
+            f"apt-get update && apt-get install -y --no-install-recommends {packages}"
         )
 
 
@@ -457,7 +469,6 @@ def main(args: argparse.Namespace) -> int:
         if args.latents < 1 or args.m4_latents < 1:
             raise VaeEdgeError("--latents and --m4-latents must be at least 1")
         require_tools()
-        reports = ensure_writable_dir(args.reports)
         names = VAE_MODELS if args.model == "all" else (args.model,)
         graphs = GRAPHS if args.graph == "all" else (args.graph,)
         sources = []
@@ -468,6 +479,7 @@ def main(args: argparse.Namespace) -> int:
                     f"{folder}/manifest.json not found; run make train export (or pass --model)"
                 )
             sources.append(folder)
+        reports = ensure_writable_dir(args.reports)
         records = []
         with tempfile.TemporaryDirectory(prefix="vae-edge-firmware-") as tmp:
             root = Path(args.build) if args.build else Path(tmp)
