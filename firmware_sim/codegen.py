@@ -1100,9 +1100,9 @@ void {m}_quantize_latent(const float z[{M}_LATENT_DIM], int8_t z_int8[{M}_LATENT
     else if (v > 1000.0f) r = 1000.0f;
     else if (v < -1000.0f) r = -1000.0f;
     else {{
-      r = (float)(int32_t)v; /* truncation toward zero */
-      if (v - r >= 0.5f) r += 1.0f;
-      if (r - v >= 0.5f) r -= 1.0f;
+      r = (float)(int32_t)v; /* truncation toward zero; the difference below is exact */
+      if (v >= 0.0f && v - r >= 0.5f) r += 1.0f;
+      else if (v < 0.0f && r - v >= 0.5f) r -= 1.0f;
     }}
     {{
       int32_t q = (int32_t)r + {M}_LATENT_ZERO_POINT;

@@ -207,3 +207,34 @@ def test_example_app_draws_digits_on_cortex_m4(exported, tmp_path):
         assert lines[29 * k].startswith(f"digit {k + 1}, z = (")
         art = lines[29 * k + 1 : 29 * (k + 1)]
         assert all(len(row) == 28 and set(row) <= set(" .:-=+*#%@") for row in art)
+
+
+def test_sample_quantizes_like_tflite_and_maps_through_the_pixel_table(built, tmp_path):
+    """<model>_sample(z float): TFLite's input quantization (round half away from zero), decode, pixel table."""
+    import ctypes
+
+    from export.carray import pixel_lut
+    from firmware_sim.fixedpoint import tflite_round
+    from firmware_sim.tflm import TflmModel, smallest_arena
+
+    b = built["subpixel"]
+    lib_path = tmp_path / "decoder.so"
+    measure._run(["gcc", *measure.HOST_FLAGS, "-fPIC", "-shared", str(b["gen"].source), "-o", str(lib_path)])
+    lib = ctypes.CDLL(str(lib_path))
+    plan = b["gen"].plan
+    scale = np.float32(plan.latent_scale)
+    ties = (np.arange(-6, 6) + 0.5).astype(np.float32) * scale  # exact halves after the division, mostly
+    zs = np.concatenate([np.random.default_rng(2).normal(0, 2, 200).astype(np.float32), ties, [40.0, -40.0]])
+    zs = zs.astype(np.float32).reshape(-1, 2)
+    data = b["tflite"].read_bytes()
+    tflm = TflmModel(data, smallest_arena(data, np.zeros((1, 2), np.int8)))
+    lut = np.array(pixel_lut(plan.logits_scale, plan.logits_zp), np.uint8)
+    for z in zs:
+        zq = np.zeros(2, np.int8)
+        lib.vae2d_corr_quantize_latent(z.ctypes.data_as(ctypes.c_void_p), zq.ctypes.data_as(ctypes.c_void_p))
+        expect = [min(127, max(-128, int(tflite_round(float(v / scale))) + plan.latent_zp)) for v in z]
+        assert zq.tolist() == expect
+        pixels = np.zeros(784, np.uint8)
+        lib.vae2d_corr_sample(z.ctypes.data_as(ctypes.c_void_p), pixels.ctypes.data_as(ctypes.c_void_p))
+        logits = tflm.run(zq.reshape(1, 2)).reshape(-1)
+        np.testing.assert_array_equal(pixels, lut[logits.astype(np.int32) + 128])
