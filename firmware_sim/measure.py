@@ -31,7 +31,7 @@ import numpy as np
 from runtime.errors import VaeEdgeError
 from runtime.fileio import ensure_writable_dir, write_json_atomic, write_text_atomic
 
-from .codegen import GRAPHS, GeneratedDecoder, c_identifier, generate
+from .codegen import GRAPHS, GeneratedDecoder, c_identifier, generate, resolve_source
 
 MCU_DIR = Path(__file__).resolve().parent / "mcu"
 VAE_MODELS = ("vae2d", "vae3d", "vae2d_corr")
@@ -327,8 +327,6 @@ def measure_graph(
     gen_dir = work / "generated"
     gen = generate(source=source, out=gen_dir, graph=graph)
     plan = gen.plan
-    from .codegen import resolve_source
-
     tflite, _, _, _ = resolve_source(source, graph)
     rng = np.random.default_rng(seed)
     zs = rng.integers(-128, 128, (latents, plan.latent_dim)).astype(np.int8)
