@@ -622,7 +622,7 @@ VAE_EDGE_INLINE const uint32_t *mac_2x2_c(const uint32_t *w, const int16_t *x, i
 }
 
 /* One channel (consecutive words w), two pixels (x, x + sb): acc[0], acc[1]. */
-VAE_EDGE_INLINE const uint32_t *mac_1x2(const uint32_t *w, const int16_t *x, int sb, int n, int32_t acc[2]) {
+VAE_EDGE_INLINE const uint32_t *mac_1x2_c(const uint32_t *w, const int16_t *x, int sb, int n, int32_t acc[2]) {
   int32_t a0 = acc[0], a1 = acc[1];
   const uint32_t *end = w + n / 4;
   while (w < end) {
@@ -932,6 +932,19 @@ ASM_HALF_STEP = """\
 """
 
 
+ASM_1X2_HALF = """\
+    "ldr %[u], [%[w]], #4\\n\\t"
+    "ldrd %[p0], %[p1], [%[x]], #8\\n\\t"
+    "ldrd %[q0], %[q1], [%[x], #{qoff}]\\n\\t"
+    "sxtb16 %[e], %[u]\\n\\t"
+    "sxtb16 %[u], %[u], ror #8\\n\\t"
+    "smlad %[a0], %[e], %[p0], %[a0]\\n\\t"
+    "smlad %[a1], %[e], %[q0], %[a1]\\n\\t"
+    "smlad %[a0], %[u], %[p1], %[a0]\\n\\t"
+    "smlad %[a1], %[u], %[q1], %[a1]\\n\\t"
+"""
+
+
 def asm_kernels(strides: list[int]) -> str:
     """Cortex-M4 2x2 kernels with the pixel stride as an LDRD offset (one per stride the model uses), and the
     mac_2x2 that picks one (folded at compile time, the stride being a layer constant). 32 MACs a pass:
@@ -963,6 +976,36 @@ def asm_kernels(strides: list[int]) -> str:
 
 """
         )
+    for sb in strides:
+        if not 8 <= 2 * sb <= 1020 + 8:
+            continue
+        out.append(
+            f"""VAE_EDGE_INLINE const uint32_t *mac_1x2_sb{sb}(const uint32_t *w, const int16_t *x, int n, int32_t acc[2]) {{
+  int32_t a0 = acc[0], a1 = acc[1];
+  uint32_t u, e, p0, p1, q0, q1;
+  int passes = n >> 3;
+  __asm__ volatile(
+    "1:\\n\\t"
+{ASM_1X2_HALF.replace("{qoff}", str(2 * sb - 8))}{ASM_1X2_HALF.replace("{qoff}", str(2 * sb - 8))}    "subs %[n], %[n], #1\\n\\t"
+    "bne 1b\\n\\t"
+    : [w] "+r"(w), [x] "+r"(x), [n] "+r"(passes), [a0] "+r"(a0), [a1] "+r"(a1),
+      [u] "=&r"(u), [e] "=&r"(e), [p0] "=&r"(p0), [p1] "=&r"(p1), [q0] "=&r"(q0), [q1] "=&r"(q1)
+    :
+    : "cc", "memory");
+  acc[0] = a0;
+  acc[1] = a1;
+  return w;
+}}
+
+"""
+        )
+    out.append(
+        "VAE_EDGE_INLINE const uint32_t *mac_1x2(const uint32_t *w, const int16_t *x, int sb, int n, int32_t acc[2]) {\n"
+    )
+    for sb in strides:
+        if 8 <= 2 * sb <= 1020 + 8:
+            out.append(f"  if (sb == {sb} && n >= 8 && (n & 7) == 0) return mac_1x2_sb{sb}(w, x, n, acc);\n")
+    out.append("  return mac_1x2_c(w, x, sb, n, acc);\n}\n\n")
     out.append(
         "VAE_EDGE_INLINE const uint32_t *mac_2x2(const uint32_t *w, const int16_t *x, int sb, int n, int32_t acc[4]) {\n"
     )
