@@ -908,15 +908,33 @@ VAE_EDGE_INLINE void conv_row(const conv_layer_t *L, int r, int16_t *out16, int8
           w += words_per_tap;
         }
       }
-      for (c = 0; c < L->out_c; ++c) {
-        const int32_t va = requantize(acc[2 * c], mult[c], shift[c], L->out_zp, L->lo, L->hi);
-        const int32_t vb = requantize(acc[2 * c + 1], mult[c], shift[c], L->out_zp, L->lo, L->hi);
-        if (out16) {
-          out16[oa + ACT_INDEX(c)] = (int16_t)(va + L->next_neg_zp);
-          if (two) out16[ob + ACT_INDEX(c)] = (int16_t)(vb + L->next_neg_zp);
-        } else {
-          out8[oa + c] = (int8_t)va;
-          if (two) out8[ob + c] = (int8_t)vb;
+      if (out16 && L->out_c % 4 == 0) { /* four channels at a time: their places ACT_INDEX(0..3) are constants */
+        const int32_t nz = L->next_neg_zp, zp = L->out_zp, lo = L->lo, hi = L->hi;
+        for (c = 0; c < L->out_c; c += 4) {
+          int16_t *pa = out16 + oa + c, *pb = out16 + ob + c;
+          const int32_t *s = acc + 2 * c;
+          pa[ACT_INDEX(0)] = (int16_t)(requantize(s[0], mult[c], shift[c], zp, lo, hi) + nz);
+          pa[ACT_INDEX(1)] = (int16_t)(requantize(s[2], mult[c + 1], shift[c + 1], zp, lo, hi) + nz);
+          pa[ACT_INDEX(2)] = (int16_t)(requantize(s[4], mult[c + 2], shift[c + 2], zp, lo, hi) + nz);
+          pa[ACT_INDEX(3)] = (int16_t)(requantize(s[6], mult[c + 3], shift[c + 3], zp, lo, hi) + nz);
+          if (two) {
+            pb[ACT_INDEX(0)] = (int16_t)(requantize(s[1], mult[c], shift[c], zp, lo, hi) + nz);
+            pb[ACT_INDEX(1)] = (int16_t)(requantize(s[3], mult[c + 1], shift[c + 1], zp, lo, hi) + nz);
+            pb[ACT_INDEX(2)] = (int16_t)(requantize(s[5], mult[c + 2], shift[c + 2], zp, lo, hi) + nz);
+            pb[ACT_INDEX(3)] = (int16_t)(requantize(s[7], mult[c + 3], shift[c + 3], zp, lo, hi) + nz);
+          }
+        }
+      } else {
+        for (c = 0; c < L->out_c; ++c) {
+          const int32_t va = requantize(acc[2 * c], mult[c], shift[c], L->out_zp, L->lo, L->hi);
+          const int32_t vb = requantize(acc[2 * c + 1], mult[c], shift[c], L->out_zp, L->lo, L->hi);
+          if (out16) {
+            out16[oa + ACT_INDEX(c)] = (int16_t)(va + L->next_neg_zp);
+            if (two) out16[ob + ACT_INDEX(c)] = (int16_t)(vb + L->next_neg_zp);
+          } else {
+            out8[oa + c] = (int8_t)va;
+            if (two) out8[ob + c] = (int8_t)vb;
+          }
         }
       }
     }
