@@ -15,7 +15,7 @@ TRAIN_FLAGS ?= $(if $(EPOCHS),--epochs $(EPOCHS),)
 # e.g. BENCH_TRAIN_FLAGS='--epochs 30 --precisions float32' for the quality comparison README cites
 BENCH_TRAIN_FLAGS ?=
 
-.PHONY: help setup train export simulate test lint format bench-train results bench check pi-bundle pi-check clean fuzz bench-decode
+.PHONY: help setup train export simulate firmware test lint format bench-train results bench check pi-bundle pi-check clean fuzz bench-decode
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ export: setup  ## convert every trained model to TFLite/ONNX (+ C array), valida
 
 simulate: setup  ## int8 decoders on simulated MCUs (TFLite Micro reference) -> reports/firmware.{json,md}
 	$(PY) -m firmware_sim --model all --target all --artifacts $(ARTIFACTS) --reports $(REPORTS)
+
+firmware: setup  ## int8 decoders as generated C: host + emulated Cortex-M4 (QEMU), vs TFLM -> reports/firmware_c.{json,md}
+	$(PY) -m firmware_sim.measure --model all --artifacts $(ARTIFACTS) --reports $(REPORTS)
 
 test: setup  ## lint + the whole test suite (what CI runs)
 	$(PY) -m ruff check .

@@ -23,7 +23,7 @@ from runtime.errors import VaeEdgeError
 from runtime.fileio import ensure_writable_dir, write_json_atomic, write_text_atomic
 from runtime.vocab import ALL, IO, VAE_MODELS, Format, Graph, Precision, Role
 
-from .report import DEPLOYMENT_GRAPH, RAM_GOAL_BYTES, markdown
+from .report import DEPLOYMENT_GRAPH, RAM_GOAL_BYTES, load_measured, markdown
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -194,8 +194,9 @@ def main(args: argparse.Namespace) -> int:
                 "graphs": graphs,
             }
         )
+    measured = load_measured(reports)
     write_json_atomic(reports / "firmware.json", {"targets": targets, "records": records})
-    write_text_atomic(reports / "firmware.md", markdown(records, targets))
+    write_text_atomic(reports / "firmware.md", markdown(records, targets, measured))
     print(f"firmware_sim -> {reports / 'firmware.md'}", file=sys.stderr)
     return 0 if all(r["bit_exact_vs_tflm"] for r in records) else 1
 

@@ -83,6 +83,12 @@ def per_channel_multipliers(
     return np.array(mults, np.int64), np.array(shifts, np.int64)
 
 
+def fully_connected_multiplier(inp: Tensor, filt: Tensor, out: Tensor) -> tuple[int, int]:
+    """GetQuantizedConvolutionMultipler: the scale product is taken in float32, then divided in double."""
+    real = float(np.float32(inp.scale[0]) * np.float32(filt.scale[0])) / float(out.scale[0])
+    return quantize_multiplier(real)
+
+
 def same_padding(stride: int, in_size: int, filter_size: int, out_size: int) -> int:
     total = max((out_size - 1) * stride + filter_size - in_size, 0)
     return total // 2
@@ -141,9 +147,7 @@ class IntegerReference:
         inp, filt, out = self.t(op.inputs[0]), self.t(op.inputs[1]), self.t(op.outputs[0])
         if len(filt.scale) > 1:
             raise UnsupportedOpError("per-channel FULLY_CONNECTED is not supported by the integer reference")
-        # GetQuantizedConvolutionMultipler: the scale product is taken in float32, then divided in double.
-        real = float(np.float32(inp.scale[0]) * np.float32(filt.scale[0])) / float(out.scale[0])
-        mult, shift = quantize_multiplier(real)
+        mult, shift = fully_connected_multiplier(inp, filt, out)
         xi = x.reshape(-1, w.shape[1]).astype(np.int64) - int(inp.zero_point[0])
         acc = xi @ (w.astype(np.int64) - int(filt.zero_point[0])).T
         if b is not None:

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from runtime.vocab import Graph
 
 DEPLOYMENT_GRAPH = Graph.SUBPIXEL  # the graph whose C array export writes
 RAM_GOAL_BYTES = 48 * 1024  # the fused plan of the deployment graph
 
 
-def markdown(records: list[dict], targets: dict) -> str:
+MEASURED_TARGET = "cortex-m4"
+
+
+def load_measured(reports: Path) -> dict[tuple[str, str], dict]:
+    """The generated-C measurements of ``make firmware`` (reports/firmware_c.json), by (model, graph), if any."""
+    path = Path(reports) / "firmware_c.json"
+    if not path.is_file():
+        return {}
+    try:
+        return {(r["model"], r["graph"]): r for r in json.loads(path.read_text())["records"]}
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return {}
+
+
+def markdown(records: list[dict], targets: dict, measured: dict | None = None) -> str:
+    measured = measured or {}
     kb = 1024
     lines = [
         "# The int8 decoders on microcontrollers",
@@ -51,10 +69,24 @@ def markdown(records: list[dict], targets: dict) -> str:
     ]
     for r in records:
         for t, v in r["targets"].items():
+            m = measured.get((r["model"], DEPLOYMENT_GRAPH)) if t == MEASURED_TARGET else None
+            latency = (
+                f"{m['latency_ms_at_80mhz']:.1f} ms (measured: {m['instructions_per_decode'] / 1e6:.2f} M instructions, "
+                f"CPI {m['assumed_cpi']})"
+                if m
+                else f"{v['latency_ms']:.1f} ms"
+            )
             lines.append(
                 f"| {r['model']} | {t} | {'yes' if v['fits'] else 'no'} | {v['ram_free_bytes'] / kb:.1f} KB | "
-                f"{'yes' if v['tflm_arena_fits'] else 'no'} | {v['latency_ms']:.1f} ms |"
+                f"{'yes' if v['tflm_arena_fits'] else 'no'} | {latency} |"
             )
+    if measured:
+        lines += [
+            "",
+            f"The {MEASURED_TARGET} latency is measured where `make firmware` ran (reports/firmware_c.md): the "
+            "generated C decoder's instructions per decode on QEMU's mps2-an386, times the stated cycles per "
+            "instruction, at 80 MHz; the other figures remain estimates.",
+        ]
     lines += [""] + [f"- **{name}**: {t['description']}. Basis: {t['basis']}." for name, t in targets.items()]
     lines += [
         "",

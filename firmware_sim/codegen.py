@@ -1,0 +1,1357 @@
+"""Generate a self-contained C99 int8 decoder from a full-int8 batch-1 ``.tflite`` decoder, bit-exact with TFLM.
+
+    python -m firmware_sim.codegen artifacts/vae2d/export --graph subpixel --out build/firmware
+    python -m firmware_sim.codegen path/to/decoder_transpose_int8_b1.tflite --name vae2d --out build/fw
+
+Writes ``<model>_decoder.h`` and ``<model>_decoder.c``: ``<model>_decode(z_int8, logits_int8)`` (integer only, no
+malloc, static buffers sized here), ``<model>_sample(z_float, pixels)`` (latent quantization, decode, the
+256-entry pixel table), the prior's Cholesky factor and the latent quantization in the header.
+
+How: the graph is lowered to a chain of *phase convolutions* over logical images (rows × columns × channels).
+Output pixel (P·Y + py, P·X + px) of a layer reads input pixels (Q·Y + dy, Q·X + dx) for the taps (dy, dx) of
+its phase (py, px); pixels outside the input contribute nothing. A stride-2 TRANSPOSE_CONV in gather form, a
+PAD → CONV_2D → DEPTH_TO_SPACE sub-pixel layer and a stride-1 convolution are all this one form, so both graphs
+share one kernel; taps whose weights are all zero (the sub-pixel kernels' padding) are not stored. Every layer
+computes one output row at a time when its consumer asks for it, so each activation lives in a ring of a few
+rows. The arithmetic is the one :mod:`firmware_sim.reference` reproduces (int32 sums, int32 bias, TFLite's
+MultiplyByQuantizedMultiplier per output channel, output zero point, clamp); integer sums are exact, so the
+order of accumulation does not change a byte. :func:`run_plan` evaluates the lowered form in numpy, so the
+lowering is checked against the reference without a compiler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from runtime.cli import cli_main, parser
+from runtime.errors import VaeEdgeError
+from runtime.vocab import Graph as GraphKind
+
+from .fixedpoint import multiply_by_quantized_multiplier
+from .graph import Graph, Tensor, UnsupportedOpError, load_graph
+from .reference import activation_range, fully_connected_multiplier, per_channel_multipliers, same_padding
+
+GRAPHS = (GraphKind.TRANSPOSE.value, GraphKind.SUBPIXEL.value)
+IMAGE_SHAPE = (28, 28, 1)
+SUPPORTED_OPS = ("FULLY_CONNECTED", "RESHAPE", "PAD", "CONV_2D", "TRANSPOSE_CONV", "DEPTH_TO_SPACE")
+
+
+# ------------------------------------------------------------------------------------------- lowered form
+@dataclass(frozen=True)
+class DenseLayer:
+    """FULLY_CONNECTED (per-tensor) whose output is read as an image of ``out_shape`` (H, W, C)."""
+
+    weights: np.ndarray  # (N, D) int8
+    bias: np.ndarray  # (N,) int64
+    in_zp: int
+    mult: int
+    shift: int
+    out_zp: int
+    lo: int
+    hi: int
+    out_shape: tuple[int, int, int]
+
+    @property
+    def real_macs(self) -> int:
+        return int(self.weights.size)
+
+
+@dataclass(frozen=True)
+class Phase:
+    taps: tuple[tuple[int, int], ...]  # (dy, dx) in input pixels, relative to (Q·Y, Q·X)
+    weights: np.ndarray  # (OC, ntaps, IC) int8
+    bias: np.ndarray  # (OC,) int64
+    mult: np.ndarray  # (OC,) int64
+    shift: np.ndarray  # (OC,) int64
+
+
+@dataclass(frozen=True)
+class ConvLayer:
+    """out[P·Y+py, P·X+px, c] = requantize(bias + Σ_taps Σ_i w · (in[Q·Y+dy, Q·X+dx, i] − in_zp))."""
+
+    kind: str  # the TFLite op it came from, for reports
+    in_shape: tuple[int, int, int]
+    in_zp: int
+    out_shape: tuple[int, int, int]
+    P: int
+    Q: int
+    phases: tuple[Phase, ...]  # index py·P + px
+    out_zp: int
+    lo: int
+    hi: int
+
+    def phase_pixels(self, py: int, px: int) -> tuple[int, int]:
+        oh, ow, _ = self.out_shape
+        return (oh - py + self.P - 1) // self.P, (ow - px + self.P - 1) // self.P
+
+    @property
+    def real_macs(self) -> int:
+        """Products of a real (stored) weight and an input pixel inside the image."""
+        ih, iw, ic = self.in_shape
+        total = 0
+        for p, ph in enumerate(self.phases):
+            ny, nx = self.phase_pixels(p // self.P, p % self.P)
+            ys, xs = np.arange(ny) * self.Q, np.arange(nx) * self.Q
+            for dy, dx in ph.taps:
+                inside = int(np.count_nonzero((ys + dy >= 0) & (ys + dy < ih))) * int(
+                    np.count_nonzero((xs + dx >= 0) & (xs + dx < iw))
+                )
+                total += inside * ic * ph.weights.shape[0]
+        return total
+
+    @property
+    def stored_weights(self) -> int:
+        return int(sum(ph.weights.size for ph in self.phases))
+
+
+@dataclass(frozen=True)
+class DecoderPlan:
+    name: str
+    graph_kind: str
+    source: str
+    source_sha256: str
+    latent_dim: int
+    latent_scale: float
+    latent_zp: int
+    logits_scale: float
+    logits_zp: int
+    dense: DenseLayer
+    convs: tuple[ConvLayer, ...]
+
+    @property
+    def real_macs(self) -> int:
+        return self.dense.real_macs + sum(c.real_macs for c in self.convs)
+
+
+# ----------------------------------------------------------------------------------------------- lowering
+@dataclass
+class _View:
+    """How a graph tensor maps onto a lowered layer's logical output image: physical pixel (y, x), channel
+    (qy·b + qx)·C + i is logical pixel (b·(y − pad_t) + qy, b·(x − pad_l) + qx), channel i."""
+
+    layer: int
+    block: int
+    pad_t: int
+    pad_l: int
+
+
+def _check_int8(t: Tensor, what: str) -> None:
+    if t.dtype is not np.int8:
+        raise UnsupportedOpError(
+            f"{what} is {np.dtype(t.dtype).name}, not int8: give a full-int8 decoder "
+            "(decoder_<graph>_int8_b1.tflite from python -m export), not a float or dynamic-range model"
+        )
+
+
+def lower(
+    graph: Graph, *, name: str, graph_kind: str, source: str = "", source_sha256: str = ""
+) -> DecoderPlan:
+    """The graph as one DenseLayer and a chain of ConvLayers (raises UnsupportedOpError naming what is not)."""
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise UnsupportedOpError("the C generator needs a decoder with one input and one output")
+    tin, tout = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
+    _check_int8(tin, f"the model input {tin.name!r}")
+    _check_int8(tout, f"the model output {tout.name!r}")
+    unsupported = sorted({op.kind for op in graph.ops} - set(SUPPORTED_OPS))
+    if unsupported:
+        raise UnsupportedOpError(
+            f"the C generator does not implement {', '.join(unsupported)} (supported: {', '.join(SUPPORTED_OPS)}); "
+            "generate from the int8-I/O decoders python -m export writes"
+        )
+    if len(tin.shape) != 2 or tin.shape[0] != 1:
+        raise UnsupportedOpError(
+            f"the model input has shape {tin.shape}; the generator needs a batch-1 (1, D) latent"
+        )
+    if tuple(tout.shape[1:]) != IMAGE_SHAPE or tout.shape[0] != 1:
+        raise UnsupportedOpError(
+            f"the model output has shape {tout.shape}; the generator needs (1, 28, 28, 1)"
+        )
+    consumers: dict[int, list] = {}
+    for op in graph.ops:
+        for i in op.inputs:
+            if i >= 0 and not graph.tensors[i].is_constant:
+                consumers.setdefault(i, []).append(op)
+
+    def only_consumer(tensor: int):
+        ops = consumers.get(tensor, [])
+        if len(ops) > 1:
+            raise UnsupportedOpError(
+                f"tensor {graph.tensors[tensor].name!r} feeds {len(ops)} ops; the generator streams a chain"
+            )
+        return ops[0] if ops else None
+
+    dense: DenseLayer | None = None
+    dense_rows = None
+    convs: list[ConvLayer] = []
+    views: dict[int, _View] = {}
+    layer_shapes: list[tuple[int, int, int]] = []
+    for op in graph.ops:
+        t = graph.tensors
+        if op.kind == "FULLY_CONNECTED":
+            if dense is not None or op.inputs[0] != graph.inputs[0]:
+                raise UnsupportedOpError(
+                    "the generator needs exactly one FULLY_CONNECTED, on the latent input"
+                )
+            inp, filt, out = t[op.inputs[0]], t[op.inputs[1]], t[op.outputs[0]]
+            _check_int8(out, "the FULLY_CONNECTED output")
+            if len(filt.scale) > 1 or int(filt.zero_point[0]) != 0:
+                raise UnsupportedOpError(
+                    "per-channel or asymmetric FULLY_CONNECTED weights are not supported"
+                )
+            mult, shift = fully_connected_multiplier(inp, filt, out)
+            lo, hi = activation_range(out, op.options.get("activation"))
+            bias = t[op.inputs[2]].data if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+            n = filt.shape[0]
+            dense_rows = dict(
+                weights=np.asarray(filt.data, np.int8).reshape(n, -1),
+                bias=np.zeros(n, np.int64) if bias is None else bias.astype(np.int64),
+                in_zp=int(inp.zero_point[0]),
+                mult=mult,
+                shift=shift,
+                out_zp=int(out.zero_point[0]),
+                lo=lo,
+                hi=hi,
+            )
+            dense = DenseLayer(**dense_rows, out_shape=(1, 1, n))
+            layer_shapes.append((1, 1, n))
+            views[op.outputs[0]] = _View(0, 1, 0, 0)
+        elif op.kind == "RESHAPE":
+            v = views.get(op.inputs[0])
+            if v is None or v.layer != 0 or len(convs):
+                raise UnsupportedOpError("RESHAPE is supported only on the FULLY_CONNECTED output")
+            shape = t[op.outputs[0]].shape
+            if len(shape) != 4 or shape[0] != 1:
+                raise UnsupportedOpError(f"RESHAPE to {shape}: the generator needs (1, H, W, C)")
+            dense = DenseLayer(**dense_rows, out_shape=tuple(int(s) for s in shape[1:]))
+            layer_shapes[0] = dense.out_shape
+            views[op.outputs[0]] = _View(0, 1, 0, 0)
+        elif op.kind == "PAD":
+            v = views.get(op.inputs[0])
+            pads = np.asarray(t[op.inputs[1]].data).reshape(-1, 2)
+            if v is None or pads.shape[0] != 4 or pads[0].any() or pads[3].any():
+                raise UnsupportedOpError("PAD is supported only on the rows and columns of an activation")
+            views[op.outputs[0]] = _View(
+                v.layer, v.block, v.pad_t + int(pads[1, 0]), v.pad_l + int(pads[2, 0])
+            )
+        elif op.kind == "DEPTH_TO_SPACE":
+            v = views.get(op.inputs[0])
+            if v is None or v.block != int(op.options["blockSize"]) or v.pad_t or v.pad_l:
+                raise UnsupportedOpError("DEPTH_TO_SPACE is supported only right after a CONV_2D")
+            views[op.outputs[0]] = _View(v.layer, 1, 0, 0)
+        else:  # CONV_2D or TRANSPOSE_CONV
+            nxt = only_consumer(op.outputs[0])
+            bo = int(nxt.options["blockSize"]) if nxt is not None and nxt.kind == "DEPTH_TO_SPACE" else 1
+            if bo == 1 and _feeds_subpixel_conv(graph, op, nxt, only_consumer):
+                # Sub-pixel chain: this output's channels are the 2x2 phases of the image the next convolution
+                # reads. Stored as that image, the next layer's taps are the real ones (no zero blocks) and its
+                # rows stream at the image's resolution.
+                bo = 2
+            layer = _lower_conv(graph, op, views, layer_shapes, bo)
+            convs.append(layer)
+            layer_shapes.append(layer.out_shape)
+            views[op.outputs[0]] = _View(len(convs), bo, 0, 0)
+    if dense is None or not convs:
+        raise UnsupportedOpError("the generator needs a FULLY_CONNECTED followed by convolutions")
+    v = views.get(graph.outputs[0])
+    if v is None or v.layer != len(convs) or v.block != 1 or convs[-1].out_shape != IMAGE_SHAPE:
+        raise UnsupportedOpError("the model output is not the last convolution's 28x28x1 image")
+    if convs[0].in_shape != dense.out_shape:
+        raise UnsupportedOpError("the first convolution does not read the FULLY_CONNECTED output image")
+    return DecoderPlan(
+        name=name,
+        graph_kind=graph_kind,
+        source=source,
+        source_sha256=source_sha256,
+        latent_dim=int(tin.shape[1]),
+        latent_scale=float(tin.scale[0]),
+        latent_zp=int(tin.zero_point[0]),
+        logits_scale=float(tout.scale[0]),
+        logits_zp=int(tout.zero_point[0]),
+        dense=dense,
+        convs=tuple(convs),
+    )
+
+
+def _feeds_subpixel_conv(graph: Graph, op, nxt, only_consumer) -> bool:
+    """True when ``op`` (a convolution) feeds a CONV_2D whose output goes through DEPTH_TO_SPACE(2)."""
+    if op.kind != "CONV_2D" or nxt is None or nxt.kind != "CONV_2D":
+        return False
+    if graph.tensors[op.outputs[0]].shape[-1] % 4:
+        return False
+    after = only_consumer(nxt.outputs[0])
+    return after is not None and after.kind == "DEPTH_TO_SPACE" and int(after.options["blockSize"]) == 2
+
+
+def _lower_conv(graph: Graph, op, views: dict, layer_shapes: list, bo: int) -> ConvLayer:
+    t = graph.tensors
+    transpose = op.kind == "TRANSPOSE_CONV"
+    x_i, w_i = (op.inputs[2], op.inputs[1]) if transpose else (op.inputs[0], op.inputs[1])
+    b_i = (
+        (op.inputs[3] if len(op.inputs) > 3 else -1)
+        if transpose
+        else (op.inputs[2] if len(op.inputs) > 2 else -1)
+    )
+    inp, filt, out = t[x_i], t[w_i], t[op.outputs[0]]
+    for tensor, what in ((inp, "input"), (out, "output")):
+        _check_int8(tensor, f"the {op.kind} {what}")
+    v = views.get(x_i)
+    if v is None:
+        raise UnsupportedOpError(f"{op.kind} reads a tensor the generator did not produce")
+    if np.any(np.asarray(filt.zero_point) != 0):
+        raise UnsupportedOpError(f"{op.kind} with asymmetric weights is not supported")
+    w = np.asarray(filt.data, np.int64)  # (OC', kh, kw, IC')
+    oc_phys, kh, kw, ic_phys = w.shape
+    _, h, wd, _ = inp.shape
+    _, oh, ow, _ = out.shape
+    sh, sw = int(op.options["strideH"]), int(op.options["strideW"])
+    bias = t[b_i].data.astype(np.int64) if b_i >= 0 else np.zeros(oc_phys, np.int64)
+    mult, shift = per_channel_multipliers(inp, filt, out, oc_phys)
+    lo, hi = activation_range(out, op.options.get("activation"))
+    src_shape = layer_shapes[v.layer]
+    taps: dict[tuple[int, int], dict[tuple[int, int], np.ndarray]] = {}  # phase -> tap -> (OC, IC)
+    if transpose:
+        if sh != sw or v.block != 1 or v.pad_t or v.pad_l or bo != 1:
+            raise UnsupportedOpError("TRANSPOSE_CONV is supported with equal strides, on an unpadded image")
+        ph = same_padding(sh, oh, kh, -(-oh // sh)) if op.options["padding"] == "SAME" else 0
+        pw = same_padding(sw, ow, kw, -(-ow // sw)) if op.options["padding"] == "SAME" else 0
+        if (h - 1) * sh + kh - ph < oh or (wd - 1) * sw + kw - pw < ow:
+            raise UnsupportedOpError("TRANSPOSE_CONV with this padding/shape combination is not supported")
+        P, Q, oc, ic = sh, 1, oc_phys, ic_phys
+        for py in range(P):
+            for px in range(P):
+                d = taps.setdefault((py, px), {})
+                for ky in range(kh):
+                    if (py + ph - ky) % P:
+                        continue
+                    for kx in range(kw):
+                        if (px + pw - kx) % P:
+                            continue
+                        d[((py + ph - ky) // P, (px + pw - kx) // P)] = w[:, ky, kx, :]
+        chan = {(py, px): np.arange(oc) for py in range(P) for px in range(P)}
+    else:
+        if (
+            sh != 1
+            or sw != 1
+            or op.options.get("dilationHFactor", 1) != 1
+            or op.options.get("dilationWFactor", 1) != 1
+        ):
+            raise UnsupportedOpError("CONV_2D is supported with stride 1 and no dilation")
+        ph = same_padding(1, h, kh, oh) if op.options["padding"] == "SAME" else 0
+        pw = same_padding(1, wd, kw, ow) if op.options["padding"] == "SAME" else 0
+        bi = v.block
+        if ic_phys % (bi * bi) or oc_phys % (bo * bo):
+            raise UnsupportedOpError("CONV_2D channels do not divide into the depth-to-space blocks")
+        P, Q, oc, ic = bo, bi, oc_phys // (bo * bo), ic_phys // (bi * bi)
+        pht, plt = ph + v.pad_t, pw + v.pad_l
+        chan = {}
+        for cy in range(bo):
+            for cx in range(bo):
+                rows = np.arange(oc) + (cy * bo + cx) * oc
+                chan[(cy, cx)] = rows
+                d = taps.setdefault((cy, cx), {})
+                for ky in range(kh):
+                    for kx in range(kw):
+                        for qy in range(bi):
+                            for qx in range(bi):
+                                cols = np.arange(ic) + (qy * bi + qx) * ic
+                                d[(bi * (ky - pht) + qy, bi * (kx - plt) + qx)] = w[rows][:, ky, kx, :][
+                                    :, cols
+                                ]
+    in_shape = (src_shape[0], src_shape[1], src_shape[2])
+    if (v.pad_t or v.pad_l) and v.block != 1:
+        raise UnsupportedOpError("PAD of a depth-to-space view is not supported")
+    if in_shape[2] != ic or in_shape[0] > h * v.block or in_shape[1] > wd * v.block:
+        raise UnsupportedOpError(
+            f"{op.kind} reads {(h, wd, ic_phys)}, which does not match the image {in_shape}"
+        )
+    if ic % 4:
+        raise UnsupportedOpError(f"{op.kind} reads {ic} channels; the generator needs a multiple of 4")
+    phases = []
+    for py in range(P):
+        for px in range(P):
+            d = taps[(py, px)]
+            keep = sorted(k for k, m in d.items() if np.any(m))
+            rows = chan[(py, px)]
+            if not keep:  # a phase with no real tap: its outputs are the bias alone
+                keep = [sorted(d)[0]]
+            phases.append(
+                Phase(
+                    taps=tuple(keep),
+                    weights=np.stack([d[k] for k in keep], axis=1).astype(np.int8),
+                    bias=bias[rows],
+                    mult=np.asarray(mult)[rows],
+                    shift=np.asarray(shift)[rows],
+                )
+            )
+    return ConvLayer(
+        kind=op.kind,
+        in_shape=in_shape,
+        in_zp=int(inp.zero_point[0]),
+        out_shape=(oh * bo, ow * bo, oc),
+        P=P,
+        Q=Q,
+        phases=tuple(phases),
+        out_zp=int(out.zero_point[0]),
+        lo=lo,
+        hi=hi,
+    )
+
+
+def run_plan(plan: DecoderPlan, z: np.ndarray) -> np.ndarray:
+    """The lowered decoder in numpy (whole images, no streaming): int8 (1, 28, 28, 1) logits for one int8 latent."""
+    d = plan.dense
+    acc = d.weights.astype(np.int64) @ (np.asarray(z, np.int64).reshape(-1) - d.in_zp) + d.bias
+    x = np.clip(multiply_by_quantized_multiplier(acc, d.mult, d.shift) + d.out_zp, d.lo, d.hi).reshape(
+        d.out_shape
+    )
+    for layer in plan.convs:
+        ih, iw, ic = layer.in_shape
+        m = 4 * max(layer.Q, 1) + 4
+        xp = np.zeros((ih + 2 * m, iw + 2 * m, ic), np.int64)
+        xp[m : m + ih, m : m + iw] = x.astype(np.int64) - layer.in_zp
+        out = np.zeros(layer.out_shape, np.int64)
+        P, Q = layer.P, layer.Q
+        for p, ph in enumerate(layer.phases):
+            py, px = divmod(p, P)
+            ny, nx = layer.phase_pixels(py, px)
+            acc = np.broadcast_to(ph.bias, (ny, nx, len(ph.bias))).copy()
+            for k, (dy, dx) in enumerate(ph.taps):
+                patch = xp[m + dy : m + dy + Q * (ny - 1) + 1 : Q, m + dx : m + dx + Q * (nx - 1) + 1 : Q]
+                acc += patch @ ph.weights[:, k, :].astype(np.int64).T
+            q = multiply_by_quantized_multiplier(acc, ph.mult, ph.shift) + layer.out_zp
+            out[py::P, px::P] = np.clip(q, layer.lo, layer.hi)
+        x = out
+    return x.astype(np.int8).reshape(1, *IMAGE_SHAPE)
+
+
+# ------------------------------------------------------------------------------------------ row schedule
+@dataclass(frozen=True)
+class Schedule:
+    ring_rows: tuple[
+        int, ...
+    ]  # rows kept of each stored image (the dense output, then each conv but the last)
+    need_hi: tuple[tuple[int, ...], ...]  # per conv, per py: the largest dy (rows of input beyond Q·Y)
+
+
+def schedule(plan: DecoderPlan) -> Schedule:
+    """Simulate the pull order of the generated C and size each ring to the rows that must stay alive."""
+    shapes = [plan.dense.out_shape] + [c.out_shape for c in plan.convs]
+    need_lo, need_hi = [], []
+    for c in plan.convs:
+        lo_py, hi_py = [], []
+        for py in range(c.P):
+            dys = [dy for px in range(c.P) for dy, _ in c.phases[py * c.P + px].taps]
+            lo_py.append(min(dys))
+            hi_py.append(max(dys))
+        need_lo.append(lo_py)
+        need_hi.append(hi_py)
+    done = [0] * len(shapes)
+    span = [1] * len(shapes)
+
+    def rows_needed(k: int, r: int) -> tuple[int, int]:
+        c = plan.convs[k - 1]
+        base = c.Q * (r // c.P)
+        ih = c.in_shape[0]
+        return max(0, base + need_lo[k - 1][r % c.P]), min(ih - 1, base + need_hi[k - 1][r % c.P])
+
+    def ensure(k: int, upto: int) -> None:
+        while done[k] <= upto:
+            r = done[k]
+            if k > 0:
+                lo, hi = rows_needed(k, r)
+                ensure(k - 1, hi)
+                if hi >= lo:
+                    span[k - 1] = max(span[k - 1], done[k - 1] - lo)
+            done[k] += 1
+
+    ensure(len(shapes) - 1, shapes[-1][0] - 1)
+    return Schedule(
+        ring_rows=tuple(min(s, shapes[k][0]) for k, s in enumerate(span[:-1])),
+        need_hi=tuple(tuple(h) for h in need_hi),
+    )
+
+
+# -------------------------------------------------------------------------------------------- C emission
+def c_identifier(name: str) -> str:
+    ident = re.sub(r"[^0-9a-zA-Z_]", "_", name)
+    return ident if not ident[:1].isdigit() else "m_" + ident
+
+
+def _array(ctype: str, name: str, values, per_line: int = 16, static: bool = True) -> str:
+    vals = [str(int(v)) for v in np.asarray(values).reshape(-1)]
+    if not vals:
+        vals = ["0"]
+    lines = [", ".join(vals[i : i + per_line]) for i in range(0, len(vals), per_line)]
+    storage = "static const" if static else "const"
+    return f"{storage} {ctype} {name}[{len(vals)}] = {{\n  " + ",\n  ".join(lines) + "\n};\n"
+
+
+def _smallest_int(values) -> str:
+    v = np.asarray(values)
+    for ctype, bits in (("int8_t", 8), ("int16_t", 16)):
+        if v.size and v.min() >= -(2 ** (bits - 1)) and v.max() < 2 ** (bits - 1):
+            return ctype
+    return "int32_t"
+
+
+def pack_weights(w: np.ndarray) -> np.ndarray:
+    """(OC, ntaps, IC) int8 -> uint32 words: 4 weights a word (byte j = bits 8j..), channel pairs interleaved
+    word by word, an odd last channel's words alone (the layout mac_2x2 / mac_1x2 read)."""
+    oc = w.shape[0]
+    words = np.ascontiguousarray(w.reshape(oc, -1)).view(np.uint8).astype(np.uint32)
+    words = words.reshape(oc, -1, 4)
+    words = words[..., 0] | (words[..., 1] << 8) | (words[..., 2] << 16) | (words[..., 3] << 24)
+    pairs = oc - oc % 2
+    out = [words[:pairs].reshape(pairs // 2, 2, -1).transpose(0, 2, 1).reshape(-1)] if pairs else []
+    if oc % 2:
+        out.append(words[-1])
+    return np.concatenate(out).astype(np.uint32)
+
+
+def _words(name: str, words: np.ndarray, per_line: int = 8) -> str:
+    vals = [f"0x{int(v):08x}u" for v in words]
+    lines = [", ".join(vals[i : i + per_line]) for i in range(0, len(vals), per_line)]
+    return f"static const uint32_t {name}[{len(vals)}] = {{\n  " + ",\n  ".join(lines) + "\n};\n"
+
+
+def _float(v: float) -> str:
+    return f"{float(np.float32(v))!r}f"
+
+
+KERNELS_C = r"""
+/* Each layer's row function is the generic one below inlined with that layer's constants (strides, channel
+ * counts), which is what lets the compiler keep the multiply-accumulate loops in registers. */
+#if defined(__GNUC__)
+#define VAE_EDGE_INLINE static inline __attribute__((always_inline))
+#define VAE_EDGE_ALIGN4 __attribute__((aligned(4)))
+#else
+#define VAE_EDGE_INLINE static inline
+#define VAE_EDGE_ALIGN4
+#endif
+/* ---- integer helpers: TFLite's arithmetic (the default build, double rounding) ---- */
+static inline int32_t rounding_divide_by_pot(int32_t x, int exponent) {
+  const int32_t mask = (int32_t)(((uint32_t)1 << exponent) - 1u);
+  const int32_t remainder = x & mask;
+  const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+  return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+/* MultiplyByQuantizedMultiplier for a multiplier in (0, 2^31): SaturatingRoundingDoublingHighMul is then
+ * (a * m + 2^30) >> 31 exactly (its round-half-away-from-zero division, rewritten as one floor shift; the
+ * saturating case needs m == INT32_MIN, which the generator never emits), then RoundingDivideByPOT. */
+static inline int32_t multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift) {
+  const int left = shift > 0 ? shift : 0;
+  const int right = shift > 0 ? 0 : -shift;
+  const int32_t a = (int32_t)((uint32_t)x << left);
+  const int32_t high = (int32_t)(((int64_t)a * (int64_t)multiplier + (INT64_C(1) << 30)) >> 31);
+  return rounding_divide_by_pot(high, right);
+}
+
+static inline int32_t requantize(int32_t acc, int32_t multiplier, int shift, int32_t zero_point, int32_t lo,
+                                 int32_t hi) {
+  int32_t v = multiply_by_quantized_multiplier(acc, multiplier, shift) + zero_point;
+  v = v < lo ? lo : v;
+  return v > hi ? hi : v;
+}
+
+/* Weights are packed four int8 to a uint32_t word, byte j = bits 8j..8j+7 (by value, any endianness). For a
+ * pair of output channels the words alternate: channel c's word g, then channel c+1's word g; an odd last
+ * channel's words follow alone. Activations between layers are int16 (value - the next layer's input zero
+ * point), so the multiply-accumulate loops read them in place: no im2col copy. */
+#if defined(__ARM_FEATURE_DSP) && !defined(VAE_EDGE_PORTABLE)
+#include <arm_acle.h>
+#define VAE_EDGE_DSP 1
+/* Of four channels c0..c3 an activation row holds c0 c2 c1 c3: the int16 pairs (c0, c2) and (c1, c3) line up
+ * with the pairs SXTB16 and SXTB16 ROR #8 make of a weight word, so no weight needs reordering. */
+#define ACT_INDEX(c) (((c) & ~3) | ((((c) & 1) << 1) | (((c) >> 1) & 1)))
+
+static inline uint32_t sxtb16_ror8(uint32_t x) {
+  uint32_t r;
+  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+  return r;
+}
+
+/* Two int16 activations as one word. Activation rows start word-aligned and hold an even number of int16,
+ * so these loads are aligned (and the compiler may pair them into LDRD); may_alias because the rows are
+ * int16_t arrays. */
+typedef uint32_t __attribute__((may_alias, aligned(4))) act_word_t;
+#define load32(p) (*(const act_word_t *)(const void *)(p))
+
+/* Two pixels (x, x + sb) x two channels (interleaved words w), n inputs: 16 MACs per step. */
+#define MAC_2X2_STEP(W, X)                        \
+  do {                                            \
+    const uint32_t u = (W)[0], v = (W)[1];        \
+    const uint32_t pe = load32(X), po = load32((X) + 2); \
+    const uint32_t qe = load32((X) + sb), qo = load32((X) + sb + 2); \
+    uint32_t e = __sxtb16(u), o = sxtb16_ror8(u); \
+    a0 = __smlad(e, pe, a0);                      \
+    a0 = __smlad(o, po, a0);                      \
+    a1 = __smlad(e, qe, a1);                      \
+    a1 = __smlad(o, qo, a1);                      \
+    e = __sxtb16(v);                              \
+    o = sxtb16_ror8(v);                           \
+    a2 = __smlad(e, pe, a2);                      \
+    a2 = __smlad(o, po, a2);                      \
+    a3 = __smlad(e, qe, a3);                      \
+    a3 = __smlad(o, qo, a3);                      \
+  } while (0)
+
+VAE_EDGE_INLINE const uint32_t *mac_2x2_c(const uint32_t *w, const int16_t *x, int sb, int n, int32_t acc[4]) {
+  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+  int i;
+  for (i = n >> 3; i > 0; --i) {
+    MAC_2X2_STEP(w, x);
+    MAC_2X2_STEP(w + 2, x + 4);
+    w += 4;
+    x += 8;
+  }
+  if (n & 4) {
+    MAC_2X2_STEP(w, x);
+    w += 2;
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+  return w;
+}
+
+/* One channel (consecutive words w), two pixels (x, x + sb): acc[0], acc[1]. */
+VAE_EDGE_INLINE const uint32_t *mac_1x2_c(const uint32_t *w, const int16_t *x, int sb, int n, int32_t acc[2]) {
+  int32_t a0 = acc[0], a1 = acc[1];
+  const uint32_t *end = w + n / 4;
+  while (w < end) {
+    const uint32_t u = *w++;
+    const uint32_t e = __sxtb16(u), o = sxtb16_ror8(u);
+    a0 = __smlad(e, load32(x), a0);
+    a0 = __smlad(o, load32(x + 2), a0);
+    a1 = __smlad(e, load32(x + sb), a1);
+    a1 = __smlad(o, load32(x + sb + 2), a1);
+    x += 4;
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  return w;
+}
+
+/* Two channels (interleaved words w), one pixel x: acc[0] and acc[2]. 8 MACs a pass: LDRD weights, LDRD inputs,
+ * 4 SXTB16, 4 SMLAD (inline asm: GCC pairs neither load). */
+VAE_EDGE_INLINE const uint32_t *mac_2x1(const uint32_t *w, const int16_t *x, int n, int32_t *acc) {
+  int32_t a0 = acc[0], a2 = acc[2];
+  uint32_t u, v, e, p0, p1;
+  int passes = n >> 2;
+  if (passes > 0) {
+    __asm__ volatile(
+        "1:\n\t"
+        "ldrd %[u], %[v], [%[w]], #8\n\t"
+        "ldrd %[p0], %[p1], [%[x]], #8\n\t"
+        "sxtb16 %[e], %[u]\n\t"
+        "sxtb16 %[u], %[u], ror #8\n\t"
+        "smlad %[a0], %[e], %[p0], %[a0]\n\t"
+        "smlad %[a0], %[u], %[p1], %[a0]\n\t"
+        "sxtb16 %[e], %[v]\n\t"
+        "sxtb16 %[v], %[v], ror #8\n\t"
+        "smlad %[a2], %[e], %[p0], %[a2]\n\t"
+        "smlad %[a2], %[v], %[p1], %[a2]\n\t"
+        "subs %[n], %[n], #1\n\t"
+        "bne 1b\n\t"
+        : [w] "+r"(w), [x] "+r"(x), [n] "+r"(passes), [a0] "+r"(a0), [a2] "+r"(a2), [u] "=&r"(u), [v] "=&r"(v),
+          [e] "=&r"(e), [p0] "=&r"(p0), [p1] "=&r"(p1)
+        :
+        : "cc", "memory");
+  }
+  acc[0] = a0;
+  acc[2] = a2;
+  return w;
+}
+
+/* One channel, one pixel: acc[0]. */
+VAE_EDGE_INLINE const uint32_t *mac_1x1(const uint32_t *w, const int16_t *x, int n, int32_t *acc) {
+  int32_t a0 = acc[0];
+  int i;
+  for (i = n >> 2; i > 0; --i) {
+    const uint32_t u = *w++;
+    a0 = __smlad(__sxtb16(u), load32(x), a0);
+    a0 = __smlad(sxtb16_ror8(u), load32(x + 2), a0);
+    x += 4;
+  }
+  acc[0] = a0;
+  return w;
+}
+#elif defined(__SSE2__) && !defined(VAE_EDGE_PORTABLE)
+#include <emmintrin.h>
+#define VAE_EDGE_DSP 0
+/* x86 host path (SSE2 PMADDWD): natural channel order like the portable path, 8 inputs a step. */
+#define ACT_INDEX(c) (c)
+
+static inline __m128i widen_lo(__m128i v) { return _mm_srai_epi16(_mm_unpacklo_epi8(v, v), 8); }
+static inline __m128i widen_hi(__m128i v) { return _mm_srai_epi16(_mm_unpackhi_epi8(v, v), 8); }
+
+static inline int32_t lanes01(__m128i v) { return _mm_cvtsi128_si32(v) + _mm_cvtsi128_si32(_mm_srli_si128(v, 4)); }
+static inline int32_t lanes23(__m128i v) { return lanes01(_mm_srli_si128(v, 8)); }
+
+VAE_EDGE_INLINE const uint32_t *mac_2x2(const uint32_t *w, const int16_t *x, int sb, int n, int32_t acc[4]) {
+  __m128i sa = _mm_setzero_si128(), sq = _mm_setzero_si128();
+  int i = 0;
+  for (; i + 8 <= n; i += 8, w += 4) { /* 16 weight bytes: c[i..i+3] c'[i..i+3] c[i+4..i+7] c'[i+4..i+7] */
+    const __m128i wv = _mm_loadu_si128((const __m128i *)(const void *)w);
+    const __m128i w0 = widen_lo(wv), w1 = widen_hi(wv);
+    const __m128i xa = _mm_loadu_si128((const __m128i *)(const void *)(x + i));
+    const __m128i xb = _mm_loadu_si128((const __m128i *)(const void *)(x + sb + i));
+    sa = _mm_add_epi32(sa, _mm_madd_epi16(w0, _mm_unpacklo_epi64(xa, xa)));
+    sa = _mm_add_epi32(sa, _mm_madd_epi16(w1, _mm_unpackhi_epi64(xa, xa)));
+    sq = _mm_add_epi32(sq, _mm_madd_epi16(w0, _mm_unpacklo_epi64(xb, xb)));
+    sq = _mm_add_epi32(sq, _mm_madd_epi16(w1, _mm_unpackhi_epi64(xb, xb)));
+  }
+  if (i < n) { /* four inputs left: c[i..i+3] c'[i..i+3] */
+    const __m128i w0 = widen_lo(_mm_loadl_epi64((const __m128i *)(const void *)w));
+    const __m128i xa = _mm_loadl_epi64((const __m128i *)(const void *)(x + i));
+    const __m128i xb = _mm_loadl_epi64((const __m128i *)(const void *)(x + sb + i));
+    sa = _mm_add_epi32(sa, _mm_madd_epi16(w0, _mm_unpacklo_epi64(xa, xa)));
+    sq = _mm_add_epi32(sq, _mm_madd_epi16(w0, _mm_unpacklo_epi64(xb, xb)));
+    w += 2;
+  }
+  acc[0] += lanes01(sa);
+  acc[1] += lanes01(sq);
+  acc[2] += lanes23(sa);
+  acc[3] += lanes23(sq);
+  return w;
+}
+
+VAE_EDGE_INLINE const uint32_t *mac_1x2(const uint32_t *w, const int16_t *x, int sb, int n, int32_t acc[2]) {
+  __m128i sa = _mm_setzero_si128(), sq = _mm_setzero_si128();
+  int i = 0;
+  for (; i + 8 <= n; i += 8, w += 2) {
+    const __m128i w0 = widen_lo(_mm_loadl_epi64((const __m128i *)(const void *)w));
+    sa = _mm_add_epi32(sa, _mm_madd_epi16(w0, _mm_loadu_si128((const __m128i *)(const void *)(x + i))));
+    sq = _mm_add_epi32(sq, _mm_madd_epi16(w0, _mm_loadu_si128((const __m128i *)(const void *)(x + sb + i))));
+  }
+  if (i < n) {
+    const __m128i w0 = widen_lo(_mm_cvtsi32_si128((int)*w));
+    sa = _mm_add_epi32(sa, _mm_madd_epi16(w0, _mm_loadl_epi64((const __m128i *)(const void *)(x + i))));
+    sq = _mm_add_epi32(sq, _mm_madd_epi16(w0, _mm_loadl_epi64((const __m128i *)(const void *)(x + sb + i))));
+    w += 1;
+  }
+  acc[0] += lanes01(sa) + lanes23(sa);
+  acc[1] += lanes01(sq) + lanes23(sq);
+  return w;
+}
+
+VAE_EDGE_INLINE const uint32_t *mac_2x1(const uint32_t *w, const int16_t *x, int n, int32_t *acc) {
+  __m128i sa = _mm_setzero_si128();
+  int i = 0;
+  for (; i + 8 <= n; i += 8, w += 4) {
+    const __m128i wv = _mm_loadu_si128((const __m128i *)(const void *)w);
+    const __m128i xa = _mm_loadu_si128((const __m128i *)(const void *)(x + i));
+    sa = _mm_add_epi32(sa, _mm_madd_epi16(widen_lo(wv), _mm_unpacklo_epi64(xa, xa)));
+    sa = _mm_add_epi32(sa, _mm_madd_epi16(widen_hi(wv), _mm_unpackhi_epi64(xa, xa)));
+  }
+  if (i < n) {
+    const __m128i w0 = widen_lo(_mm_loadl_epi64((const __m128i *)(const void *)w));
+    const __m128i xa = _mm_loadl_epi64((const __m128i *)(const void *)(x + i));
+    sa = _mm_add_epi32(sa, _mm_madd_epi16(w0, _mm_unpacklo_epi64(xa, xa)));
+    w += 2;
+  }
+  acc[0] += lanes01(sa);
+  acc[2] += lanes23(sa);
+  return w;
+}
+
+VAE_EDGE_INLINE const uint32_t *mac_1x1(const uint32_t *w, const int16_t *x, int n, int32_t *acc) {
+  __m128i sa = _mm_setzero_si128();
+  int i = 0;
+  for (; i + 8 <= n; i += 8, w += 2) {
+    const __m128i w0 = widen_lo(_mm_loadl_epi64((const __m128i *)(const void *)w));
+    sa = _mm_add_epi32(sa, _mm_madd_epi16(w0, _mm_loadu_si128((const __m128i *)(const void *)(x + i))));
+  }
+  if (i < n) {
+    const __m128i w0 = widen_lo(_mm_cvtsi32_si128((int)*w));
+    sa = _mm_add_epi32(sa, _mm_madd_epi16(w0, _mm_loadl_epi64((const __m128i *)(const void *)(x + i))));
+    w += 1;
+  }
+  acc[0] += lanes01(sa) + lanes23(sa);
+  return w;
+}
+#else
+#define VAE_EDGE_DSP 0
+/* Portable path: activations in natural channel order, plain C; the same integer sums as the DSP path, added
+ * in another order (integer addition is exact, so the bytes are the same). */
+#define ACT_INDEX(c) (c)
+
+static inline int32_t weight_byte(uint32_t word, int j) { return (int32_t)(int8_t)(uint8_t)(word >> (8 * j)); }
+
+VAE_EDGE_INLINE const uint32_t *mac_2x2(const uint32_t *w, const int16_t *x, int sb, int n, int32_t acc[4]) {
+  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+  int g, j;
+  for (g = 0; g < n / 4; ++g, w += 2, x += 4) {
+    for (j = 0; j < 4; ++j) {
+      const int32_t u = weight_byte(w[0], j), v = weight_byte(w[1], j);
+      const int32_t p = x[j], q = x[sb + j];
+      a0 += u * p;
+      a1 += u * q;
+      a2 += v * p;
+      a3 += v * q;
+    }
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+  return w;
+}
+
+VAE_EDGE_INLINE const uint32_t *mac_1x2(const uint32_t *w, const int16_t *x, int sb, int n, int32_t acc[2]) {
+  int32_t a0 = acc[0], a1 = acc[1];
+  int g, j;
+  for (g = 0; g < n / 4; ++g, ++w, x += 4) {
+    for (j = 0; j < 4; ++j) {
+      const int32_t u = weight_byte(w[0], j);
+      a0 += u * x[j];
+      a1 += u * x[sb + j];
+    }
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  return w;
+}
+
+VAE_EDGE_INLINE const uint32_t *mac_2x1(const uint32_t *w, const int16_t *x, int n, int32_t *acc) {
+  int32_t a0 = acc[0], a2 = acc[2];
+  int g, j;
+  for (g = 0; g < n / 4; ++g, w += 2, x += 4) {
+    for (j = 0; j < 4; ++j) {
+      a0 += weight_byte(w[0], j) * x[j];
+      a2 += weight_byte(w[1], j) * x[j];
+    }
+  }
+  acc[0] = a0;
+  acc[2] = a2;
+  return w;
+}
+
+VAE_EDGE_INLINE const uint32_t *mac_1x1(const uint32_t *w, const int16_t *x, int n, int32_t *acc) {
+  int32_t a0 = acc[0];
+  int g, j;
+  for (g = 0; g < n / 4; ++g, ++w, x += 4) {
+    for (j = 0; j < 4; ++j) a0 += weight_byte(w[0], j) * x[j];
+  }
+  acc[0] = a0;
+  return w;
+}
+#endif
+
+/*@ASM_KERNELS@*/
+/* One layer's constants: taps per phase, weights [phase][tap][channel pair][in-channel] of the real taps. */
+typedef struct {
+  int in_h, in_w, in_c, in_rows;    /* input image and the rows its ring keeps */
+  const int16_t *in;                /* ring of in_rows rows of in_w x in_c (row r at r % in_rows) */
+  int out_w, out_c, P, Q;
+  int32_t out_zp, lo, hi;
+  int32_t next_neg_zp;              /* the next layer's -input zero point (int16 output), unused for logits */
+  const int8_t *tap_start;          /* P*P + 1 offsets into dy/dx */
+  const int8_t *dy, *dx;
+  const int32_t *w_start;           /* P*P offsets (in words) into w */
+  const uint32_t *w;
+  const int32_t *bias, *mult;       /* [phase][channel], or [channel] when param_stride is 0 */
+  const int8_t *shift;
+  int param_stride;
+} conv_layer_t;
+
+/* Output row r of a phase convolution: int16 (value - next zero point) into out16, or int8 logits into out8.
+ * Two output pixels at a time, tap by tap: their input vectors are read in place from the ring (adjacent
+ * there); a tap outside the image is skipped for the pixel it misses, as TFLite skips it. acc[] holds the
+ * int32 sums of the two pixels for every output channel. */
+VAE_EDGE_INLINE void conv_row(const conv_layer_t *L, int r, int16_t *out16, int8_t *out8, int32_t *acc) {
+  const int py = r % L->P, Y = r / L->P;
+  const int sb = L->Q * L->in_c;
+  const int words_per_tap = L->out_c * L->in_c / 4;
+  int px;
+  for (px = 0; px < L->P; ++px) {
+    const int p = py * L->P + px;
+    const int t0 = L->tap_start[p], t1 = L->tap_start[p + 1];
+    const int32_t *bias = L->bias + p * L->param_stride, *mult = L->mult + p * L->param_stride;
+    const int8_t *shift = L->shift + p * L->param_stride;
+    const int nx = (L->out_w - px + L->P - 1) / L->P;
+    int X;
+    for (X = 0; X < nx; X += 2) {
+      const int two = X + 1 < nx;
+      const size_t oa = (size_t)(L->P * X + px) * (size_t)L->out_c, ob = oa + (size_t)L->P * (size_t)L->out_c;
+      const uint32_t *w = L->w + L->w_start[p];
+      int c, t;
+      for (c = 0; c < L->out_c; ++c) acc[2 * c] = acc[2 * c + 1] = bias[c];
+      for (t = t0; t < t1; ++t) {
+        const int iy = L->Q * Y + L->dy[t], ia = L->Q * X + L->dx[t], ib = ia + L->Q;
+        const int16_t *row, *x;
+        int a_ok, b_ok;
+        if (iy < 0 || iy >= L->in_h) {
+          w += words_per_tap;
+          continue;
+        }
+        row = L->in + (size_t)(iy % L->in_rows) * (size_t)L->in_w * (size_t)L->in_c;
+        a_ok = ia >= 0 && ia < L->in_w;
+        b_ok = two && ib >= 0 && ib < L->in_w;
+        if (a_ok && b_ok) { /* both pixels: the pair is adjacent in the row */
+          x = row + (size_t)ia * (size_t)L->in_c;
+          for (c = 0; c + 1 < L->out_c; c += 2) w = mac_2x2(w, x, sb, L->in_c, acc + 2 * c);
+          if (c < L->out_c) w = mac_1x2(w, x, sb, L->in_c, acc + 2 * c);
+        } else if (a_ok || b_ok) { /* one pixel (image edge, or a lone last pixel) */
+          const int one = a_ok ? 0 : 1;
+          x = row + (size_t)(a_ok ? ia : ib) * (size_t)L->in_c;
+          for (c = 0; c + 1 < L->out_c; c += 2) w = mac_2x1(w, x, L->in_c, acc + 2 * c + one);
+          if (c < L->out_c) w = mac_1x1(w, x, L->in_c, acc + 2 * c + one);
+        } else {
+          w += words_per_tap;
+        }
+      }
+      if (out16 && L->out_c % 4 == 0) { /* four channels at a time: their places ACT_INDEX(0..3) are constants */
+        const int32_t nz = L->next_neg_zp, zp = L->out_zp, lo = L->lo, hi = L->hi;
+        for (c = 0; c < L->out_c; c += 4) {
+          int16_t *pa = out16 + oa + c, *pb = out16 + ob + c;
+          const int32_t *s = acc + 2 * c;
+          pa[ACT_INDEX(0)] = (int16_t)(requantize(s[0], mult[c], shift[c], zp, lo, hi) + nz);
+          pa[ACT_INDEX(1)] = (int16_t)(requantize(s[2], mult[c + 1], shift[c + 1], zp, lo, hi) + nz);
+          pa[ACT_INDEX(2)] = (int16_t)(requantize(s[4], mult[c + 2], shift[c + 2], zp, lo, hi) + nz);
+          pa[ACT_INDEX(3)] = (int16_t)(requantize(s[6], mult[c + 3], shift[c + 3], zp, lo, hi) + nz);
+          if (two) {
+            pb[ACT_INDEX(0)] = (int16_t)(requantize(s[1], mult[c], shift[c], zp, lo, hi) + nz);
+            pb[ACT_INDEX(1)] = (int16_t)(requantize(s[3], mult[c + 1], shift[c + 1], zp, lo, hi) + nz);
+            pb[ACT_INDEX(2)] = (int16_t)(requantize(s[5], mult[c + 2], shift[c + 2], zp, lo, hi) + nz);
+            pb[ACT_INDEX(3)] = (int16_t)(requantize(s[7], mult[c + 3], shift[c + 3], zp, lo, hi) + nz);
+          }
+        }
+      } else {
+        for (c = 0; c < L->out_c; ++c) {
+          const int32_t va = requantize(acc[2 * c], mult[c], shift[c], L->out_zp, L->lo, L->hi);
+          const int32_t vb = requantize(acc[2 * c + 1], mult[c], shift[c], L->out_zp, L->lo, L->hi);
+          if (out16) {
+            out16[oa + ACT_INDEX(c)] = (int16_t)(va + L->next_neg_zp);
+            if (two) out16[ob + ACT_INDEX(c)] = (int16_t)(vb + L->next_neg_zp);
+          } else {
+            out8[oa + c] = (int8_t)va;
+            if (two) out8[ob + c] = (int8_t)vb;
+          }
+        }
+      }
+    }
+  }
+}
+"""
+
+
+ASM_HALF_STEP = """\
+    "ldr %[u], [%[w]], #4\\n\\t"
+    "ldrd %[p0], %[p1], [%[x]], #8\\n\\t"
+    "ldrd %[q0], %[q1], [%[x], #{qoff}]\\n\\t"
+    "sxtb16 %[e], %[u]\\n\\t"
+    "sxtb16 %[u], %[u], ror #8\\n\\t"
+    "smlad %[a0], %[e], %[p0], %[a0]\\n\\t"
+    "smlad %[a1], %[e], %[q0], %[a1]\\n\\t"
+    "smlad %[a0], %[u], %[p1], %[a0]\\n\\t"
+    "smlad %[a1], %[u], %[q1], %[a1]\\n\\t"
+    "ldr %[u], [%[w]], #4\\n\\t"
+    "sxtb16 %[e], %[u]\\n\\t"
+    "sxtb16 %[u], %[u], ror #8\\n\\t"
+    "smlad %[a2], %[e], %[p0], %[a2]\\n\\t"
+    "smlad %[a3], %[e], %[q0], %[a3]\\n\\t"
+    "smlad %[a2], %[u], %[p1], %[a2]\\n\\t"
+    "smlad %[a3], %[u], %[q1], %[a3]\\n\\t"
+"""
+
+
+ASM_1X2_HALF = """\
+    "ldr %[u], [%[w]], #4\\n\\t"
+    "ldrd %[p0], %[p1], [%[x]], #8\\n\\t"
+    "ldrd %[q0], %[q1], [%[x], #{qoff}]\\n\\t"
+    "sxtb16 %[e], %[u]\\n\\t"
+    "sxtb16 %[u], %[u], ror #8\\n\\t"
+    "smlad %[a0], %[e], %[p0], %[a0]\\n\\t"
+    "smlad %[a1], %[e], %[q0], %[a1]\\n\\t"
+    "smlad %[a0], %[u], %[p1], %[a0]\\n\\t"
+    "smlad %[a1], %[u], %[q1], %[a1]\\n\\t"
+"""
+
+
+def asm_kernels(strides: list[int]) -> str:
+    """Cortex-M4 2x2 kernels with the pixel stride as an LDRD offset (one per stride the model uses), and the
+    mac_2x2 that picks one (folded at compile time, the stride being a layer constant). 32 MACs a pass:
+    4 LDR + 4 LDRD + 8 SXTB16 + 16 SMLAD + SUBS/BNE, the loads paired, which GCC does not do for the C."""
+    out = ["#if VAE_EDGE_DSP\n"]
+    for sb in strides:
+        if not 8 <= 2 * sb <= 1020 + 8:
+            continue
+        half = ASM_HALF_STEP.replace("{qoff}", str(2 * sb - 8))
+        out.append(
+            f"""VAE_EDGE_INLINE const uint32_t *mac_2x2_sb{sb}(const uint32_t *w, const int16_t *x, int n, int32_t acc[4]) {{
+  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+  uint32_t u, e, p0, p1, q0, q1;
+  int passes = n >> 3;
+  __asm__ volatile(
+    "1:\\n\\t"
+{half}{half}    "subs %[n], %[n], #1\\n\\t"
+    "bne 1b\\n\\t"
+    : [w] "+r"(w), [x] "+r"(x), [n] "+r"(passes), [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3),
+      [u] "=&r"(u), [e] "=&r"(e), [p0] "=&r"(p0), [p1] "=&r"(p1), [q0] "=&r"(q0), [q1] "=&r"(q1)
+    :
+    : "cc", "memory");
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+  return w;
+}}
+
+"""
+        )
+    for sb in strides:
+        if not 8 <= 2 * sb <= 1020 + 8:
+            continue
+        out.append(
+            f"""VAE_EDGE_INLINE const uint32_t *mac_1x2_sb{sb}(const uint32_t *w, const int16_t *x, int n, int32_t acc[2]) {{
+  int32_t a0 = acc[0], a1 = acc[1];
+  uint32_t u, e, p0, p1, q0, q1;
+  int passes = n >> 3;
+  __asm__ volatile(
+    "1:\\n\\t"
+{ASM_1X2_HALF.replace("{qoff}", str(2 * sb - 8))}{ASM_1X2_HALF.replace("{qoff}", str(2 * sb - 8))}    "subs %[n], %[n], #1\\n\\t"
+    "bne 1b\\n\\t"
+    : [w] "+r"(w), [x] "+r"(x), [n] "+r"(passes), [a0] "+r"(a0), [a1] "+r"(a1),
+      [u] "=&r"(u), [e] "=&r"(e), [p0] "=&r"(p0), [p1] "=&r"(p1), [q0] "=&r"(q0), [q1] "=&r"(q1)
+    :
+    : "cc", "memory");
+  acc[0] = a0;
+  acc[1] = a1;
+  return w;
+}}
+
+"""
+        )
+    out.append(
+        "VAE_EDGE_INLINE const uint32_t *mac_1x2(const uint32_t *w, const int16_t *x, int sb, int n, int32_t acc[2]) {\n"
+    )
+    for sb in strides:
+        if 8 <= 2 * sb <= 1020 + 8:
+            out.append(f"  if (sb == {sb} && n >= 8 && (n & 7) == 0) return mac_1x2_sb{sb}(w, x, n, acc);\n")
+    out.append("  return mac_1x2_c(w, x, sb, n, acc);\n}\n\n")
+    out.append(
+        "VAE_EDGE_INLINE const uint32_t *mac_2x2(const uint32_t *w, const int16_t *x, int sb, int n, int32_t acc[4]) {\n"
+    )
+    for sb in strides:
+        if 8 <= 2 * sb <= 1020 + 8:
+            out.append(f"  if (sb == {sb} && n >= 8 && (n & 7) == 0) return mac_2x2_sb{sb}(w, x, n, acc);\n")
+    out.append("  return mac_2x2_c(w, x, sb, n, acc);\n}\n#endif\n\n")
+    return "".join(out)
+
+
+def emit_c(
+    plan: DecoderPlan, *, prior_cholesky: np.ndarray | None = None, prior_note: str = ""
+) -> tuple[str, str]:
+    """(header, source) of the generated decoder. Deterministic: the same plan gives the same bytes."""
+    from export.carray import pixel_lut
+
+    m = c_identifier(plan.name)
+    M = m.upper()
+    sched = schedule(plan)
+    D = plan.latent_dim
+    L = np.eye(D) if prior_cholesky is None else np.asarray(prior_cholesky, np.float64)
+    d = plan.dense
+    lut = pixel_lut(plan.logits_scale, plan.logits_zp)
+    shapes = [d.out_shape] + [c.out_shape for c in plan.convs]
+    ring_values = [sched.ring_rows[k] * shapes[k][1] * shapes[k][2] for k in range(len(sched.ring_rows))]
+    acc_values = 2 * max(c.out_shape[2] for c in plan.convs)
+    static_bytes = 2 * sum(ring_values) + 4 * acc_values + D
+    provenance = f"{plan.source} (sha256 {plan.source_sha256})" if plan.source else "a TFLite decoder"
+    guard = f"VAE_EDGE_{M}_DECODER_H_"
+    chol = ", ".join(_float(v) for v in L.reshape(-1))
+    header = f"""/* Generated by python -m firmware_sim.codegen from {provenance}, {plan.graph_kind} graph. Do not edit.
+ *
+ * int8 decoder of {plan.name}, bit-exact with TensorFlow Lite Micro: integer arithmetic only, no malloc,
+ * {static_bytes} bytes of static buffers, weights in const arrays ({plan.real_macs} multiply-accumulates per decode).
+ *
+ *   int8_t logits[{M}_PIXELS];
+ *   {m}_decode(z_int8, logits);             // z_int8[i] = quantized latent, see {M}_LATENT_SCALE
+ *   uint8_t pixels[{M}_PIXELS];
+ *   {m}_sample(z_float, pixels);            // quantize z, decode, grey 0..255 (0 = black)
+ *
+ * Drawing from the prior N(0, S): z = L eps with eps ~ N(0, I) and L = {m}_prior_cholesky (row-major, lower).
+ */
+#ifndef {guard}
+#define {guard}
+
+#include <stdint.h>
+
+#define {M}_LATENT_DIM {D}
+#define {M}_IMAGE_ROWS 28
+#define {M}_IMAGE_COLS 28
+#define {M}_PIXELS 784
+/* Latent quantization: z_int8 = clamp(round(z / scale) + zero_point, -128, 127). */
+#define {M}_LATENT_SCALE {_float(plan.latent_scale)}
+#define {M}_LATENT_ZERO_POINT ({plan.latent_zp})
+/* Output logits: logit = scale * (q - zero_point); pixel = {m}_pixel_lut[q + 128]. */
+#define {M}_LOGITS_SCALE {_float(plan.logits_scale)}
+#define {M}_LOGITS_ZERO_POINT ({plan.logits_zp})
+#define {M}_STATIC_RAM_BYTES {static_bytes}
+
+/* The prior's Cholesky factor L (S = L L^T){(", " + prior_note) if prior_note else ""}. */
+extern const float {m}_prior_cholesky[{D * D}];
+/* round(255 * sigmoid(logit)) for q = -128 .. 127. */
+extern const uint8_t {m}_pixel_lut[256];
+
+/* Decode one int8 latent into 28x28 int8 logits (row-major). Returns 0. */
+int {m}_decode(const int8_t z[{M}_LATENT_DIM], int8_t logits[{M}_PIXELS]);
+/* Quantize a float latent as the model's input expects. */
+void {m}_quantize_latent(const float z[{M}_LATENT_DIM], int8_t z_int8[{M}_LATENT_DIM]);
+/* Quantize, decode and map through the pixel table: 784 grey levels. */
+void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]);
+
+#endif /* {guard} */
+"""
+    parts = [
+        f"/* Generated by python -m firmware_sim.codegen from {provenance}, {plan.graph_kind} graph. Do not edit. */\n",
+        f'#include "{m}_decoder.h"\n\n#include <string.h>\n',
+        KERNELS_C.replace(
+            "/*@ASM_KERNELS@*/\n", asm_kernels(sorted({c.Q * c.in_shape[2] for c in plan.convs}))
+        ),
+        "\n/* ---- model constants ---- */\n",
+        f"const float {m}_prior_cholesky[{D * D}] = {{{chol}}};\n",
+        _array("uint8_t", f"{m}_pixel_lut", lut, static=False),
+        _array("int8_t", "dense_w", d.weights),
+        _array(_smallest_int(d.bias), "dense_bias", d.bias),
+    ]
+    strides = []
+    for k, c in enumerate(plan.convs, start=1):
+        tap_start, dys, dxs, w_start, ws = [0], [], [], [], []
+        offset = 0
+        for ph in c.phases:
+            dys += [t[0] for t in ph.taps]
+            dxs += [t[1] for t in ph.taps]
+            tap_start.append(len(dys))
+            w_start.append(offset)
+            ws.append(
+                np.concatenate([pack_weights(ph.weights[:, t : t + 1, :]) for t in range(len(ph.taps))])
+            )
+            offset += ws[-1].size
+        shared = all(
+            np.array_equal(getattr(ph, f), getattr(c.phases[0], f))
+            for ph in c.phases
+            for f in ("bias", "mult", "shift")
+        )
+        params = c.phases[:1] if shared else c.phases
+        if max(abs(v) for v in dys + dxs) > 127 or tap_start[-1] > 127:
+            raise UnsupportedOpError("a layer has taps the generator's int8 tap tables cannot hold")
+        parts += [
+            f"\n/* layer {k}: {c.kind}, {c.in_shape} -> {c.out_shape}, {c.P}x{c.P} phases, "
+            f"{c.stored_weights} real weights */\n",
+            _array("int8_t", f"l{k}_tap_start", tap_start),
+            _array("int8_t", f"l{k}_dy", dys),
+            _array("int8_t", f"l{k}_dx", dxs),
+            _array("int32_t", f"l{k}_w_start", w_start),
+            _words(f"l{k}_w", np.concatenate(ws)),
+            _array("int32_t", f"l{k}_bias", np.concatenate([ph.bias for ph in params])),
+            _array("int32_t", f"l{k}_mult", np.concatenate([ph.mult for ph in params])),
+            _array("int8_t", f"l{k}_shift", np.concatenate([ph.shift for ph in params])),
+        ]
+        strides.append(0 if shared else c.out_shape[2])
+    parts.append(
+        "\n/* ---- activations: a ring of rows per image; the last layer writes the caller's logits ---- */\n"
+    )
+    parts.append(f"static int8_t latent[{D}];\n")
+    for k, rows in enumerate(sched.ring_rows):
+        parts.append(
+            f"static int16_t ring{k}[{ring_values[k]}] VAE_EDGE_ALIGN4; /* {rows} rows of {shapes[k][1]}x{shapes[k][2]} */\n"
+        )
+    parts.append(f"static int32_t acc[{acc_values}];\nstatic int rows_done[{len(shapes)}];\n")
+    parts.append("static int8_t *logits_out;\n")
+    for k, c in enumerate(plan.convs, start=1):
+        parts.append(
+            f"static const conv_layer_t layer{k} = {{{c.in_shape[0]}, {c.in_shape[1]}, {c.in_shape[2]}, "
+            f"{sched.ring_rows[k - 1]}, ring{k - 1}, {c.out_shape[1]}, {c.out_shape[2]}, {c.P}, {c.Q}, "
+            f"{c.out_zp}, {c.lo}, {c.hi}, {-plan.convs[k].in_zp if k < len(plan.convs) else 0}, l{k}_tap_start, l{k}_dy, l{k}_dx, l{k}_w_start, l{k}_w, "
+            f"l{k}_bias, l{k}_mult, l{k}_shift, {strides[k - 1]}}};\n"
+        )
+    dh, dw, dc = d.out_shape
+    parts.append(
+        f"""
+/* Row r of the FULLY_CONNECTED output image ({dh}x{dw}x{dc}). */
+static void dense_row(int r, int16_t *out) {{
+  int j, i;
+  for (j = 0; j < {dw * dc}; ++j) {{
+    const int n = r * {dw * dc} + j;
+    int32_t sum = dense_bias[n];
+    for (i = 0; i < {D}; ++i) sum += (int32_t)dense_w[n * {D} + i] * ((int32_t)latent[i] - ({d.in_zp}));
+    out[j - j % {dc} + ACT_INDEX(j % {dc})] =
+        (int16_t)(requantize(sum, {d.mult}, {d.shift}, {d.out_zp}, {d.lo}, {d.hi}) + ({-plan.convs[0].in_zp}));
+  }}
+}}
+
+static void ensure0(int upto) {{
+  while (rows_done[0] <= upto) {{
+    dense_row(rows_done[0], ring0 + (size_t)(rows_done[0] % {sched.ring_rows[0]}) * {dw * dc});
+    rows_done[0]++;
+  }}
+}}
+"""
+    )
+    n = len(plan.convs)
+    for k, c in enumerate(plan.convs, start=1):
+        need = ", ".join(str(h) for h in sched.need_hi[k - 1])
+        oh, ow, oc = c.out_shape
+        if k < n:
+            dest = f"ring{k} + (size_t)(r % {sched.ring_rows[k]}) * {ow * oc}, NULL"
+        else:
+            dest = f"NULL, logits_out + (size_t)r * {ow * oc}"
+        parts.append(
+            f"""
+static void ensure{k}(int upto) {{
+  static const int8_t need_hi[{c.P}] = {{{need}}};
+  while (rows_done[{k}] <= upto) {{
+    const int r = rows_done[{k}];
+    const int hi = {c.Q} * (r / {c.P}) + need_hi[r % {c.P}];
+    ensure{k - 1}(hi < {c.in_shape[0] - 1} ? hi : {c.in_shape[0] - 1});
+    conv_row(&layer{k}, r, {dest}, acc);
+    rows_done[{k}]++;
+  }}
+}}
+"""
+        )
+    parts.append(
+        f"""
+int {m}_decode(const int8_t z[{M}_LATENT_DIM], int8_t logits[{M}_PIXELS]) {{
+  memcpy(latent, z, sizeof latent);
+  memset(rows_done, 0, sizeof rows_done);
+  logits_out = logits;
+  ensure{n}({plan.convs[-1].out_shape[0] - 1});
+  return 0;
+}}
+
+void {m}_quantize_latent(const float z[{M}_LATENT_DIM], int8_t z_int8[{M}_LATENT_DIM]) {{
+  int i;
+  for (i = 0; i < {M}_LATENT_DIM; ++i) {{
+    /* TFLite's QUANTIZE: round half away from zero of z / scale (float), plus the zero point, clamped. */
+    const float v = z[i] / {M}_LATENT_SCALE;
+    float r;
+    if (!(v == v)) r = 0.0f;
+    else if (v > 1000.0f) r = 1000.0f;
+    else if (v < -1000.0f) r = -1000.0f;
+    else {{
+      r = (float)(int32_t)v; /* truncation toward zero; the difference below is exact */
+      if (v >= 0.0f && v - r >= 0.5f) r += 1.0f;
+      else if (v < 0.0f && r - v >= 0.5f) r -= 1.0f;
+    }}
+    {{
+      int32_t q = (int32_t)r + {M}_LATENT_ZERO_POINT;
+      z_int8[i] = (int8_t)(q < -128 ? -128 : q > 127 ? 127 : q);
+    }}
+  }}
+}}
+
+void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]) {{
+  int8_t zq[{M}_LATENT_DIM];
+  int i;
+  {m}_quantize_latent(z, zq);
+  {m}_decode(zq, (int8_t *)pixels); /* logits written in place, then mapped to grey levels */
+  for (i = 0; i < {M}_PIXELS; ++i) pixels[i] = {m}_pixel_lut[(int8_t)pixels[i] + 128];
+}}
+"""
+    )
+    return header, "".join(parts)
+
+
+# --------------------------------------------------------------------------------------------- front door
+@dataclass(frozen=True)
+class GeneratedDecoder:
+    header: Path
+    source: Path
+    plan: DecoderPlan
+    schedule: Schedule
+
+
+def resolve_source(source: str | Path, graph: str) -> tuple[Path, str, np.ndarray | None, str]:
+    """(tflite path, model name, prior Cholesky or None, graph kind) for an export folder or a .tflite file."""
+    from runtime.manifest import MANIFEST_NAME, load_manifest
+
+    src = Path(source)
+    if src.is_dir():
+        manifest = load_manifest(src)
+        entry = manifest.select(
+            role="decoder", format="tflite", precision="int8", io="int8", batch=1, graph=graph
+        )
+        path = manifest.verify(entry)
+        return path, manifest.model, np.asarray(manifest.prior.cholesky), graph
+    if not src.is_file():
+        raise VaeEdgeError(
+            f"{src} not found; give an export folder (artifacts/<model>/export) or a .tflite decoder"
+        )
+    chol = None
+    name = src.stem
+    if (src.parent / MANIFEST_NAME).is_file():
+        manifest = load_manifest(src.parent)
+        if manifest.kind == "vae":
+            chol, name = np.asarray(manifest.prior.cholesky), manifest.model
+    kind = next((g for g in GRAPHS if f"_{g}_" in src.name), graph)
+    return src, name, chol, kind
+
+
+def generate(
+    *, source: str | Path, out: str | Path, graph: str = "subpixel", name: str | None = None
+) -> GeneratedDecoder:
+    """Lower and emit ``<name>_decoder.{h,c}`` into ``out``; nothing is written if anything fails."""
+    from runtime.fileio import ensure_writable_dir, write_text_atomic
+
+    path, model_name, chol, kind = resolve_source(source, graph)
+    data = path.read_bytes()
+    g = load_graph(path)
+    plan = lower(
+        g,
+        name=name or model_name,
+        graph_kind=kind,
+        source=path.name,
+        source_sha256=hashlib.sha256(data).hexdigest(),
+    )
+    note = "" if chol is not None else "identity: no vae-edge manifest beside the model"
+    header, source_text = emit_c(plan, prior_cholesky=chol, prior_note=note)
+    out_dir = ensure_writable_dir(out)
+    m = c_identifier(plan.name)
+    h_path, c_path = out_dir / f"{m}_decoder.h", out_dir / f"{m}_decoder.c"
+    write_text_atomic(h_path, header)
+    write_text_atomic(c_path, source_text)
+    return GeneratedDecoder(h_path, c_path, plan, schedule(plan))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = parser("python -m firmware_sim.codegen", __doc__)
+    p.add_argument(
+        "source", help="an export folder (artifacts/<model>/export) or a full-int8 batch-1 .tflite decoder"
+    )
+    p.add_argument(
+        "--graph", choices=GRAPHS, default="subpixel", help="which decoder graph of an export folder"
+    )
+    p.add_argument(
+        "--name",
+        default=None,
+        help="C prefix (default: the model name from the manifest, else the file stem)",
+    )
+    p.add_argument("--out", default="build/firmware", help="folder for <name>_decoder.{h,c}")
+    return p.parse_args(argv)
+
+
+@cli_main
+def main(args: argparse.Namespace) -> int:
+    gen = generate(source=args.source, out=args.out, graph=args.graph, name=args.name)
+    plan = gen.plan
+    print(
+        f"{plan.name}/{plan.graph_kind}: {gen.source} ({plan.real_macs} MACs per decode, rings "
+        f"{', '.join(str(r) for r in gen.schedule.ring_rows)} rows)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(parse_args()))
