@@ -13,7 +13,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 EPOCHS ?=
 TRAIN_FLAGS ?= $(if $(EPOCHS),--epochs $(EPOCHS),)
 
-.PHONY: help setup train export simulate test lint format bench-train bench check pi-bundle pi-check clean
+.PHONY: help setup train export simulate test lint format bench-train bench check pi-bundle pi-check web web-deps web-serve web-bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -35,7 +35,7 @@ export: setup  ## convert every trained model to TFLite/ONNX (+ C array), valida
 simulate: setup  ## int8 decoders on simulated MCUs (TFLite Micro reference) -> reports/firmware.{json,md}
 	$(PY) -m firmware_sim --model all --target all --artifacts $(ARTIFACTS) --reports $(REPORTS)
 
-test: setup  ## lint + the whole test suite (what CI runs)
+test: setup web-deps  ## lint + the whole test suite (what CI runs)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q
@@ -62,6 +62,21 @@ pi-bundle: setup  ## runtime + exported artifacts + MNIST test split -> dist/vae
 
 pi-check: setup  ## (root) runtime alone on emulated Pi 4/5 (qemu-user, Debian 12 arm64) vs the host -> reports/pi_check.*
 	$(PY) -m runtime.pi_check --artifacts $(ARTIFACTS) --reports $(REPORTS) --boards pi4,pi5
+
+WEB_NODE_MODULES := tools/web/node_modules/.package-lock.json
+$(WEB_NODE_MODULES): tools/web/package.json tools/web/package-lock.json
+	cd tools/web && npm ci --no-audit --no-fund --loglevel=error
+
+web-deps: $(WEB_NODE_MODULES)  ## install the pinned browser runtimes (npm ci in tools/web)
+
+web: setup web-deps  ## the latent explorer: a static offline site from artifacts/*/export/ -> dist/web
+	$(PY) -m tools.web build --artifacts $(ARTIFACTS) --out dist/web
+
+web-serve: setup  ## serve dist/web on http://127.0.0.1:8000/ (make web first)
+	$(PY) -m tools.web serve --site dist/web --port 8000
+
+web-bench: setup web-deps  ## decode latency in headless Chromium vs the Python runtime -> reports/web_bench.*, screenshots
+	$(PY) -m tools.web bench --artifacts $(ARTIFACTS) --reports $(REPORTS)
 
 clean:  ## remove reports and caches (artifacts/ is kept: it holds trained models)
 	rm -rf $(REPORTS) dist .pytest_cache .ruff_cache runtime/build runtime/*.egg-info

@@ -46,7 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=",".join(RUNTIMES),
         help=f"comma list of browser runtimes to bench (default {','.join(RUNTIMES)})",
     )
-    n.add_argument("--chromium", default=None, help="Chromium executable (default $VAE_EDGE_CHROMIUM or chromium)")
+    n.add_argument(
+        "--chromium", default=None, help="Chromium executable (default $VAE_EDGE_CHROMIUM or chromium)"
+    )
     return p.parse_args(argv)
 
 

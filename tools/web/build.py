@@ -154,7 +154,9 @@ def build_site(
         for rel, name in rt.files:
             src = (package_dir / rel).resolve()
             if not src.is_file():
-                raise VaeEdgeError(f"{src} is missing from the installed {rt.package}; run `npm ci` in tools/web")
+                raise VaeEdgeError(
+                    f"{src} is missing from the installed {rt.package}; run `npm ci` in tools/web"
+                )
             shutil.copy2(src, stage / "runtime" / name)
             runtime_files.append(_file_record(stage / "runtime" / name, f"runtime/{name}"))
         model_sites, model_records = [], []
@@ -167,7 +169,9 @@ def build_site(
             shutil.copy2(manifest.folder / MANIFEST_NAME, folder / MANIFEST_NAME)
             size = sum(f.stat().st_size for f in folder.iterdir())
             model_sites.append(
-                ModelSite(name, manifest.latent_dim, entries["int8"]["path"], entries["float32"]["path"], size)
+                ModelSite(
+                    name, manifest.latent_dim, entries["int8"]["path"], entries["float32"]["path"], size
+                )
             )
             model_records.append(
                 {

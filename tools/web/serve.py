@@ -52,7 +52,9 @@ def make_server(site: str | os.PathLike, port: int = 8000) -> http.server.Thread
     try:
         return http.server.ThreadingHTTPServer((HOST, port), handler)
     except OSError as exc:
-        raise VaeEdgeError(f"cannot listen on {HOST}:{port} ({exc.strerror}); choose another --port") from None
+        raise VaeEdgeError(
+            f"cannot listen on {HOST}:{port} ({exc.strerror}); choose another --port"
+        ) from None
 
 
 @contextlib.contextmanager
