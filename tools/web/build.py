@@ -68,6 +68,20 @@ RUNTIMES = {
 DEFAULT_RUNTIME = "onnxruntime-web"
 
 
+PRELOAD_MARK = "<!-- build: preload -->"
+
+
+def _preload_links(rt: BrowserRuntime) -> str:
+    """Start downloading the runtime while the page's own scripts load (the WASM is most of the first visit)."""
+    links = []
+    for _, name in rt.files:
+        if name.endswith(".wasm"):
+            links.append(f'<link rel="preload" href="runtime/{name}" as="fetch" crossorigin="anonymous">')
+        elif name.endswith((".mjs", ".js")):
+            links.append(f'<link rel="modulepreload" href="runtime/{name}">')
+    return "\n  ".join(links)
+
+
 @dataclass(frozen=True)
 class ModelSite:
     name: str
@@ -149,6 +163,8 @@ def build_site(
     try:
         for name in PAGE_FILES:
             shutil.copy2(SITE_SOURCES / name, stage / name)
+        index = stage / "index.html"
+        index.write_text(index.read_text().replace(PRELOAD_MARK, _preload_links(rt)))
         (stage / "runtime").mkdir()
         runtime_files = []
         for rel, name in rt.files:

@@ -22,7 +22,12 @@ const state = {
   error: null,
   rng: null,
   samples: 0,
+  phases: {}, // milestone -> ms since navigation start (shown to the bench)
 };
+
+function mark(name) {
+  state.phases[name] = Math.round(performance.now());
+}
 
 class IntegrityError extends Error {}
 
@@ -67,20 +72,43 @@ async function fetchVerified({ path, sha256 }) {
 
 // ---- models ---------------------------------------------------------------------------------------------
 
+// A model's manifest and decoders, each checked against its sha256 (the manifest against site.json).
+const modelFiles = new Map();
+function fetchModelFiles(name) {
+  if (!modelFiles.has(name)) {
+    modelFiles.set(
+      name,
+      (async () => {
+        const rec = state.site.models.find((m) => m.name === name);
+        if (!rec) throw new Error(`model ${name} is not in this site; pick one of the list`);
+        const manifest = JSON.parse(new TextDecoder().decode(await fetchVerified(rec.manifest)));
+        const decoders = {};
+        await Promise.all(
+          PRECISIONS.map(async (precision) => {
+            const entry = manifest.artifacts.find((a) => a.path === rec.decoders[precision]);
+            if (!entry) throw new IntegrityError(`${rec.manifest.path} does not list ${rec.decoders[precision]}`);
+            if (entry.io !== "float" || entry.output_activation) {
+              throw new Error(`${entry.path}: the page runs float-I/O decoders only; rebuild the site (make web)`);
+            }
+            const bytes = await fetchVerified({ path: `models/${name}/${entry.path}`, sha256: entry.sha256 });
+            decoders[precision] = { entry, bytes };
+          }),
+        );
+        return { manifest, decoders };
+      })(),
+    );
+  }
+  return modelFiles.get(name);
+}
+
 async function loadModel(name) {
   if (state.models.has(name)) return state.models.get(name);
-  const rec = state.site.models.find((m) => m.name === name);
-  if (!rec) throw new Error(`model ${name} is not in this site; pick one of the list`);
-  const manifest = JSON.parse(new TextDecoder().decode(await fetchVerified(rec.manifest)));
+  const { manifest, decoders } = await fetchModelFiles(name);
   const sessions = {};
   for (const precision of PRECISIONS) {
-    const entry = manifest.artifacts.find((a) => a.path === rec.decoders[precision]);
-    if (!entry) throw new IntegrityError(`${rec.manifest.path} does not list ${rec.decoders[precision]}`);
-    if (entry.io !== "float" || entry.output_activation) {
-      throw new Error(`${entry.path}: the page runs float-I/O decoders only; rebuild the site (make web)`);
-    }
-    const bytes = await fetchVerified({ path: `models/${name}/${entry.path}`, sha256: entry.sha256 });
+    const { entry, bytes } = decoders[precision];
     sessions[precision] = { entry, session: await state.runtime.open(bytes, entry) };
+    mark(`${name} ${precision} session`);
   }
   const d = manifest.latent_dim;
   const L = manifest.prior.cholesky;
@@ -156,6 +184,10 @@ async function renderCurrent() {
     out[precision] = pixels;
     recordTime(precision, ms);
     drawImage($(`img-${precision}`), pixels, grey);
+    if (state.firstDecodeMs === null) {
+      state.firstDecodeMs = performance.now(); // since navigation start: the first digit is on screen
+      $("first-decode").textContent = `${state.firstDecodeMs.toFixed(0)} ms after page load`;
+    }
     $(`time-${precision}`).textContent =
       `${formatMs(ms)} (median ${formatMs(median(state.times[precision]))} of ${state.times[precision].length})`;
   }
@@ -169,10 +201,6 @@ async function renderCurrent() {
   }
   drawImage($("img-diff"), diff, heat);
   $("diff-stats").textContent = `max ${max.toFixed(4)}, mean ${(sum / 784).toFixed(4)}`;
-  if (state.firstDecodeMs === null) {
-    state.firstDecodeMs = performance.now(); // since navigation start
-    $("first-decode").textContent = `${state.firstDecodeMs.toFixed(0)} ms after page load`;
-  }
 }
 
 // Coalesce redraw requests: at most one render in flight, and the latest z wins.
@@ -425,14 +453,21 @@ $("model").addEventListener("change", () =>
 // ---- start --------------------------------------------------------------------------------------------------
 
 async function start() {
+  mark("start");
   const siteResponse = await fetch("site.json");
   if (!siteResponse.ok) throw new Error(`site.json: HTTP ${siteResponse.status}; rebuild the site (make web)`);
   state.site = await siteResponse.json();
   for (const m of state.site.models) $("model").add(new Option(`${m.name} (${m.latent_dim}-D)`, m.name));
-  state.runtime = await loadRuntime(state.site.runtime, fetchVerified);
-  $("runtime-name").textContent = `${state.runtime.name} ${state.runtime.version} (WASM, 1 thread)`;
   const wanted = new URLSearchParams(location.search).get("model");
   const first = state.site.models.some((m) => m.name === wanted) ? wanted : state.site.models[0].name;
+  // Download and check the first model's files while the runtime's WASM downloads and compiles.
+  const files = fetchModelFiles(first);
+  files.catch(() => {}); // awaited below; an error is reported from there
+  state.runtime = await loadRuntime(state.site.runtime, fetchVerified, mark);
+  mark("runtime loaded");
+  $("runtime-name").textContent = `${state.runtime.name} ${state.runtime.version} (WASM, 1 thread)`;
+  await files;
+  mark("model files checked");
   await selectModel(first);
 }
 
@@ -451,6 +486,7 @@ window.vaeEdge = {
     decodes: state.decodes,
     firstDecodeMs: state.firstDecodeMs,
     error: state.error,
+    phases: { ...state.phases },
   }),
   selectModel: (name) => selectModel(name),
   idle: async () => {

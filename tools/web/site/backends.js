@@ -11,10 +11,13 @@ function runtimeFile(rt, name) {
   return rec;
 }
 
-async function loadOrt(rt, fetchVerified) {
+async function loadOrt(rt, fetchVerified, mark) {
   // The WASM binary is fetched and checked against site.json here, then handed to the runtime.
-  const wasm = await fetchVerified(runtimeFile(rt, "ort-wasm-simd-threaded.wasm"));
-  const ort = await import("./runtime/ort.wasm.min.mjs");
+  const [wasm, ort] = await Promise.all([
+    fetchVerified(runtimeFile(rt, "ort-wasm-simd-threaded.wasm")),
+    import("./runtime/ort.wasm.min.mjs"),
+  ]);
+  mark("runtime wasm checked");
   ort.env.wasm.wasmBinary = wasm;
   ort.env.wasm.wasmPaths = new URL("./runtime/", location.href).href;
   ort.env.wasm.numThreads = 1; // batch-1 decodes of a tiny graph: threads only add hand-off cost
@@ -69,8 +72,8 @@ async function loadLiteRt(rt, fetchVerified) {
   };
 }
 
-export async function loadRuntime(rt, fetchVerified) {
-  if (rt.name === "onnxruntime-web") return loadOrt(rt, fetchVerified);
+export async function loadRuntime(rt, fetchVerified, mark = () => {}) {
+  if (rt.name === "onnxruntime-web") return loadOrt(rt, fetchVerified, mark);
   if (rt.name === "litert") return loadLiteRt(rt, fetchVerified);
   throw new Error(`unknown browser runtime ${rt.name} in site.json; rebuild the site (make web)`);
 }
