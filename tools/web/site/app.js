@@ -435,6 +435,7 @@ async function selectModel(name) {
   const model = await loadModel(name);
   state.model = model;
   state.rng = null;
+  state.times = { int8: [], float32: [] };
   $("model").value = name;
   $("z2-row").hidden = model.latentDim < 3;
   $("sample-info").textContent = "";
