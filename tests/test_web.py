@@ -113,19 +113,34 @@ def test_keyboard_pointer_touch_and_phone_width(browser, url):
     page.context.close()
 
 
-def test_sha256_mismatch_is_refused_with_a_visible_error(site, browser, tmp_path):
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        ("models/vae2d_corr/INT8", "sha256 mismatch for models/vae2d_corr/INT8"),
+        ("models/vae2d_corr/manifest.json", "sha256 mismatch for models/vae2d_corr/manifest.json"),
+        ("runtime/ort-wasm-simd-threaded.wasm", "sha256 mismatch for runtime/ort-wasm-simd-threaded.wasm"),
+        (
+            "runtime/ort.wasm.min.mjs",
+            "runtime/ort.wasm.min.mjs failed to load or failed its sha256 integrity",
+        ),
+        ("site.json", "sha256 mismatch for site.json"),  # pinned in index.html
+        ("backends.js", "failed to load or failed its sha256 integrity check"),
+    ],
+    ids=["int8-decoder", "manifest", "runtime-wasm", "runtime-module", "site-json", "page-module"],
+)
+def test_a_modified_file_is_refused_with_a_visible_error(site, browser, tmp_path, target, message):
+    target, message = (s.replace("INT8", site.models[0].int8) for s in (target, message))
     broken = tmp_path / "site"
     shutil.copytree(site.out, broken)
-    target = broken / "models" / "vae2d_corr" / site.models[0].int8
-    data = bytearray(target.read_bytes())
+    data = bytearray((broken / target).read_bytes())
     data[len(data) // 2] ^= 0x01  # one bit: same size, different digest
-    target.write_bytes(bytes(data))
+    (broken / target).write_bytes(bytes(data))
     with serving(broken) as base:
         page, _ = open_site_page(browser, base)
         error = page.locator("#error")
         assert error.is_visible()
-        assert "sha256 mismatch" in error.inner_text() and site.models[0].int8 in error.inner_text()
-        assert page.evaluate("vaeEdge.state().decodes") == 0
+        assert message in error.inner_text()
+        assert page.evaluate("window.vaeEdge ? vaeEdge.state().decodes : 0") == 0
         page.context.close()
 
 

@@ -12,8 +12,10 @@ from pathlib import Path
 
 from runtime.errors import VaeEdgeError
 
-# A page is ready once it has drawn its first digit, or shown an error.
-READY_JS = "window.vaeEdge && (vaeEdge.state().firstDecodeMs !== null || vaeEdge.state().error !== null)"
+# A page is ready once it has drawn its first digit, or shown an error (also when its scripts never ran).
+READY_JS = (
+    "(window.vaeEdge && vaeEdge.state().firstDecodeMs !== null) || !document.getElementById('error').hidden"
+)
 
 
 def chromium_path(executable: str | None = None) -> str:

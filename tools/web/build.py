@@ -13,6 +13,9 @@ own ``manifest.json``, and the page checks each one before use):
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import html
 import json
 import os
 import shutil
@@ -68,18 +71,54 @@ RUNTIMES = {
 DEFAULT_RUNTIME = "onnxruntime-web"
 
 
-PRELOAD_MARK = "<!-- build: preload -->"
+HEAD_MARK = "<!-- build: head"
+LOAD_ERROR = (
+    "A script of this page failed to load or failed its sha256 integrity check, so nothing was run; "
+    "rebuild the site (make web) or copy it again."
+)
 
 
-def _preload_links(rt: BrowserRuntime) -> str:
-    """Start downloading the runtime while the page's own scripts load (the WASM is most of the first visit)."""
-    links = []
-    for _, name in rt.files:
-        if name.endswith(".wasm"):
-            links.append(f'<link rel="preload" href="runtime/{name}" as="fetch" crossorigin="anonymous">')
-        elif name.endswith((".mjs", ".js")):
-            links.append(f'<link rel="modulepreload" href="runtime/{name}">')
-    return "\n  ".join(links)
+def _sri(path: Path) -> str:
+    """Subresource-integrity value (sha256, base64) of a file."""
+    return "sha256-" + base64.b64encode(hashlib.sha256(path.read_bytes()).digest()).decode()
+
+
+def _head(stage: Path, rt: BrowserRuntime) -> str:
+    """The head's build-time part. index.html is the root of trust: it pins site.json (which pins the runtime's
+    WASM and each model's manifest, which pins the decoders) and, through the import map, every script module
+    (the browser refuses a module whose digest differs). The WASM download starts before the scripts run."""
+    modules = ["backends.js"] + [f"runtime/{n}" for _, n in rt.files if n.endswith((".mjs", ".js"))]
+    importmap = {
+        # LiteRT.js imports its helper by bare name; an unused entry for onnxruntime-web.
+        "imports": {"@litertjs/wasm-utils": "./runtime/litert-wasm-utils.js"},
+        "integrity": {f"./{m}": _sri(stage / m) for m in modules},
+    }
+    lines = [
+        f'<meta name="vae-edge-site" content="{sha256_file(stage / "site.json")}">',
+        f'<script type="importmap">{json.dumps(importmap)}</script>',
+    ]
+    lines += [f'<link rel="modulepreload" href="{m}" integrity="{_sri(stage / m)}">' for m in modules]
+    lines += [
+        f'<link rel="preload" href="runtime/{n}" as="fetch" crossorigin="anonymous">'
+        for _, n in rt.files
+        if n.endswith(".wasm")
+    ]
+    show_error = (
+        "var e=document.getElementById('error');e.textContent=" + json.dumps(LOAD_ERROR) + ";e.hidden=false"
+    )
+    lines.append(
+        f'<script type="module" src="app.js" integrity="{_sri(stage / "app.js")}" '
+        f'onerror="{html.escape(show_error)}"></script>'
+    )
+    return "\n  ".join(lines)
+
+
+def _write_index(stage: Path, rt: BrowserRuntime) -> None:
+    index = stage / "index.html"
+    text = index.read_text()
+    start = text.index(HEAD_MARK)
+    end = text.index("-->", start) + 3
+    index.write_text(text[:start] + _head(stage, rt) + text[end:])
 
 
 @dataclass(frozen=True)
@@ -163,8 +202,6 @@ def build_site(
     try:
         for name in PAGE_FILES:
             shutil.copy2(SITE_SOURCES / name, stage / name)
-        index = stage / "index.html"
-        index.write_text(index.read_text().replace(PRELOAD_MARK, _preload_links(rt)))
         (stage / "runtime").mkdir()
         runtime_files = []
         for rel, name in rt.files:
@@ -203,6 +240,7 @@ def build_site(
             "models": model_records,
         }
         (stage / "site.json").write_text(json.dumps(site, indent=2) + "\n")
+        _write_index(stage, rt)
         page_bytes = sum((stage / n).stat().st_size for n in (*PAGE_FILES, "site.json"))
         runtime_bytes = sum(f["size_bytes"] for f in runtime_files)
         for path in stage.rglob("*"):  # mkdtemp makes the folder 0700; a static server needs to read it

@@ -1,6 +1,7 @@
 // vae-edge latent explorer: decodes each VAE's latents in the page with the exported decoders.
-// Reads site.json (written by python -m tools.web build), then per model its manifest.json; every file is
-// checked against its sha256 (crypto.subtle) before use, and a mismatch stops the page with a visible error.
+// Reads site.json (written by python -m tools.web build; its sha256 is pinned in index.html), then per model
+// its manifest.json; every file is checked against its sha256 (crypto.subtle) before use, and a mismatch
+// stops the page with a visible error. Script modules are pinned by the import map's integrity entries.
 // window.vaeEdge exposes decode/bench hooks for tests/test_web.py and python -m tools.web bench.
 import { loadRuntime } from "./backends.js";
 
@@ -455,9 +456,10 @@ $("model").addEventListener("change", () =>
 
 async function start() {
   mark("start");
-  const siteResponse = await fetch("site.json");
-  if (!siteResponse.ok) throw new Error(`site.json: HTTP ${siteResponse.status}; rebuild the site (make web)`);
-  state.site = await siteResponse.json();
+  const pinned = document.querySelector('meta[name="vae-edge-site"]')?.content;
+  if (!pinned) throw new Error("index.html has no site.json digest; build the site with make web");
+  const siteBytes = await fetchVerified({ path: "site.json", sha256: pinned });
+  state.site = JSON.parse(new TextDecoder().decode(siteBytes));
   for (const m of state.site.models) $("model").add(new Option(`${m.name} (${m.latent_dim}-D)`, m.name));
   const wanted = new URLSearchParams(location.search).get("model");
   const first = state.site.models.some((m) => m.name === wanted) ? wanted : state.site.models[0].name;

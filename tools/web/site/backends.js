@@ -11,11 +11,23 @@ function runtimeFile(rt, name) {
   return rec;
 }
 
+// The import map in index.html pins each module's sha256; the browser refuses a module that differs.
+async function importChecked(path) {
+  try {
+    return await import(path);
+  } catch (err) {
+    throw new Error(
+      `${path.slice(2)} failed to load or failed its sha256 integrity check (${err.message}); rebuild the ` +
+        "site (make web) or copy it again",
+    );
+  }
+}
+
 async function loadOrt(rt, fetchVerified, mark) {
   // The WASM binary is fetched and checked against site.json here, then handed to the runtime.
   const [wasm, ort] = await Promise.all([
     fetchVerified(runtimeFile(rt, "ort-wasm-simd-threaded.wasm")),
-    import("./runtime/ort.wasm.min.mjs"),
+    importChecked("./runtime/ort.wasm.min.mjs"),
   ]);
   mark("runtime wasm checked");
   ort.env.wasm.wasmBinary = wasm;
@@ -47,7 +59,7 @@ async function loadOrt(rt, fetchVerified, mark) {
 async function loadLiteRt(rt, fetchVerified) {
   // LiteRT.js fetches its own WASM by URL: check it first so a corrupt copy is refused before it runs.
   await fetchVerified(runtimeFile(rt, "litert_wasm_internal.wasm"));
-  const lr = await import("./runtime/litert.js");
+  const lr = await importChecked("./runtime/litert.js");
   await lr.loadLiteRt(new URL("./runtime/litert_wasm_internal.js", location.href).href);
   return {
     name: rt.name,
