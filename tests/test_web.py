@@ -50,7 +50,8 @@ def test_build_is_self_contained(site):
 
 
 def test_page_decodes_like_the_python_runtime(exported, browser, url):
-    page, errors = open_site_page(browser, url)
+    opened = open_site_page(browser, url)
+    page, errors = opened.page, opened.errors
     state = page.evaluate("vaeEdge.state()")
     assert state["error"] is None and state["model"] == "vae2d_corr"
     manifest = load_manifest(exported / "vae2d_corr" / "export")
@@ -72,11 +73,13 @@ def test_page_decodes_like_the_python_runtime(exported, browser, url):
     assert np.abs(pages["int8"] - pages["float32"]).max() > 0  # really two different decoders
     assert page.locator("#error").is_hidden()
     assert errors == []
+    assert opened.requests and all(u.startswith(url) or u.startswith("data:") for u in opened.requests)
     page.context.close()
 
 
 def test_keyboard_pointer_touch_and_phone_width(browser, url):
-    page, errors = open_site_page(browser, url, **PHONE)
+    opened = open_site_page(browser, url, **PHONE)
+    page, errors = opened.page, opened.errors
     assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")  # no sideways scrolling
     pad = page.locator("#pad")
     before = page.evaluate("vaeEdge.state().decodes")
@@ -136,7 +139,7 @@ def test_a_modified_file_is_refused_with_a_visible_error(site, browser, tmp_path
     data[len(data) // 2] ^= 0x01  # one bit: same size, different digest
     (broken / target).write_bytes(bytes(data))
     with serving(broken) as base:
-        page, _ = open_site_page(browser, base)
+        page = open_site_page(browser, base).page
         error = page.locator("#error")
         assert error.is_visible()
         assert message in error.inner_text()

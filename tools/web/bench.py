@@ -88,7 +88,8 @@ def bench_web(
             build = build_site(artifacts=artifacts, out=Path(tmp) / runtime_name, runtime=runtime_name)
             with serving(build.out) as url:
                 for name, manifest in manifests.items():
-                    page, errors = open_site_page(browser, f"{url}?model={name}")
+                    opened = open_site_page(browser, f"{url}?model={name}")
+                    page, errors = opened.page, opened.errors
                     state = page.evaluate("vaeEdge.state()")
                     if state["error"]:
                         raise RuntimeError(f"{runtime_name} page for {name}: {state['error']}")
@@ -158,7 +159,7 @@ def _platform() -> dict:
 
 
 def _first_decode_ms(browser, url: str) -> float:
-    page, _ = open_site_page(browser, url)
+    page = open_site_page(browser, url).page
     ms = page.evaluate("vaeEdge.state().firstDecodeMs")
     page.context.close()
     return ms
@@ -166,7 +167,7 @@ def _first_decode_ms(browser, url: str) -> float:
 
 def _screenshot(browser, url: str, model: str, viewport: dict, path: Path) -> str:
     """The page after one prior sample (seed 0), with the manifold drawn."""
-    page, _ = open_site_page(browser, f"{url}?model={model}", viewport=viewport)
+    page = open_site_page(browser, f"{url}?model={model}", viewport=viewport).page
     page.click("#sample")
     page.evaluate("vaeEdge.idle()")
     page.wait_for_function("document.getElementById('grid-info').textContent !== ''")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.errors import VaeEdgeError
@@ -35,15 +36,21 @@ def launch_chromium(playwright, executable: str | None = None):
     return playwright.chromium.launch(executable_path=chromium_path(executable), headless=True)
 
 
-def open_site_page(browser, url: str, *, timeout_ms: int = 30000, **context_options):
-    """A fresh context (own cache) and page at ``url``, waited until ready; returns (page, console errors).
+@dataclass(frozen=True)
+class SitePage:
+    page: object  # playwright Page
+    errors: list[str]  # console errors and uncaught page errors, for as long as the page lives
+    requests: list[str]  # every URL the page requested
 
-    The list collects console errors and uncaught page errors for as long as the page lives."""
+
+def open_site_page(browser, url: str, *, timeout_ms: int = 30000, **context_options) -> SitePage:
+    """A fresh context (own cache) and page at ``url``, waited until ready."""
     context = browser.new_context(**context_options)
     page = context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    opened = SitePage(page, [], [])
+    page.on("console", lambda msg: opened.errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: opened.errors.append(str(exc)))
+    page.on("request", lambda request: opened.requests.append(request.url))
     page.goto(url)
     page.wait_for_function(READY_JS, timeout=timeout_ms)
-    return page, errors
+    return opened
