@@ -399,6 +399,28 @@ $("seed").addEventListener("change", () => {
 
 // ---- manifold grid ----------------------------------------------------------------------------------------
 
+// Standard-normal quantile (Acklam's rational approximation, relative error < 1.2e-9).
+function normalQuantile(p) {
+  const a = [-39.69683028665376, 220.9460984245205, -275.9285104469687, 138.357751867269, -30.66479806614716, 2.506628277459239];
+  const b = [-54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972, -13.28068155288572];
+  const c = [-0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
+  const d = [0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416];
+  const tail = (q) =>
+    (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
+    ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
+  if (p < 0.02425) return tail(Math.sqrt(-2 * Math.log(p)));
+  if (p > 1 - 0.02425) return -tail(Math.sqrt(-2 * Math.log(1 - p)));
+  const q = p - 0.5;
+  const r = q * q;
+  return (
+    ((((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q) /
+    (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1)
+  );
+}
+
+// The manifold as train/figures.py draws it: a GRID_N x GRID_N grid of eps at the standard-normal 5-95%
+// quantiles (equal prior mass per cell) mapped through z = L eps, so vae2d_corr's grid follows the prior's
+// tilt; z2 (3-D models) stays at the slider's value.
 let gridToken = 0;
 async function drawGrid() {
   const model = state.model;
@@ -408,12 +430,15 @@ async function drawGrid() {
   canvas.height = 28 * GRID_N;
   const ctx = canvas.getContext("2d");
   const tile = ctx.createImageData(28, 28);
-  const r = model.range * (1 - 1 / GRID_N); // tile centres span the pad
+  const axis = Array.from({ length: GRID_N }, (_, i) => normalQuantile(0.05 + (0.9 * i) / (GRID_N - 1)));
+  const L = model.L;
   const t0 = performance.now();
   for (let row = 0; row < GRID_N; row++) {
     for (let col = 0; col < GRID_N; col++) {
       if (token !== gridToken || model !== state.model) return; // superseded
-      const z = [-r + (2 * r * col) / (GRID_N - 1), r - (2 * r * row) / (GRID_N - 1), state.z[2]];
+      const e0 = axis[col];
+      const e1 = axis[GRID_N - 1 - row];
+      const z = [L[0][0] * e0, L[1][0] * e0 + L[1][1] * e1, state.z[2]];
       const { pixels } = await enqueue(() => decodeTimed(model, "int8", z));
       for (let i = 0; i < 784; i++) {
         const v = Math.round(255 * pixels[i]);
@@ -424,8 +449,8 @@ async function drawGrid() {
   }
   const zs = model.latentDim > 2 ? `, z₂ = ${state.z[2].toFixed(2)}` : "";
   $("grid-info").textContent =
-    `${GRID_N}×${GRID_N} int8 decodes over z₀, z₁ ∈ [−${r.toFixed(2)}, ${r.toFixed(2)}]${zs} in ` +
-    `${(performance.now() - t0).toFixed(0)} ms`;
+    `${GRID_N}×${GRID_N} int8 decodes of z = L ε, ε on the standard-normal 5–95% quantiles` +
+    ` (±${axis[GRID_N - 1].toFixed(2)})${zs}, in ${(performance.now() - t0).toFixed(0)} ms`;
 }
 $("draw-grid").addEventListener("click", () => state.model && drawGrid());
 
