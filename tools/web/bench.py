@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from runtime.bench import bench_one, platform_info
+from runtime.errors import VaeEdgeError
 from runtime.fileio import ensure_writable_dir, write_bytes_atomic, write_json_atomic, write_text_atomic
 from runtime.manifest import find_manifests
 from runtime.models import Decoder
@@ -75,7 +76,12 @@ def bench_web(
     invokes: int = 500,
     chromium: str | None = None,
 ) -> WebBenchResult:
-    from playwright.sync_api import sync_playwright
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise VaeEdgeError(
+            "playwright is not installed; run make setup (requirements-dev.txt pins it)"
+        ) from None
 
     reports = ensure_writable_dir(reports)
     manifests = {k: m for k, m in find_manifests(artifacts).items() if m.kind == "vae"}
