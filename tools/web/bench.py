@@ -98,7 +98,7 @@ def bench_web(
                     page, errors = opened.page, opened.errors
                     state = page.evaluate("vaeEdge.state()")
                     if state["error"]:
-                        raise RuntimeError(f"{runtime_name} page for {name}: {state['error']}")
+                        raise VaeEdgeError(f"the {runtime_name} page for {name} stopped: {state['error']}")
                     page.evaluate("vaeEdge.idle()")
                     entries = decoder_entries(manifest, RUNTIMES[runtime_name])
                     z = manifest.prior.sample(16, seed=11)
