@@ -15,6 +15,7 @@ from runtime import Decoder, VaeEdgeError, load_manifest
 from tools.web.__main__ import main, parse_args
 from tools.web.browser import launch_chromium, open_site_page
 from tools.web.build import build_site
+from tools.web.compare import compare_int8_pixels, sigmoid_input_scale
 from tools.web.serve import serving
 
 PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True}
@@ -67,8 +68,15 @@ def test_page_decodes_like_the_python_runtime(exported, browser, url):
         p: Decoder.from_manifest(manifest, precision=p, format="onnx").decode(z).reshape(len(z), -1)
         for p in ("int8", "float32")
     }
-    # int8: the same QDQ graph in onnxruntime-web (WASM) and onnxruntime (x86): identical outputs.
-    assert np.array_equal(pages["int8"], python["int8"])
+    # int8: the same QDQ graph in onnxruntime-web (WASM) and onnxruntime (x86). The int8 logits must be
+    # identical; the float Sigmoid after them may differ in its last bits between the two builds (9e-8 measured
+    # on the trained vae2d), hence 1e-6 on the pixels.
+    entry = Decoder.from_manifest(manifest, precision="int8", format="onnx").entry
+    same = compare_int8_pixels(
+        pages["int8"], python["int8"], sigmoid_input_scale(manifest.folder / entry["path"])
+    )
+    assert same.logits_identical and same.recovered > 0.5 and same.off_grid < 0.05, same
+    assert same.max_abs <= 1e-6
     assert np.abs(pages["float32"] - python["float32"]).max() <= 1e-5
     assert np.abs(pages["int8"] - pages["float32"]).max() > 0  # really two different decoders
     assert page.locator("#error").is_hidden()

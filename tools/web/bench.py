@@ -30,6 +30,7 @@ from runtime.models import Decoder
 
 from .browser import launch_chromium, open_site_page
 from .build import DEFAULT_RUNTIME, RUNTIMES, BuildResult, build_site, decoder_entries
+from .compare import compare_int8_pixels, sigmoid_input_scale
 from .serve import serving
 
 WARMUP = 50
@@ -123,6 +124,12 @@ def bench_web(
                         )
                         in_page = np.asarray(page.evaluate(f"vaeEdge.decode('{precision}', {z.tolist()})"))
                         python = Decoder(manifest, entry).decode(z).reshape(len(z), -1)
+                        if precision == "int8" and entry["format"] == "onnx":
+                            same = compare_int8_pixels(
+                                in_page, python, sigmoid_input_scale(manifest.folder / entry["path"])
+                            )
+                            rec["int8_logits_identical"] = same.logits_identical
+                            rec["int8_logits_recovered"] = same.recovered
                         rec[precision] = {
                             "artifact": entry["path"],
                             "p50_us": float(np.percentile(times, 50) * 1e3),
@@ -182,6 +189,13 @@ def _screenshot(browser, url: str, model: str, viewport: dict, path: Path) -> st
     return str(path)
 
 
+def _logits(rec: dict) -> str:
+    if "int8_logits_identical" not in rec:
+        return "–"
+    verdict = "identical" if rec["int8_logits_identical"] else "**differ**"
+    return f"{verdict} ({rec['int8_logits_recovered']:.0%} of pixels recoverable)"
+
+
 def write_reports(result: WebBenchResult, reports) -> list[Path]:
     reports = Path(reports)
     json_path = write_json_atomic(
@@ -203,15 +217,16 @@ def write_reports(result: WebBenchResult, reports) -> list[Path]:
         f"{FIRST_DECODE_LOADS} loads).",
         "",
         "| runtime | model | int8 file | int8 p50 | Python p50 (same file) | ratio | float32 p50 | Python float32 | "
-        "int8 max abs vs Python | float32 max abs vs Python | first decode | site (gzip) | console errors |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "int8 max abs vs Python | int8 logits vs Python | float32 max abs vs Python | first decode | site (gzip) | "
+        "console errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result.records:
         i, f = r["int8"], r["float32"]
         lines.append(
             f"| {r['runtime']} {r['runtime_version']} | {r['model']} | {i['artifact']} | {i['p50_us']:.0f} µs | "
             f"{i['python_p50_us']:.0f} µs | {i['p50_us'] / i['python_p50_us']:.1f}× | {f['p50_us']:.0f} µs | "
-            f"{f['python_p50_us']:.0f} µs | {i['max_abs_vs_python']:.2g} | {f['max_abs_vs_python']:.2g} | "
+            f"{f['python_p50_us']:.0f} µs | {i['max_abs_vs_python']:.2g} | {_logits(r)} | {f['max_abs_vs_python']:.2g} | "
             f"{r['first_decode_ms']:.0f} ms | {r['site_bytes'] / 1e6:.2f} MB ({r['site_gzip_bytes'] / 1e6:.2f} MB) | "
             f"{r['console_errors']} |"
         )
