@@ -183,7 +183,6 @@ def _screenshot(browser, url: str, model: str, viewport: dict, path: Path) -> st
     page = open_site_page(browser, f"{url}?model={model}", viewport=viewport).page
     page.click("#sample")
     page.evaluate("vaeEdge.idle()")
-    page.wait_for_function("document.getElementById('grid-info').textContent !== ''")
     write_bytes_atomic(path, page.screenshot(full_page=True))
     page.context.close()
     return str(path)

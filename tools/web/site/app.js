@@ -390,7 +390,9 @@ function samplePrior() {
   $("sample-info").textContent = `sample ${state.samples} of seed ${Number($("seed").value) || 0}: z = (${z
     .map((v) => v.toFixed(2))
     .join(", ")})`;
-  return setLatent([z[0], z[1], d > 2 ? z[2] : 0]);
+  const rendered = setLatent([z[0], z[1], d > 2 ? z[2] : 0]);
+  if (d > 2) drawGrid(); // the grid is the cross-section at the new z2
+  return rendered;
 }
 $("sample").addEventListener("click", () => state.model && samplePrior());
 $("seed").addEventListener("change", () => {
@@ -422,7 +424,14 @@ function normalQuantile(p) {
 // quantiles (equal prior mass per cell) mapped through z = L eps, so vae2d_corr's grid follows the prior's
 // tilt; z2 (3-D models) stays at the slider's value.
 let gridToken = 0;
-async function drawGrid() {
+let gridRun = null; // the latest grid drawing (vaeEdge.idle waits for it)
+function drawGrid() {
+  gridRun = drawGridNow();
+  gridRun.catch((err) => showError(`decode failed: ${err.message}`));
+  return gridRun;
+}
+
+async function drawGridNow() {
   const model = state.model;
   const token = ++gridToken;
   const canvas = $("grid");
@@ -518,7 +527,9 @@ window.vaeEdge = {
   }),
   selectModel: (name) => selectModel(name),
   idle: async () => {
+    await ready.catch(() => {});
     await rendering;
+    await gridRun?.catch(() => {});
     await queue;
   },
   // Decode rows of latents (each of the model's latent size) with the model's int8 or float32 decoder.
