@@ -15,7 +15,7 @@ TRAIN_FLAGS ?= $(if $(EPOCHS),--epochs $(EPOCHS),)
 # e.g. BENCH_TRAIN_FLAGS='--epochs 30 --precisions float32' for the quality comparison README cites
 BENCH_TRAIN_FLAGS ?=
 
-.PHONY: help setup train export simulate firmware test lint format bench-train results bench check pi-bundle pi-check clean fuzz bench-decode
+.PHONY: help setup train export simulate firmware test lint format bench-train results bench check pi-bundle pi-check clean fuzz bench-decode web web-deps web-serve web-bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -40,7 +40,7 @@ simulate: setup  ## int8 decoders on simulated MCUs (TFLite Micro reference) -> 
 firmware: setup  ## int8 decoders as generated C: host + emulated Cortex-M4 (QEMU), vs TFLM -> reports/firmware_c.{json,md}
 	$(PY) -m firmware_sim.measure --model all --artifacts $(ARTIFACTS) --reports $(REPORTS)
 
-test: setup  ## lint + the whole test suite (what CI runs)
+test: setup web-deps  ## lint + the whole test suite (what CI runs)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q
@@ -77,6 +77,21 @@ fuzz: setup  ## 1000+1000 mutated models, 200 manifests/inputs/.npz, 100 firmwar
 
 bench-decode: setup  ## peak RSS of decoding 1e4/1e5/1e6 latents, streamed vs one call -> reports/decode_rss.{json,md}
 	$(PY) -m tools.decode_rss --artifacts $(ARTIFACTS) --reports $(REPORTS)
+
+WEB_NODE_MODULES := tools/web/node_modules/.package-lock.json
+$(WEB_NODE_MODULES): tools/web/package.json tools/web/package-lock.json
+	cd tools/web && npm ci --no-audit --no-fund --loglevel=error
+
+web-deps: $(WEB_NODE_MODULES)  ## install the pinned browser runtimes (npm ci in tools/web)
+
+web: setup web-deps  ## the latent explorer: a static offline site from artifacts/*/export/ -> dist/web
+	$(PY) -m tools.web build --artifacts $(ARTIFACTS) --out dist/web
+
+web-serve: setup  ## serve dist/web on http://127.0.0.1:8000/ (make web first)
+	$(PY) -m tools.web serve --site dist/web --port 8000
+
+web-bench: setup web-deps  ## decode latency in headless Chromium vs the Python runtime -> reports/web_bench.*, screenshots
+	$(PY) -m tools.web bench --artifacts $(ARTIFACTS) --reports $(REPORTS)
 
 clean:  ## remove reports and caches (artifacts/ is kept: it holds trained models)
 	rm -rf $(REPORTS) dist .pytest_cache .ruff_cache runtime/build runtime/*.egg-info

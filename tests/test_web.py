@@ -1,0 +1,164 @@
+"""tools/web: the latent explorer in a real browser (Debian's chromium, headless, through Playwright) on the
+tiny exported model (conftest.exported): it loads with no console error, decodes exactly like runtime.Decoder,
+refuses a file whose sha256 does not match, and answers keyboard, pointer and touch on a phone-sized viewport.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from playwright.sync_api import sync_playwright
+
+from runtime import Decoder, VaeEdgeError, load_manifest
+from tools.web.__main__ import main, parse_args
+from tools.web.browser import launch_chromium, open_site_page
+from tools.web.build import build_site
+from tools.web.compare import compare_int8_pixels, sigmoid_input_scale
+from tools.web.serve import serving
+
+PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True}
+
+
+@pytest.fixture(scope="module")
+def site(exported, tmp_path_factory):
+    return build_site(artifacts=exported, out=tmp_path_factory.mktemp("web") / "site")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def url(site):
+    with serving(site.out) as base:
+        yield base
+
+
+def test_build_is_self_contained(site):
+    names = {p.relative_to(site.out).as_posix() for p in site.out.rglob("*") if p.is_file()}
+    model = site.models[0]
+    assert {f"models/vae2d_corr/{model.int8}", f"models/vae2d_corr/{model.float32}"} <= names
+    assert "runtime/ort-wasm-simd-threaded.wasm" in names and "models/vae2d_corr/manifest.json" in names
+    for page_file in ("index.html", "app.js", "backends.js"):  # no URL to any other host
+        text = (site.out / page_file).read_text()
+        assert "http://" not in text and "https://" not in text, page_file
+
+
+def test_page_decodes_like_the_python_runtime(exported, browser, url):
+    opened = open_site_page(browser, url)
+    page, errors = opened.page, opened.errors
+    state = page.evaluate("vaeEdge.state()")
+    assert state["error"] is None and state["model"] == "vae2d_corr"
+    manifest = load_manifest(exported / "vae2d_corr" / "export")
+    # Prior samples plus the origin and points beyond the int8 latent's calibrated range (±3: saturates).
+    z = np.concatenate([manifest.prior.sample(6, seed=7), [[0, 0], [2.9, -2.9], [-4.5, 4.5]]]).astype(
+        np.float32
+    )
+    pages = {
+        p: np.asarray(page.evaluate("([p, z]) => vaeEdge.decode(p, z)", [p, z.tolist()]), np.float32)
+        for p in ("int8", "float32")
+    }
+    python = {
+        p: Decoder.from_manifest(manifest, precision=p, format="onnx").decode(z).reshape(len(z), -1)
+        for p in ("int8", "float32")
+    }
+    # int8: the same QDQ graph in onnxruntime-web (WASM) and onnxruntime (x86). The int8 logits must be
+    # identical; the float Sigmoid after them may differ in its last bits between the two builds (9e-8 measured
+    # on the trained vae2d), hence 1e-6 on the pixels.
+    entry = Decoder.from_manifest(manifest, precision="int8", format="onnx").entry
+    same = compare_int8_pixels(
+        pages["int8"], python["int8"], sigmoid_input_scale(manifest.folder / entry["path"])
+    )
+    assert same.logits_identical and same.recovered > 0.5 and same.off_grid < 0.05, same
+    assert same.max_abs <= 1e-6
+    assert np.abs(pages["float32"] - python["float32"]).max() <= 1e-5
+    assert np.abs(pages["int8"] - pages["float32"]).max() > 0  # really two different decoders
+    assert page.locator("#error").is_hidden()
+    assert errors == []
+    assert opened.requests and all(u.startswith(url) or u.startswith("data:") for u in opened.requests)
+    page.context.close()
+
+
+def test_keyboard_pointer_touch_and_phone_width(browser, url):
+    opened = open_site_page(browser, url, **PHONE)
+    page, errors = opened.page, opened.errors
+    assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")  # no sideways scrolling
+    pad = page.locator("#pad")
+    before = page.evaluate("vaeEdge.state().decodes")
+    pad.focus()
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")
+    page.keyboard.press("Shift+ArrowUp")
+    page.evaluate("vaeEdge.idle()")
+    state = page.evaluate("vaeEdge.state()")
+    assert state["z"][:2] == pytest.approx([0.3, 0.5])
+    assert state["decodes"] > before
+    assert page.locator("#z-text").inner_text() == "z = (0.30, 0.50)"
+    box = pad.bounding_box()
+    page.touchscreen.tap(box["x"] + box["width"] * 0.75, box["y"] + box["height"] * 0.5)  # right of centre
+    page.evaluate("vaeEdge.idle()")
+    z0, z1 = page.evaluate("vaeEdge.state().z")[:2]
+    assert z0 > 1 and abs(z1) < 0.1
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.25, steps=4)  # drag up-left
+    page.mouse.up()
+    page.evaluate("vaeEdge.idle()")
+    z0, z1 = page.evaluate("vaeEdge.state().z")[:2]
+    assert z0 < -1 and z1 > 1
+    page.click("#sample")
+    page.evaluate("vaeEdge.idle()")
+    first = page.evaluate("vaeEdge.state().z")
+    page.reload()
+    page.wait_for_function("vaeEdge.state().firstDecodeMs !== null")
+    page.click("#sample")
+    page.evaluate("vaeEdge.idle()")
+    assert page.evaluate("vaeEdge.state().z") == first  # seeded: the same draw after a reload
+    assert errors == []
+    page.context.close()
+
+
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        ("models/vae2d_corr/INT8", "sha256 mismatch for models/vae2d_corr/INT8"),
+        ("models/vae2d_corr/manifest.json", "sha256 mismatch for models/vae2d_corr/manifest.json"),
+        ("runtime/ort-wasm-simd-threaded.wasm", "sha256 mismatch for runtime/ort-wasm-simd-threaded.wasm"),
+        (
+            "runtime/ort.wasm.min.mjs",
+            "runtime/ort.wasm.min.mjs failed to load or failed its sha256 integrity",
+        ),
+        ("site.json", "sha256 mismatch for site.json"),  # pinned in index.html
+        ("backends.js", "failed to load or failed its sha256 integrity check"),
+    ],
+    ids=["int8-decoder", "manifest", "runtime-wasm", "runtime-module", "site-json", "page-module"],
+)
+def test_a_modified_file_is_refused_with_a_visible_error(site, browser, tmp_path, target, message):
+    target, message = (s.replace("INT8", site.models[0].int8) for s in (target, message))
+    broken = tmp_path / "site"
+    shutil.copytree(site.out, broken)
+    data = bytearray((broken / target).read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit: same size, different digest
+    (broken / target).write_bytes(bytes(data))
+    with serving(broken) as base:
+        page = open_site_page(browser, base).page
+        error = page.locator("#error")
+        assert error.is_visible()
+        assert message in error.inner_text()
+        assert page.evaluate("window.vaeEdge ? vaeEdge.state().decodes : 0") == 0
+        page.context.close()
+
+
+def test_build_errors_write_nothing(exported, tmp_path, capsys):
+    out = tmp_path / "site"
+    with pytest.raises(VaeEdgeError, match="npm ci"):
+        build_site(artifacts=exported, out=out, node_modules=tmp_path / "no_node_modules")
+    assert main(parse_args(["build", "--artifacts", str(tmp_path / "nothing"), "--out", str(out)])) == 2
+    assert "no exported VAE" in capsys.readouterr().err
+    assert not out.exists()

@@ -1,0 +1,242 @@
+"""Decode latency of the latent explorer in headless Chromium, beside the Python runtime on the same files.
+
+    python -m tools.web bench --artifacts artifacts --reports reports      # make web-bench
+
+For each browser runtime (onnxruntime-web, LiteRT.js) the site is built into a temporary folder, served on
+127.0.0.1 and opened per model in fresh browser contexts (empty cache): the time from navigation start to the
+first digit on screen (download from localhost, sha256 checks, WASM compile, sessions, first decode; median
+of several loads), then ``invokes`` timed batch-1 decodes per decoder through the page's own decode path
+(after a warm-up), and the largest difference of the page's pixels from ``runtime.Decoder`` on the same file
+for a fixed set of latents. The Python runtime times the same files (runtime.bench.bench_one, 1 thread), plus
+the runtime's default int8 decoder (TFLite, int8 I/O). Screenshots of each model's page (default runtime) go
+to the report folder.
+"""
+
+from __future__ import annotations
+
+import gzip
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from runtime.bench import bench_one, platform_info
+from runtime.errors import VaeEdgeError
+from runtime.fileio import ensure_writable_dir, write_bytes_atomic, write_json_atomic, write_text_atomic
+from runtime.manifest import find_manifests
+from runtime.models import Decoder
+
+from .browser import launch_chromium, open_site_page
+from .build import DEFAULT_RUNTIME, RUNTIMES, BuildResult, build_site, decoder_entries
+from .compare import compare_int8_pixels, sigmoid_input_scale
+from .serve import serving
+
+WARMUP = 50
+FIRST_DECODE_LOADS = (
+    5  # page loads per model and runtime, each in a fresh context; the report gives the median
+)
+PRECISIONS = ("int8", "float32")
+SCREENSHOT_VIEWPORTS = {"": {"width": 1100, "height": 1000}, "_phone": {"width": 390, "height": 844}}
+
+
+@dataclass(frozen=True)
+class WebBenchResult:
+    platform: dict
+    chromium: str
+    records: list[dict] = field(default_factory=list)
+    screenshots: list[str] = field(default_factory=list)
+
+
+def _gzip_bytes(paths) -> int:
+    return sum(len(gzip.compress(Path(p).read_bytes(), 6)) for p in paths)
+
+
+def _site_sizes(build: BuildResult, model: str) -> dict:
+    out = build.out
+    shared = [p for p in out.iterdir() if p.is_file()] + list((out / "runtime").iterdir())
+    own = list((out / "models" / model).iterdir())
+    return {
+        "site_bytes": build.site_bytes(model),
+        "site_gzip_bytes": _gzip_bytes(shared + own),
+        "runtime_bytes": build.runtime_bytes,
+        "model_bytes": next(m.size_bytes for m in build.models if m.name == model),
+    }
+
+
+def _python_p50(folder, artifact: str, invokes: int) -> float:
+    return bench_one(str(folder), artifact, 1, invokes, 10)["p50_us"]
+
+
+def bench_web(
+    *,
+    artifacts,
+    reports,
+    runtimes: tuple[str, ...] = tuple(RUNTIMES),
+    invokes: int = 500,
+    chromium: str | None = None,
+) -> WebBenchResult:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise VaeEdgeError(
+            "playwright is not installed; run make setup (requirements-dev.txt pins it)"
+        ) from None
+
+    reports = ensure_writable_dir(reports)
+    manifests = {k: m for k, m in find_manifests(artifacts).items() if m.kind == "vae"}
+    records, shots = [], []
+    with sync_playwright() as p, tempfile.TemporaryDirectory(prefix="vae-edge-web-") as tmp:
+        browser = launch_chromium(p, chromium)
+        version = browser.version
+        steps = tqdm(total=len(runtimes) * max(1, len(manifests)), desc="web bench", unit="model")
+        for runtime_name in runtimes:
+            build = build_site(artifacts=artifacts, out=Path(tmp) / runtime_name, runtime=runtime_name)
+            with serving(build.out) as url:
+                for name, manifest in manifests.items():
+                    opened = open_site_page(browser, f"{url}?model={name}")
+                    page, errors = opened.page, opened.errors
+                    state = page.evaluate("vaeEdge.state()")
+                    if state["error"]:
+                        raise VaeEdgeError(f"the {runtime_name} page for {name} stopped: {state['error']}")
+                    page.evaluate("vaeEdge.idle()")
+                    entries = decoder_entries(manifest, RUNTIMES[runtime_name])
+                    z = manifest.prior.sample(16, seed=11)
+                    first = [state["firstDecodeMs"]] + [
+                        _first_decode_ms(browser, f"{url}?model={name}")
+                        for _ in range(FIRST_DECODE_LOADS - 1)
+                    ]
+                    rec = {
+                        "runtime": runtime_name,
+                        "runtime_version": build.runtime_version,
+                        "model": name,
+                        "first_decode_ms": float(np.median(first)),
+                        "first_decode_ms_all": first,
+                        "load_phases_ms": state["phases"],
+                        "console_errors": len(errors),
+                        **_site_sizes(build, name),
+                    }
+                    for precision in PRECISIONS:
+                        entry = entries[precision]
+                        times = np.asarray(
+                            page.evaluate(f"vaeEdge.bench('{precision}', {invokes}, {WARMUP})")
+                        )
+                        in_page = np.asarray(page.evaluate(f"vaeEdge.decode('{precision}', {z.tolist()})"))
+                        python = Decoder(manifest, entry).decode(z).reshape(len(z), -1)
+                        if precision == "int8" and entry["format"] == "onnx":
+                            same = compare_int8_pixels(
+                                in_page, python, sigmoid_input_scale(manifest.folder / entry["path"])
+                            )
+                            rec["int8_logits_identical"] = same.logits_identical
+                            rec["int8_logits_recovered"] = same.recovered
+                        rec[precision] = {
+                            "artifact": entry["path"],
+                            "p50_us": float(np.percentile(times, 50) * 1e3),
+                            "p90_us": float(np.percentile(times, 90) * 1e3),
+                            "mean_us": float(times.mean() * 1e3),
+                            "invokes": int(len(times)),
+                            "max_abs_vs_python": float(np.abs(in_page - python).max()),
+                            "identical_to_python": bool(np.array_equal(in_page.astype(np.float32), python)),
+                            "python_p50_us": _python_p50(manifest.folder, entry["path"], invokes),
+                        }
+                    if runtime_name == DEFAULT_RUNTIME:
+                        for suffix, viewport in SCREENSHOT_VIEWPORTS.items():
+                            shots.append(
+                                _screenshot(browser, url, name, viewport, reports / f"web_{name}{suffix}.png")
+                            )
+                    page.context.close()
+                    records.append(rec)
+                    steps.update()
+        steps.close()
+        browser.close()
+    for rec in records:  # the Python runtime's default int8 decoder (TFLite, int8 I/O), for reference
+        m = manifests[rec["model"]]
+        default = Decoder.from_manifest(m, precision="int8").entry["path"]
+        rec["python_default_int8"] = {"artifact": default, "p50_us": _python_p50(m.folder, default, invokes)}
+    return WebBenchResult(_platform(), version, records, shots)
+
+
+def _platform() -> dict:
+    info = platform_info()
+    # runtime.bench.cpu_model takes the first of "model name"/"model" lines, which on x86 is the numeric
+    # "model" field; the report wants the name.
+    try:
+        with open("/proc/cpuinfo") as fh:
+            names = [line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")]
+        if names:
+            info["cpu"] = names[0]
+    except OSError:
+        pass
+    return info
+
+
+def _first_decode_ms(browser, url: str) -> float:
+    page = open_site_page(browser, url).page
+    ms = page.evaluate("vaeEdge.state().firstDecodeMs")
+    page.context.close()
+    return ms
+
+
+def _screenshot(browser, url: str, model: str, viewport: dict, path: Path) -> str:
+    """The page after one prior sample (seed 0), with the manifold drawn."""
+    page = open_site_page(browser, f"{url}?model={model}", viewport=viewport).page
+    page.click("#sample")
+    page.evaluate("vaeEdge.idle()")
+    write_bytes_atomic(path, page.screenshot(full_page=True))
+    page.context.close()
+    return str(path)
+
+
+def _logits(rec: dict) -> str:
+    if "int8_logits_identical" not in rec:
+        return "–"
+    verdict = "identical" if rec["int8_logits_identical"] else "**differ**"
+    return f"{verdict} ({rec['int8_logits_recovered']:.0%} of pixels recoverable)"
+
+
+def write_reports(result: WebBenchResult, reports) -> list[Path]:
+    reports = Path(reports)
+    json_path = write_json_atomic(
+        reports / "web_bench.json",
+        {
+            "platform": result.platform,
+            "chromium": result.chromium,
+            "records": result.records,
+            "screenshots": result.screenshots,
+        },
+    )
+    lines = [
+        "# Latent explorer in headless Chromium",
+        "",
+        f"Chromium {result.chromium}; {result.platform['cpu']}, {result.platform['cores']} cores; "
+        "batch 1, 1 thread (WASM and Python). p50 of timed decodes through the page's decode path; "
+        "Python: runtime.bench on the same file. First decode: navigation start to the first digit on "
+        "screen, fresh browser context (median of "
+        f"{FIRST_DECODE_LOADS} loads).",
+        "",
+        "| runtime | model | int8 file | int8 p50 | Python p50 (same file) | ratio | float32 p50 | Python float32 | "
+        "int8 max abs vs Python | int8 logits vs Python | float32 max abs vs Python | first decode | site (gzip) | "
+        "console errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result.records:
+        i, f = r["int8"], r["float32"]
+        lines.append(
+            f"| {r['runtime']} {r['runtime_version']} | {r['model']} | {i['artifact']} | {i['p50_us']:.0f} µs | "
+            f"{i['python_p50_us']:.0f} µs | {i['p50_us'] / i['python_p50_us']:.1f}× | {f['p50_us']:.0f} µs | "
+            f"{f['python_p50_us']:.0f} µs | {i['max_abs_vs_python']:.2g} | {_logits(r)} | {f['max_abs_vs_python']:.2g} | "
+            f"{r['first_decode_ms']:.0f} ms | {r['site_bytes'] / 1e6:.2f} MB ({r['site_gzip_bytes'] / 1e6:.2f} MB) | "
+            f"{r['console_errors']} |"
+        )
+    lines += ["", "Python runtime's default int8 decoder (TFLite, int8 I/O, XNNPACK), for reference:", ""]
+    seen = set()
+    for r in result.records:
+        d = r["python_default_int8"]
+        if r["model"] not in seen:
+            seen.add(r["model"])
+            lines.append(f"- {r['model']}: {d['artifact']} p50 {d['p50_us']:.0f} µs")
+    if result.screenshots:
+        lines += ["", "Screenshots: " + ", ".join(Path(s).name for s in result.screenshots)]
+    md_path = write_text_atomic(reports / "web_bench.md", "\n".join(lines) + "\n")
+    return [json_path, md_path, *map(Path, result.screenshots)]

@@ -1,0 +1,259 @@
+"""Build the static site: page sources + the browser runtime's files + each VAE's decoders and manifest.
+
+    from tools.web.build import build_site
+    result = build_site(artifacts="artifacts", out="dist/web")
+
+Layout of the output (every file the page loads is listed with its sha256, in ``site.json`` or in the model's
+own ``manifest.json``, and the page checks each one before use):
+
+    index.html app.js backends.js style.css site.json
+    runtime/<the runtime's JS module and WASM, copied from tools/web/node_modules>
+    models/<model>/manifest.json  models/<model>/<the int8 and float32 batch-1 decoders>
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.errors import VaeEdgeError
+from runtime.fileio import sha256_file
+from runtime.manifest import MANIFEST_NAME, Manifest, find_manifests
+
+WEB_DIR = Path(__file__).resolve().parent
+SITE_SOURCES = WEB_DIR / "site"
+NODE_MODULES = WEB_DIR / "node_modules"
+PAGE_FILES = ("index.html", "app.js", "backends.js", "style.css")
+
+
+@dataclass(frozen=True)
+class BrowserRuntime:
+    """A browser runtime from npm: which of its files the page needs and which decoders it runs."""
+
+    name: str  # the page's name for it (backends.js)
+    package: str  # npm package
+    files: tuple[tuple[str, str], ...]  # (path under node_modules/<package>/, name under runtime/)
+    format: str  # manifest "format" of the decoders it runs
+
+
+RUNTIMES = {
+    "onnxruntime-web": BrowserRuntime(
+        "onnxruntime-web",
+        "onnxruntime-web",
+        (
+            ("dist/ort.wasm.min.mjs", "ort.wasm.min.mjs"),
+            ("dist/ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.mjs"),
+            ("dist/ort-wasm-simd-threaded.wasm", "ort-wasm-simd-threaded.wasm"),
+        ),
+        "onnx",
+    ),
+    # LiteRT.js: only its relaxed-SIMD build (Chromium >= 114); the page imports "@litertjs/wasm-utils"
+    # through an import map written into index.html.
+    "litert": BrowserRuntime(
+        "litert",
+        "@litertjs/core",
+        (
+            ("dist/index.js", "litert.js"),
+            ("wasm/litert_wasm_internal.js", "litert_wasm_internal.js"),
+            ("wasm/litert_wasm_internal.wasm", "litert_wasm_internal.wasm"),
+            ("../wasm-utils/dist/index.js", "litert-wasm-utils.js"),
+        ),
+        "tflite",
+    ),
+}
+DEFAULT_RUNTIME = "onnxruntime-web"
+
+
+HEAD_MARK = "<!-- build: head"
+LOAD_ERROR = (
+    "A script of this page failed to load or failed its sha256 integrity check, so nothing was run; "
+    "rebuild the site (make web) or copy it again."
+)
+
+
+def _sri(path: Path) -> str:
+    """Subresource-integrity value (sha256, base64) of a file."""
+    return "sha256-" + base64.b64encode(hashlib.sha256(path.read_bytes()).digest()).decode()
+
+
+def _head(stage: Path, rt: BrowserRuntime) -> str:
+    """The head's build-time part. index.html is the root of trust: it pins site.json (which pins the runtime's
+    WASM and each model's manifest, which pins the decoders) and, through the import map, every script module
+    (the browser refuses a module whose digest differs). The WASM download starts before the scripts run."""
+    modules = ["backends.js"] + [f"runtime/{n}" for _, n in rt.files if n.endswith((".mjs", ".js"))]
+    importmap = {
+        # LiteRT.js imports its helper by bare name; an unused entry for onnxruntime-web.
+        "imports": {"@litertjs/wasm-utils": "./runtime/litert-wasm-utils.js"},
+        "integrity": {f"./{m}": _sri(stage / m) for m in modules},
+    }
+    lines = [
+        f'<meta name="vae-edge-site" content="{sha256_file(stage / "site.json")}">',
+        f'<script type="importmap">{json.dumps(importmap)}</script>',
+    ]
+    lines += [f'<link rel="modulepreload" href="{m}" integrity="{_sri(stage / m)}">' for m in modules]
+    lines += [
+        f'<link rel="preload" href="runtime/{n}" as="fetch" crossorigin="anonymous">'
+        for _, n in rt.files
+        if n.endswith(".wasm")
+    ]
+    show_error = (
+        "var e=document.getElementById('error');e.textContent=" + json.dumps(LOAD_ERROR) + ";e.hidden=false"
+    )
+    lines.append(
+        f'<script type="module" src="app.js" integrity="{_sri(stage / "app.js")}" '
+        f'onerror="{html.escape(show_error)}"></script>'
+    )
+    return "\n  ".join(lines)
+
+
+def _write_index(stage: Path, rt: BrowserRuntime) -> None:
+    index = stage / "index.html"
+    text = index.read_text()
+    start = text.index(HEAD_MARK)
+    end = text.index("-->", start) + 3
+    index.write_text(text[:start] + _head(stage, rt) + text[end:])
+
+
+@dataclass(frozen=True)
+class ModelSite:
+    name: str
+    latent_dim: int
+    int8: str  # file name of the int8 decoder under models/<name>/
+    float32: str
+    size_bytes: int  # this model's files (decoders + manifest)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    out: Path
+    runtime: str
+    runtime_version: str
+    runtime_bytes: int  # runtime/ files
+    page_bytes: int  # index.html, JS, CSS, site.json
+    models: tuple[ModelSite, ...]
+
+    def site_bytes(self, model: str) -> int:
+        """What a visitor of one model downloads: page + runtime + that model's files."""
+        m = next(m for m in self.models if m.name == model)
+        return self.page_bytes + self.runtime_bytes + m.size_bytes
+
+
+def decoder_entries(manifest: Manifest, runtime: BrowserRuntime) -> dict[str, dict]:
+    """The batch-1, float-I/O decoders the page runs: int8 on the sub-pixel graph (the deployment graph) and
+    float32 on the graph as trained, as ``runtime.Decoder.from_manifest`` picks them for ONNX."""
+    pick = {
+        "int8": dict(precision="int8", graph="subpixel", io="float"),
+        "float32": dict(precision="float32", graph="transpose", io="float"),
+    }
+    return {
+        key: manifest.select(role="decoder", format=runtime.format, batch=1, **crit)
+        for key, crit in pick.items()
+    }
+
+
+def _npm_version(package_dir: Path) -> str:
+    return json.loads((package_dir / "package.json").read_text())["version"]
+
+
+def _file_record(path: Path, rel: str) -> dict:
+    return {"path": rel, "sha256": sha256_file(path), "size_bytes": path.stat().st_size}
+
+
+def build_site(
+    *,
+    artifacts: str | os.PathLike,
+    out: str | os.PathLike,
+    runtime: str = DEFAULT_RUNTIME,
+    node_modules: str | os.PathLike = NODE_MODULES,
+    models: tuple[str, ...] | None = None,
+) -> BuildResult:
+    """Write the site to ``out`` (replaced whole, only once every file is in place)."""
+    if runtime not in RUNTIMES:
+        raise VaeEdgeError(f"unknown browser runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    rt = RUNTIMES[runtime]
+    package_dir = Path(node_modules) / rt.package
+    if not (package_dir / "package.json").is_file():
+        raise VaeEdgeError(
+            f"{package_dir} not found; install the pinned browser runtimes with `npm ci` in tools/web "
+            "(make web-deps)"
+        )
+    manifests = {k: m for k, m in find_manifests(artifacts).items() if m.kind == "vae"}
+    if models is not None:
+        missing = sorted(set(models) - set(manifests))
+        if missing:
+            raise VaeEdgeError(
+                f"no export of {', '.join(missing)} under {artifacts}; run python -m export first"
+            )
+        manifests = {k: manifests[k] for k in models}
+    if not manifests:
+        raise VaeEdgeError(
+            f"no exported VAE (<model>/export/{MANIFEST_NAME}) under {artifacts}; run make export first"
+        )
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for name in PAGE_FILES:
+            shutil.copy2(SITE_SOURCES / name, stage / name)
+        (stage / "runtime").mkdir()
+        runtime_files = []
+        for rel, name in rt.files:
+            src = (package_dir / rel).resolve()
+            if not src.is_file():
+                raise VaeEdgeError(
+                    f"{src} is missing from the installed {rt.package}; run `npm ci` in tools/web"
+                )
+            shutil.copy2(src, stage / "runtime" / name)
+            runtime_files.append(_file_record(stage / "runtime" / name, f"runtime/{name}"))
+        model_sites, model_records = [], []
+        for name, manifest in manifests.items():
+            entries = decoder_entries(manifest, rt)
+            folder = stage / "models" / name
+            folder.mkdir(parents=True)
+            for entry in entries.values():
+                shutil.copy2(manifest.verify(entry), folder / entry["path"])
+            shutil.copy2(manifest.folder / MANIFEST_NAME, folder / MANIFEST_NAME)
+            size = sum(f.stat().st_size for f in folder.iterdir())
+            model_sites.append(
+                ModelSite(
+                    name, manifest.latent_dim, entries["int8"]["path"], entries["float32"]["path"], size
+                )
+            )
+            model_records.append(
+                {
+                    "name": name,
+                    "latent_dim": manifest.latent_dim,
+                    "manifest": _file_record(folder / MANIFEST_NAME, f"models/{name}/{MANIFEST_NAME}"),
+                    "decoders": {k: e["path"] for k, e in entries.items()},
+                }
+            )
+        version = _npm_version(package_dir)
+        site = {
+            "runtime": {"name": rt.name, "package": rt.package, "version": version, "files": runtime_files},
+            "models": model_records,
+        }
+        (stage / "site.json").write_text(json.dumps(site, indent=2) + "\n")
+        _write_index(stage, rt)
+        page_bytes = sum((stage / n).stat().st_size for n in (*PAGE_FILES, "site.json"))
+        runtime_bytes = sum(f["size_bytes"] for f in runtime_files)
+        for path in stage.rglob("*"):  # mkdtemp makes the folder 0700; a static server needs to read it
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        stage.chmod(0o755)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+            os.replace(stage, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(stage, out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return BuildResult(out, rt.name, version, runtime_bytes, page_bytes, tuple(model_sites))

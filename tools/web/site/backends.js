@@ -1,0 +1,91 @@
+// Browser runtimes behind one small interface, so the page (app.js) does not care which one the site was
+// built with (python -m tools.web build --runtime ...):
+//   const rt = await loadRuntime(site.runtime, fetchVerified);
+//   const session = await rt.open(modelBytes, manifestEntry);
+//   const pixels = await session.run(latentFloat32Array);   // Float32Array(784), probabilities in [0, 1]
+// Every decoder the build picks takes float latents and returns pixel probabilities (manifest io "float").
+
+function runtimeFile(rt, name) {
+  const rec = rt.files.find((f) => f.path === `runtime/${name}`);
+  if (!rec) throw new Error(`site.json lists no runtime/${name}; rebuild the site (make web)`);
+  return rec;
+}
+
+// The import map in index.html pins each module's sha256; the browser refuses a module that differs.
+async function importChecked(path) {
+  try {
+    return await import(path);
+  } catch (err) {
+    throw new Error(
+      `${path.slice(2)} failed to load or failed its sha256 integrity check (${err.message}); rebuild the ` +
+        "site (make web) or copy it again",
+    );
+  }
+}
+
+async function loadOrt(rt, fetchVerified, mark) {
+  // The WASM binary is fetched and checked against site.json here, then handed to the runtime.
+  const [wasm, ort] = await Promise.all([
+    fetchVerified(runtimeFile(rt, "ort-wasm-simd-threaded.wasm")),
+    importChecked("./runtime/ort.wasm.min.mjs"),
+  ]);
+  mark("runtime wasm checked");
+  ort.env.wasm.wasmBinary = wasm;
+  ort.env.wasm.wasmPaths = new URL("./runtime/", location.href).href;
+  ort.env.wasm.numThreads = 1; // batch-1 decodes of a tiny graph: threads only add hand-off cost
+  ort.env.wasm.proxy = false;
+  ort.env.logLevel = "error";
+  return {
+    name: rt.name,
+    version: rt.version,
+    async open(bytes, entry) {
+      const session = await ort.InferenceSession.create(new Uint8Array(bytes), {
+        executionProviders: ["wasm"],
+        graphOptimizationLevel: "all",
+      });
+      const inName = session.inputNames[0];
+      const outName = session.outputNames[0];
+      const dims = entry.inputs[0].shape;
+      return {
+        async run(z) {
+          const out = await session.run({ [inName]: new ort.Tensor("float32", z, dims) });
+          return out[outName].data;
+        },
+      };
+    },
+  };
+}
+
+async function loadLiteRt(rt, fetchVerified) {
+  // LiteRT.js fetches its own WASM by URL: check it first so a corrupt copy is refused before it runs.
+  await fetchVerified(runtimeFile(rt, "litert_wasm_internal.wasm"));
+  const lr = await importChecked("./runtime/litert.js");
+  await lr.loadLiteRt(new URL("./runtime/litert_wasm_internal.js", location.href).href);
+  return {
+    name: rt.name,
+    version: rt.version,
+    async open(bytes, entry) {
+      const model = await lr.loadAndCompile(new Uint8Array(bytes), { accelerator: "wasm" });
+      const dims = entry.inputs[0].shape;
+      return {
+        async run(z) {
+          const input = new lr.Tensor(z, dims);
+          try {
+            const outs = await model.run([input]);
+            const data = outs[0].toTypedArray();
+            outs.forEach((t) => t.delete());
+            return data;
+          } finally {
+            input.delete();
+          }
+        },
+      };
+    },
+  };
+}
+
+export async function loadRuntime(rt, fetchVerified, mark = () => {}) {
+  if (rt.name === "onnxruntime-web") return loadOrt(rt, fetchVerified, mark);
+  if (rt.name === "litert") return loadLiteRt(rt, fetchVerified);
+  throw new Error(`unknown browser runtime ${rt.name} in site.json; rebuild the site (make web)`);
+}
