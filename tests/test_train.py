@@ -439,6 +439,7 @@ def test_results_summarise_runs_over_seeds(trained_corr, tmp_path, capsys):
 
 def test_a_folder_from_before_run_sets_can_be_adopted_once(trained_corr, tmp_path, capsys):
     from train.runset import main as runset_main
+    from train.runset import parse_args as runset_args
 
     legacy = tmp_path / "vae2d_corr"
     shutil.copytree(trained_corr, legacy)
@@ -446,9 +447,9 @@ def test_a_folder_from_before_run_sets_can_be_adopted_once(trained_corr, tmp_pat
         record = json.loads((legacy / name).read_text())
         record.pop("run_set"), record.pop("run_id", None)
         (legacy / name).write_text(json.dumps(record))
-    assert runset_main(["verify", str(legacy)]) == 2
+    assert runset_main(runset_args(["verify", str(legacy)])) == 2
     assert "carries no readable run set" in capsys.readouterr().err
-    assert runset_main(["adopt", str(legacy)]) == 0
-    assert runset_main(["verify", str(legacy)]) == 0
-    assert runset_main(["adopt", str(legacy)]) == 2  # never over an existing set
+    assert runset_main(runset_args(["adopt", str(legacy)])) == 0
+    assert runset_main(runset_args(["verify", str(legacy)])) == 0
+    assert runset_main(runset_args(["adopt", str(legacy)])) == 2  # never over an existing set
     assert "already carries a run set" in capsys.readouterr().err
