@@ -37,7 +37,7 @@ def cli_main(main: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
         except KeyboardInterrupt:
             print("interrupted; completed files are kept, partial ones were never published", file=sys.stderr)
             return 130
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {' '.join(message.split())}", file=sys.stderr)  # one line, whatever the message held
         return 2
 
     return wrapper
