@@ -25,6 +25,7 @@ from runtime.prior import validate_covariance  # noqa: E402
 
 from .settings import (
     CLASSIFIER_EPOCHS,
+    CLASSIFIER_LEARNING_RATE,
     DEFAULTS,
     POSTERIORS,
     PRECISIONS,
@@ -47,6 +48,9 @@ SETTING_FLAGS = {
     "test_limit": "test_limit",
     "validation": "validation",
     "posterior": "posterior",
+    "ema_decay": "ema_decay",
+    "adam_beta_2": "adam_beta_2",
+    "adam_epsilon": "adam_epsilon",
 }
 MODEL_FLAGS = {"prior_cov": "prior_cov"}  # flag dest -> model config field
 
@@ -89,7 +93,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--lr",
         type=float,
         default=DEFAULTS["learning_rate"],
-        help=f"peak learning rate of the warm-up + cosine schedule (default {DEFAULTS['learning_rate']:g})",
+        help="peak learning rate of the warm-up + cosine schedule (default "
+        f"{DEFAULTS['learning_rate']:g} for VAEs, {CLASSIFIER_LEARNING_RATE:g} for the classifier)",
+    )
+    p.add_argument(
+        "--ema-decay",
+        type=float,
+        default=DEFAULTS["ema_decay"],
+        help="decay of the weights' moving average, 0 for none; the run keeps the raw or averaged weights, "
+        f"whichever has the lower validation -ELBO (default {DEFAULTS['ema_decay']:g}; VAEs only)",
+    )
+    p.add_argument(
+        "--adam-beta-2",
+        type=float,
+        default=DEFAULTS["adam_beta_2"],
+        help=f"Adam's beta_2 (default {DEFAULTS['adam_beta_2']:g})",
+    )
+    p.add_argument(
+        "--adam-epsilon",
+        type=float,
+        default=DEFAULTS["adam_epsilon"],
+        help=f"Adam's epsilon (default {DEFAULTS['adam_epsilon']:g})",
     )
     p.add_argument(
         "--kl-warmup-epochs",
@@ -200,6 +224,9 @@ def settings_for(kind: str, args: argparse.Namespace, precision: str) -> TrainSe
     if kind == "classifier":
         values["kl_warmup_epochs"] = 0.0
         values["posterior"] = DEFAULTS["posterior"]
+        values["ema_decay"] = 0.0
+        if "learning_rate" not in (getattr(args, "explicit", None) or {}):
+            values["learning_rate"] = CLASSIFIER_LEARNING_RATE
     return TrainSettings(**values)
 
 

@@ -54,7 +54,11 @@ def train_classifier(
     steps_per_epoch = len(x_train) // settings.batch_size
     with strategy.scope():
         model = build_classifier(cfg, dtype_policy=dtype_policy(settings.precision))
-        optimizer = keras.optimizers.Adam(learning_rate_schedule(settings, steps_per_epoch))
+        optimizer = keras.optimizers.Adam(
+            learning_rate_schedule(settings, steps_per_epoch),
+            beta_2=settings.adam_beta_2,
+            epsilon=settings.adam_epsilon,
+        )
 
     def step(batch, seed):
         xb, yb = batch

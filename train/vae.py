@@ -7,6 +7,7 @@ decoder has learned to use it). Every reported figure is the plain negative ELBO
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -185,6 +186,55 @@ def importance_weighted_nll(
     return float(np.concatenate(nll).mean())
 
 
+def make_optimizer(settings: TrainSettings, steps_per_epoch: int) -> keras.optimizers.Adam:
+    """Adam on the warm-up / hold / cosine schedule, keeping a moving average of the weights when
+    ``settings.ema_decay`` > 0 (Keras's own: the average starts at the first step's weights)."""
+    ema = {"use_ema": True, "ema_momentum": settings.ema_decay} if settings.ema_decay else {}
+    return keras.optimizers.Adam(
+        learning_rate_schedule(settings, steps_per_epoch),
+        beta_2=settings.adam_beta_2,
+        epsilon=settings.adam_epsilon,
+        **ema,
+    )
+
+
+@contextlib.contextmanager
+def averaged_weights(optimizer: keras.optimizers.Optimizer, variables: list):
+    """Within the block the variables hold the optimizer's moving averages; the raw values come back after."""
+    raw = [v.numpy() for v in variables]
+    optimizer.finalize_variable_values(variables)
+    try:
+        yield
+    finally:
+        for v, value in zip(variables, raw, strict=True):
+            v.assign(value)
+
+
+def choose_weights(optimizer, variables: list, settings: TrainSettings, validation_neg_elbo) -> dict:
+    """Leave the variables holding the weights the run keeps and say which, with the figures that chose.
+
+    Without a moving average the raw weights stay. With one, the averaged weights are kept when their
+    validation −ELBO (``validation_neg_elbo()``, evaluated on the current variables) is lower than the raw
+    weights', or when there is no validation split to judge on.
+    """
+    if not settings.ema_decay:
+        return {"weights": "raw"}
+    if not settings.validation:
+        optimizer.finalize_variable_values(variables)
+        return {"weights": "ema", "weights_chosen_on": "no validation split: the average is kept"}
+    raw_figure = validation_neg_elbo()
+    with averaged_weights(optimizer, variables):
+        ema_figure = validation_neg_elbo()
+    if ema_figure < raw_figure:
+        optimizer.finalize_variable_values(variables)
+    return {
+        "weights": "ema" if ema_figure < raw_figure else "raw",
+        "weights_chosen_on": "validation_neg_elbo",
+        "validation_neg_elbo_raw": raw_figure,
+        "validation_neg_elbo_ema": ema_figure,
+    }
+
+
 def train_vae(
     cfg: VAEConfig,
     data: Mnist,
@@ -210,7 +260,7 @@ def train_vae(
     with strategy.scope():
         encoder = build_encoder(cfg, dtype_policy=policy)
         decoder_logits = build_decoder(cfg, dtype_policy=policy, logits=True)
-        optimizer = keras.optimizers.Adam(learning_rate_schedule(settings, steps_per_epoch))
+        optimizer = make_optimizer(settings, steps_per_epoch)
     step = make_step(
         cfg,
         encoder,
@@ -235,13 +285,21 @@ def train_vae(
         print(f"{cfg.name}: resuming after epoch {trainer.start_epoch} from {trainer.checkpoint_path}")
 
     eval_fn = make_eval_fn(cfg, encoder, decoder_logits, settings.posterior)
+    variables = trainer.trainable_variables
+
+    def validation_row(suffix=""):
+        ev = evaluate(eval_fn, x_val, seed=settings.seed + 1, split="validation")
+        return {k + suffix: ev[k] for k in ("validation_bce", "validation_kl", "validation_neg_elbo")}
 
     def end_of_epoch(epoch):
         # The curves and every choice use the validation split; the test split is evaluated once, below.
         if not len(x_val):
             return {}
-        ev = evaluate(eval_fn, x_val, seed=settings.seed + 1, split="validation")
-        return {k: ev[k] for k in ("validation_bce", "validation_kl", "validation_neg_elbo")}
+        row = validation_row()
+        if settings.ema_decay:
+            with averaged_weights(optimizer, variables):
+                row.update(validation_row("_ema"))
+        return row
 
     history = trainer.run(
         lambda a, b: make_dataset(x_train, None, global_batch, settings.seed, a, b),
@@ -249,6 +307,7 @@ def train_vae(
         end_of_epoch,
     )
 
+    kept = choose_weights(optimizer, variables, settings, lambda: validation_row()["validation_neg_elbo"])
     # Final models in float32 whatever the training precision: that is what gets evaluated and exported.
     encoder32 = copy_weights(encoder, build_encoder(cfg))
     decoder32 = copy_weights(decoder_logits, build_decoder(cfg))
@@ -264,6 +323,7 @@ def train_vae(
         "model": cfg.name,
         "posterior": settings.posterior,
         "epochs_trained": len(history),
+        **kept,
         **ev,
         **validation,
         # iw_samples=0 skips the estimate (the training benchmark needs only the ELBO).
