@@ -16,8 +16,8 @@ from runtime.errors import VaeEdgeError
 from train.__main__ import SETTING_FLAGS, main, parse_args, settings_for
 from train.model import VAEConfig
 from train.settings import (
+    CLASSIFIER_DEFAULTS,
     CLASSIFIER_EPOCHS,
-    CLASSIFIER_LEARNING_RATE,
     DEFAULTS,
     PREDATED,
     SettingError,
@@ -265,7 +265,9 @@ def test_defaults_come_from_the_settings_dataclass():
     assert args.epochs is None and args.explicit == {}
     assert settings_for("vae", args, "float32") == TrainSettings()
     classifier = settings_for("classifier", args, "float32")
-    assert classifier.epochs == CLASSIFIER_EPOCHS and classifier.learning_rate == CLASSIFIER_LEARNING_RATE
+    assert classifier.epochs == CLASSIFIER_EPOCHS
+    assert classifier.learning_rate == CLASSIFIER_DEFAULTS["learning_rate"] != DEFAULTS["learning_rate"]
+    assert classifier.adam_beta_2 == CLASSIFIER_DEFAULTS["adam_beta_2"] != DEFAULTS["adam_beta_2"]
     assert classifier.ema_decay == 0.0
     assert settings_for("classifier", parse_args(["--lr", "2e-3"]), "float32").learning_rate == 2e-3
     assert parse_args(["--lr", "2e-3", "--seed", "1"]).explicit == {"learning_rate": "--lr", "seed": "--seed"}

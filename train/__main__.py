@@ -24,8 +24,8 @@ from runtime.fileio import ensure_writable_dir  # noqa: E402
 from runtime.prior import validate_covariance  # noqa: E402
 
 from .settings import (
+    CLASSIFIER_DEFAULTS,
     CLASSIFIER_EPOCHS,
-    CLASSIFIER_LEARNING_RATE,
     DEFAULTS,
     POSTERIORS,
     PRECISIONS,
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=DEFAULTS["learning_rate"],
         help="peak learning rate of the warm-up + cosine schedule (default "
-        f"{DEFAULTS['learning_rate']:g} for VAEs, {CLASSIFIER_LEARNING_RATE:g} for the classifier)",
+        f"{DEFAULTS['learning_rate']:g} for VAEs, {CLASSIFIER_DEFAULTS['learning_rate']:g} for the classifier)",
     )
     p.add_argument(
         "--ema-decay",
@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--adam-beta-2",
         type=float,
         default=DEFAULTS["adam_beta_2"],
-        help=f"Adam's beta_2 (default {DEFAULTS['adam_beta_2']:g})",
+        help=f"Adam's beta_2 (default {DEFAULTS['adam_beta_2']:g} for VAEs, "
+        f"{CLASSIFIER_DEFAULTS['adam_beta_2']:g} for the classifier)",
     )
     p.add_argument(
         "--adam-epsilon",
@@ -225,8 +226,8 @@ def settings_for(kind: str, args: argparse.Namespace, precision: str) -> TrainSe
         values["kl_warmup_epochs"] = 0.0
         values["posterior"] = DEFAULTS["posterior"]
         values["ema_decay"] = 0.0
-        if "learning_rate" not in (getattr(args, "explicit", None) or {}):
-            values["learning_rate"] = CLASSIFIER_LEARNING_RATE
+        explicit = getattr(args, "explicit", None) or {}
+        values.update({k: v for k, v in CLASSIFIER_DEFAULTS.items() if k not in explicit and k != "epochs"})
     return TrainSettings(**values)
 
 

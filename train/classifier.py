@@ -11,8 +11,9 @@ import tensorflow as tf
 from runtime.data import Mnist
 
 from . import figures
-from .loop import Trainer, TrainSettings, dtype_policy, learning_rate_schedule, make_dataset
+from .loop import Trainer, TrainSettings, dtype_policy, make_dataset
 from .model import ClassifierConfig, build_classifier, copy_weights
+from .optim import make_optimizer
 from .runset import remove_stale_temporaries
 from .vae import EVAL_BATCH, publish_run
 
@@ -54,11 +55,7 @@ def train_classifier(
     steps_per_epoch = len(x_train) // settings.batch_size
     with strategy.scope():
         model = build_classifier(cfg, dtype_policy=dtype_policy(settings.precision))
-        optimizer = keras.optimizers.Adam(
-            learning_rate_schedule(settings, steps_per_epoch),
-            beta_2=settings.adam_beta_2,
-            epsilon=settings.adam_epsilon,
-        )
+        optimizer = make_optimizer(settings, steps_per_epoch)
 
     def step(batch, seed):
         xb, yb = batch

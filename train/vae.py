@@ -19,7 +19,7 @@ from runtime.data import Mnist
 from runtime.fileio import atomic_path, write_json_atomic, write_text_atomic
 
 from . import figures
-from .loop import Trainer, TrainSettings, dtype_policy, history_csv, learning_rate_schedule, make_dataset
+from .loop import Trainer, TrainSettings, dtype_policy, history_csv, make_dataset
 from .model import (
     VAEConfig,
     bce_sum_from_logits,
@@ -35,6 +35,7 @@ from .model import (
     reparameterize,
     study_sample,
 )
+from .optim import make_optimizer
 from .provenance import provenance
 from .runset import new_run_id, remove_stale_temporaries, run_set_record
 
@@ -184,18 +185,6 @@ def importance_weighted_nll(
         for i in range(0, len(x_test), images_per_batch)
     ]
     return float(np.concatenate(nll).mean())
-
-
-def make_optimizer(settings: TrainSettings, steps_per_epoch: int) -> keras.optimizers.Adam:
-    """Adam on the warm-up / hold / cosine schedule, keeping a moving average of the weights when
-    ``settings.ema_decay`` > 0 (Keras's own: the average starts at the first step's weights)."""
-    ema = {"use_ema": True, "ema_momentum": settings.ema_decay} if settings.ema_decay else {}
-    return keras.optimizers.Adam(
-        learning_rate_schedule(settings, steps_per_epoch),
-        beta_2=settings.adam_beta_2,
-        epsilon=settings.adam_epsilon,
-        **ema,
-    )
 
 
 @contextlib.contextmanager
