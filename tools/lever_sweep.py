@@ -43,13 +43,21 @@ LEVERS: dict[str, tuple[str, dict, str]] = {
     "batch_256": ("vae2d", {"batch_size": 256}, "half the updates per epoch"),
     "kl_warmup_0": ("vae2d", {"kl_warmup_epochs": 0.0}, "no KL warm-up"),
     "kl_warmup_10": ("vae2d", {"kl_warmup_epochs": 10.0}, "a longer KL warm-up"),
-    "beta2_0.99": ("vae2d", {"adam_beta_2": 0.99}, "Adam's β₂ 0.99 instead of 0.999"),
+    "beta2_0.999": ("vae2d", {"adam_beta_2": 0.999}, "Adam's β₂ 0.999 (Keras's) instead of 0.99"),
     "beta2_0.9999": ("vae2d", {"adam_beta_2": 0.9999}, "Adam's β₂ 0.9999"),
     "epsilon_1e-4": ("vae2d", {"adam_epsilon": 1e-4}, "Adam's ε 1e-4 instead of 1e-7"),
     "ema_0.9998": ("vae2d", {"ema_decay": 0.9998}, "a slower weight average"),
+    "vae3d": ("vae3d", {}, "vae3d, the defaults"),
+    "vae3d_beta2_0.999": ("vae3d", {"adam_beta_2": 0.999}, "vae3d, Adam's β₂ 0.999"),
+    "corr_beta2_0.999": ("vae2d_corr", {"adam_beta_2": 0.999}, "vae2d_corr, Adam's β₂ 0.999"),
     "corr_diagonal": ("vae2d_corr", {}, "vae2d_corr, vae-edge's sample z = μ + σ ⊙ ε"),
     "corr_study": ("vae2d_corr", {"posterior": "study"}, "vae2d_corr, the study's sample z = μ + L ε"),
 }
+BASELINE_OF = {
+    "vae2d": "baseline",
+    "vae3d": "vae3d",
+    "vae2d_corr": "corr_diagonal",
+}  # Δ is taken against these
 TEST_EVALUATED = ("corr_diagonal", "corr_study")  # the only runs whose test split is evaluated
 EVAL_BATCH = 500
 
@@ -277,9 +285,9 @@ def summarise(rows: list[dict], levers: list[str]) -> dict:
                 entry[figure] = stats(values)
         entry["weights_kept"] = [r["weights"] for r in done]
         out[lever] = entry
-    base = out.get("baseline")
     for entry in out.values():
-        if base and entry["model"] == "vae2d" and "validation_neg_elbo" in entry:
+        base = out.get(BASELINE_OF[entry["model"]])
+        if base and "validation_neg_elbo" in entry and "validation_neg_elbo" in base:
             paired = [
                 v - base["validation_neg_elbo"]["values"][base["seeds"].index(seed)]
                 for seed, v in zip(entry["seeds"], entry["validation_neg_elbo"]["values"], strict=True)
@@ -299,16 +307,16 @@ def markdown(report: dict) -> str:
         f"`{report['command']}` on {report['device']}; seeds {report['seeds']}, {report['epochs']} epochs, "
         "JAX backend (tools/lever_sweep.py: train/'s model, losses, optimizer and split; JAX's noise). "
         "Validation −ELBO of the kept weights (raw or moving average, the lower), mean ± sd over seeds; "
-        "Δ is paired by seed against the baseline (negative is better). Nats per image.",
+        "Δ is paired by seed against the same model's baseline ("
+        + ", ".join(f"{m}: {b}" for m, b in BASELINE_OF.items())
+        + "; negative is better). Nats per image.",
         "",
-        "| lever | what | validation −ELBO | Δ vs baseline | raw | moving average | kept |",
-        "|---|---|---|---|---|---|---|",
+        "| lever | model | what | validation −ELBO | Δ vs baseline | raw | moving average | kept |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for lever, e in report["levers"].items():
-        if e["model"] != "vae2d":
-            continue
         lines.append(
-            f"| {lever} | {e['what']} | {cell(e.get('validation_neg_elbo'))} | {cell(e.get('delta_vs_baseline'))} | "
+            f"| {lever} | {e['model']} | {e['what']} | {cell(e.get('validation_neg_elbo'))} | {cell(e.get('delta_vs_baseline'))} | "
             f"{cell(e.get('validation_neg_elbo_raw'))} | {cell(e.get('validation_neg_elbo_ema'))} | "
             f"{', '.join(e['weights_kept'])} |"
         )
