@@ -419,6 +419,22 @@ def test_stale_temporaries_are_removed(tmp_path):
     assert all(p.exists() for p in kept) and not any(p.exists() for p in stale)
 
 
+def test_bench_reads_vae_edge_from_a_finished_run_and_refuses_other_settings(tmp_path, mnist_path):
+    from train.bench import read_vae_edge_run
+
+    tiny = ["--train-limit", "640", "--validation", "128", "--test-limit", "100", "--iw-samples", "0"]
+    assert train(tmp_path, mnist_path, "--model", "vae2d", "--epochs", "2", "--no-figures", *tiny) == 0
+    limits = {"train_limit": 640, "test_limit": 100}
+    row = read_vae_edge_run(tmp_path, 2, epochs=2, seed=0, validation=128, **limits)
+    metrics = json.loads((tmp_path / "vae2d" / "metrics.json").read_text())
+    assert row["test_neg_elbo"] == metrics["test_neg_elbo"] and len(row["epoch_seconds"]) == 2
+    assert row["from_run"]["run_id"] == metrics["run_id"]
+    with pytest.raises(VaeEdgeError, match="trained with epochs=2, this benchmark needs epochs=30"):
+        read_vae_edge_run(tmp_path, 2, epochs=30, seed=0, validation=128, **limits)
+    with pytest.raises(VaeEdgeError, match="train_limit=640"):
+        read_vae_edge_run(tmp_path, 2, epochs=2, seed=0, validation=128)
+
+
 def test_reference_loop_is_scored_like_vae_edge(mnist):
     """The keras-io reference is trained on the given images and scored with the logits-form BCE from the very
     weights it trained (its decoder rebuilt without the final sigmoid)."""

@@ -74,6 +74,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULTS["validation"],
         help=f"training images held out, as python -m train does (default {DEFAULTS['validation']})",
     )
+    p.add_argument(
+        "--vae-edge-runs",
+        default=None,
+        help="read vae-edge's side from runs already trained (a folder holding vae2d/ and vae3d/, e.g. "
+        "artifacts/results/seed-0 after make results) instead of training it again; their settings must be "
+        "the defaults with this --epochs, --seed and --validation",
+    )
     args = p.parse_args(argv)
     for field in ("epochs", "seed", "validation"):
         try:
@@ -237,6 +244,57 @@ def run_vae_edge(data, latent_dim: int, epochs: int, seed: int, precision: str, 
     }
 
 
+def read_vae_edge_run(
+    folder: Path, latent_dim: int, epochs: int, seed: int, validation: int, **limits: int | None
+) -> dict:
+    """vae-edge's row from a finished run (``python -m train``'s outputs), refused unless it was trained with
+    the defaults and this benchmark's epochs, seed and validation split (``limits``: train_limit, test_limit,
+    None for the whole splits, as the benchmark uses them)."""
+    import csv
+    import json
+
+    import numpy as np
+
+    from runtime.errors import VaeEdgeError
+
+    from .runset import verify_run_set
+
+    model = MODEL_FOR_LATENTS[latent_dim]
+    run = Path(folder) / model
+    run_id = verify_run_set(run)
+    stored = TrainSettings.from_json(json.loads((run / "config.json").read_text())["training"])
+    wanted = TrainSettings(
+        epochs=epochs,
+        seed=seed,
+        validation=validation,
+        precision=stored.precision,
+        iw_samples=stored.iw_samples,
+        **limits,
+    )
+    differences = stored.differences(wanted)
+    if differences:
+        field, theirs, ours = differences[0]
+        raise VaeEdgeError(
+            f"{run} was trained with {field}={theirs!r}, this benchmark needs {field}={ours!r}; "
+            "train it with python -m train's defaults or drop --vae-edge-runs"
+        )
+    metrics = json.loads((run / "metrics.json").read_text())
+    times = [float(r["train_seconds"]) for r in csv.DictReader((run / "history.csv").open())]
+    steady = times[1:] or times
+    return {
+        "loop": "vae-edge",
+        "latent_dim": latent_dim,
+        "model": model,
+        "precision": stored.precision,
+        "seconds_per_epoch": float(np.median(steady)),
+        "epoch_seconds": times,
+        "images_per_s": metrics["train_images"] // 128 * 128 / float(np.median(steady)),
+        "test_neg_elbo": metrics["test_neg_elbo"],
+        "validation_neg_elbo": metrics.get("validation_neg_elbo"),
+        "from_run": {"folder": str(run), "run_id": run_id},
+    }
+
+
 def bench_markdown(report: dict) -> str:
     md = [
         "# Training: vae-edge vs the keras-io reference loop",
@@ -268,6 +326,14 @@ def bench_markdown(report: dict) -> str:
         )
         + ".",
     ]
+    reused = [r["from_run"] for runs in report["runs"].values() for r in runs if r.get("from_run")]
+    if reused:
+        md.append(
+            "vae-edge's rows are read from runs trained earlier on this machine by `python -m train` (same "
+            "split, default settings): "
+            + ", ".join(f"`{r['folder']}` ({r['run_id'][:8]})" for r in reused)
+            + "."
+        )
     if report["epochs"] < 30:
         md.append(
             "The −ELBO after a short run compares schedules, not final quality (vae-edge warms the KL weight up "
@@ -291,7 +357,12 @@ def main(args: argparse.Namespace) -> int:
     runs = {}
     for latent in args.latents:
         reference = run_reference(split.x_train, data.x_test, latent, args.epochs, args.seed)
-        ours = [run_vae_edge(data, latent, args.epochs, args.seed, p, args.validation) for p in precisions]
+        if args.vae_edge_runs:
+            ours = [read_vae_edge_run(args.vae_edge_runs, latent, args.epochs, args.seed, args.validation)]
+        else:
+            ours = [
+                run_vae_edge(data, latent, args.epochs, args.seed, p, args.validation) for p in precisions
+            ]
         for o in ours:
             o["speedup"] = reference["seconds_per_epoch"] / o["seconds_per_epoch"]
             o["speed_goal_met"] = o["speedup"] >= SPEEDUP_GOAL
