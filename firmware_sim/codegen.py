@@ -685,37 +685,62 @@ VAE_EDGE_INLINE const uint32_t *mac_1x1(const uint32_t *w, const int16_t *x, int
   acc[0] = a0;
   return w;
 }
-#elif defined(__SSE2__) && !defined(VAE_EDGE_PORTABLE)
-#include <emmintrin.h>
+#elif (defined(__SSE2__) || defined(__wasm_simd128__)) && !defined(VAE_EDGE_PORTABLE)
 #define VAE_EDGE_DSP 0
-/* x86 host path (SSE2 PMADDWD): natural channel order like the portable path, 8 inputs a step. */
+/* 128-bit SIMD path, x86 hosts (SSE2 PMADDWD) and WebAssembly SIMD (i32x4.dot_i16x8_s, the same operation):
+ * natural channel order like the portable path, 8 inputs a step. */
 #define ACT_INDEX(c) (c)
-
-static inline __m128i widen_lo(__m128i v) { return _mm_srai_epi16(_mm_unpacklo_epi8(v, v), 8); }
-static inline __m128i widen_hi(__m128i v) { return _mm_srai_epi16(_mm_unpackhi_epi8(v, v), 8); }
-
-static inline int32_t lanes01(__m128i v) { return _mm_cvtsi128_si32(v) + _mm_cvtsi128_si32(_mm_srli_si128(v, 4)); }
-static inline int32_t lanes23(__m128i v) { return lanes01(_mm_srli_si128(v, 8)); }
+#if defined(__SSE2__)
+#include <emmintrin.h>
+typedef __m128i v128;
+#define V_ZERO() _mm_setzero_si128()
+#define V_LOAD(p) _mm_loadu_si128((const __m128i *)(const void *)(p))
+#define V_LOAD64(p) _mm_loadl_epi64((const __m128i *)(const void *)(p))
+#define V_LOAD32(u) _mm_cvtsi32_si128((int)(u))
+#define V_ADD32(a, b) _mm_add_epi32(a, b)
+#define V_MADD16(a, b) _mm_madd_epi16(a, b)
+#define V_DUP_LO64(v) _mm_unpacklo_epi64(v, v)
+#define V_DUP_HI64(v) _mm_unpackhi_epi64(v, v)
+static inline v128 widen_lo(v128 v) { return _mm_srai_epi16(_mm_unpacklo_epi8(v, v), 8); }
+static inline v128 widen_hi(v128 v) { return _mm_srai_epi16(_mm_unpackhi_epi8(v, v), 8); }
+static inline int32_t lanes01(v128 v) { return _mm_cvtsi128_si32(v) + _mm_cvtsi128_si32(_mm_srli_si128(v, 4)); }
+static inline int32_t lanes23(v128 v) { return lanes01(_mm_srli_si128(v, 8)); }
+#else
+#include <wasm_simd128.h>
+typedef v128_t v128;
+#define V_ZERO() wasm_i32x4_splat(0)
+#define V_LOAD(p) wasm_v128_load(p)
+#define V_LOAD64(p) wasm_v128_load64_zero(p)
+#define V_LOAD32(u) wasm_i32x4_make((int32_t)(u), 0, 0, 0)
+#define V_ADD32(a, b) wasm_i32x4_add(a, b)
+#define V_MADD16(a, b) wasm_i32x4_dot_i16x8(a, b)
+#define V_DUP_LO64(v) wasm_i64x2_shuffle(v, v, 0, 0)
+#define V_DUP_HI64(v) wasm_i64x2_shuffle(v, v, 1, 1)
+static inline v128 widen_lo(v128 v) { return wasm_i16x8_extend_low_i8x16(v); }
+static inline v128 widen_hi(v128 v) { return wasm_i16x8_extend_high_i8x16(v); }
+static inline int32_t lanes01(v128 v) { return wasm_i32x4_extract_lane(v, 0) + wasm_i32x4_extract_lane(v, 1); }
+static inline int32_t lanes23(v128 v) { return wasm_i32x4_extract_lane(v, 2) + wasm_i32x4_extract_lane(v, 3); }
+#endif
 
 VAE_EDGE_INLINE const uint32_t *mac_2x2(const uint32_t *w, const int16_t *x, int sb, int n, int32_t acc[4]) {
-  __m128i sa = _mm_setzero_si128(), sq = _mm_setzero_si128();
+  v128 sa = V_ZERO(), sq = V_ZERO();
   int i = 0;
   for (; i + 8 <= n; i += 8, w += 4) { /* 16 weight bytes: c[i..i+3] c'[i..i+3] c[i+4..i+7] c'[i+4..i+7] */
-    const __m128i wv = _mm_loadu_si128((const __m128i *)(const void *)w);
-    const __m128i w0 = widen_lo(wv), w1 = widen_hi(wv);
-    const __m128i xa = _mm_loadu_si128((const __m128i *)(const void *)(x + i));
-    const __m128i xb = _mm_loadu_si128((const __m128i *)(const void *)(x + sb + i));
-    sa = _mm_add_epi32(sa, _mm_madd_epi16(w0, _mm_unpacklo_epi64(xa, xa)));
-    sa = _mm_add_epi32(sa, _mm_madd_epi16(w1, _mm_unpackhi_epi64(xa, xa)));
-    sq = _mm_add_epi32(sq, _mm_madd_epi16(w0, _mm_unpacklo_epi64(xb, xb)));
-    sq = _mm_add_epi32(sq, _mm_madd_epi16(w1, _mm_unpackhi_epi64(xb, xb)));
+    const v128 wv = V_LOAD(w);
+    const v128 w0 = widen_lo(wv), w1 = widen_hi(wv);
+    const v128 xa = V_LOAD(x + i);
+    const v128 xb = V_LOAD(x + sb + i);
+    sa = V_ADD32(sa, V_MADD16(w0, V_DUP_LO64(xa)));
+    sa = V_ADD32(sa, V_MADD16(w1, V_DUP_HI64(xa)));
+    sq = V_ADD32(sq, V_MADD16(w0, V_DUP_LO64(xb)));
+    sq = V_ADD32(sq, V_MADD16(w1, V_DUP_HI64(xb)));
   }
   if (i < n) { /* four inputs left: c[i..i+3] c'[i..i+3] */
-    const __m128i w0 = widen_lo(_mm_loadl_epi64((const __m128i *)(const void *)w));
-    const __m128i xa = _mm_loadl_epi64((const __m128i *)(const void *)(x + i));
-    const __m128i xb = _mm_loadl_epi64((const __m128i *)(const void *)(x + sb + i));
-    sa = _mm_add_epi32(sa, _mm_madd_epi16(w0, _mm_unpacklo_epi64(xa, xa)));
-    sq = _mm_add_epi32(sq, _mm_madd_epi16(w0, _mm_unpacklo_epi64(xb, xb)));
+    const v128 w0 = widen_lo(V_LOAD64(w));
+    const v128 xa = V_LOAD64(x + i);
+    const v128 xb = V_LOAD64(x + sb + i);
+    sa = V_ADD32(sa, V_MADD16(w0, V_DUP_LO64(xa)));
+    sq = V_ADD32(sq, V_MADD16(w0, V_DUP_LO64(xb)));
     w += 2;
   }
   acc[0] += lanes01(sa);
@@ -726,17 +751,17 @@ VAE_EDGE_INLINE const uint32_t *mac_2x2(const uint32_t *w, const int16_t *x, int
 }
 
 VAE_EDGE_INLINE const uint32_t *mac_1x2(const uint32_t *w, const int16_t *x, int sb, int n, int32_t acc[2]) {
-  __m128i sa = _mm_setzero_si128(), sq = _mm_setzero_si128();
+  v128 sa = V_ZERO(), sq = V_ZERO();
   int i = 0;
   for (; i + 8 <= n; i += 8, w += 2) {
-    const __m128i w0 = widen_lo(_mm_loadl_epi64((const __m128i *)(const void *)w));
-    sa = _mm_add_epi32(sa, _mm_madd_epi16(w0, _mm_loadu_si128((const __m128i *)(const void *)(x + i))));
-    sq = _mm_add_epi32(sq, _mm_madd_epi16(w0, _mm_loadu_si128((const __m128i *)(const void *)(x + sb + i))));
+    const v128 w0 = widen_lo(V_LOAD64(w));
+    sa = V_ADD32(sa, V_MADD16(w0, V_LOAD(x + i)));
+    sq = V_ADD32(sq, V_MADD16(w0, V_LOAD(x + sb + i)));
   }
   if (i < n) {
-    const __m128i w0 = widen_lo(_mm_cvtsi32_si128((int)*w));
-    sa = _mm_add_epi32(sa, _mm_madd_epi16(w0, _mm_loadl_epi64((const __m128i *)(const void *)(x + i))));
-    sq = _mm_add_epi32(sq, _mm_madd_epi16(w0, _mm_loadl_epi64((const __m128i *)(const void *)(x + sb + i))));
+    const v128 w0 = widen_lo(V_LOAD32(*w));
+    sa = V_ADD32(sa, V_MADD16(w0, V_LOAD64(x + i)));
+    sq = V_ADD32(sq, V_MADD16(w0, V_LOAD64(x + sb + i)));
     w += 1;
   }
   acc[0] += lanes01(sa) + lanes23(sa);
@@ -745,18 +770,18 @@ VAE_EDGE_INLINE const uint32_t *mac_1x2(const uint32_t *w, const int16_t *x, int
 }
 
 VAE_EDGE_INLINE const uint32_t *mac_2x1(const uint32_t *w, const int16_t *x, int n, int32_t *acc) {
-  __m128i sa = _mm_setzero_si128();
+  v128 sa = V_ZERO();
   int i = 0;
   for (; i + 8 <= n; i += 8, w += 4) {
-    const __m128i wv = _mm_loadu_si128((const __m128i *)(const void *)w);
-    const __m128i xa = _mm_loadu_si128((const __m128i *)(const void *)(x + i));
-    sa = _mm_add_epi32(sa, _mm_madd_epi16(widen_lo(wv), _mm_unpacklo_epi64(xa, xa)));
-    sa = _mm_add_epi32(sa, _mm_madd_epi16(widen_hi(wv), _mm_unpackhi_epi64(xa, xa)));
+    const v128 wv = V_LOAD(w);
+    const v128 xa = V_LOAD(x + i);
+    sa = V_ADD32(sa, V_MADD16(widen_lo(wv), V_DUP_LO64(xa)));
+    sa = V_ADD32(sa, V_MADD16(widen_hi(wv), V_DUP_HI64(xa)));
   }
   if (i < n) {
-    const __m128i w0 = widen_lo(_mm_loadl_epi64((const __m128i *)(const void *)w));
-    const __m128i xa = _mm_loadl_epi64((const __m128i *)(const void *)(x + i));
-    sa = _mm_add_epi32(sa, _mm_madd_epi16(w0, _mm_unpacklo_epi64(xa, xa)));
+    const v128 w0 = widen_lo(V_LOAD64(w));
+    const v128 xa = V_LOAD64(x + i);
+    sa = V_ADD32(sa, V_MADD16(w0, V_DUP_LO64(xa)));
     w += 2;
   }
   acc[0] += lanes01(sa);
@@ -765,15 +790,15 @@ VAE_EDGE_INLINE const uint32_t *mac_2x1(const uint32_t *w, const int16_t *x, int
 }
 
 VAE_EDGE_INLINE const uint32_t *mac_1x1(const uint32_t *w, const int16_t *x, int n, int32_t *acc) {
-  __m128i sa = _mm_setzero_si128();
+  v128 sa = V_ZERO();
   int i = 0;
   for (; i + 8 <= n; i += 8, w += 2) {
-    const __m128i w0 = widen_lo(_mm_loadl_epi64((const __m128i *)(const void *)w));
-    sa = _mm_add_epi32(sa, _mm_madd_epi16(w0, _mm_loadu_si128((const __m128i *)(const void *)(x + i))));
+    const v128 w0 = widen_lo(V_LOAD64(w));
+    sa = V_ADD32(sa, V_MADD16(w0, V_LOAD(x + i)));
   }
   if (i < n) {
-    const __m128i w0 = widen_lo(_mm_cvtsi32_si128((int)*w));
-    sa = _mm_add_epi32(sa, _mm_madd_epi16(w0, _mm_loadl_epi64((const __m128i *)(const void *)(x + i))));
+    const v128 w0 = widen_lo(V_LOAD32(*w));
+    sa = V_ADD32(sa, V_MADD16(w0, V_LOAD64(x + i)));
     w += 1;
   }
   acc[0] += lanes01(sa) + lanes23(sa);

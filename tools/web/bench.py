@@ -29,9 +29,10 @@ from runtime.manifest import find_manifests
 from runtime.models import Decoder
 
 from .browser import launch_chromium, open_site_page
-from .build import DEFAULT_RUNTIME, RUNTIMES, BuildResult, build_site, decoder_entries
-from .compare import compare_int8_pixels, sigmoid_input_scale
+from .build import DEFAULT_RUNTIME, RUNTIMES, BuildResult, build_site, python_entries
+from .compare import compare_int8_pixels, max_logit_steps, sigmoid_input_scale
 from .serve import serving
+from .wasm import tflm_pixels
 
 WARMUP = 50
 FIRST_DECODE_LOADS = (
@@ -101,7 +102,7 @@ def bench_web(
                     if state["error"]:
                         raise VaeEdgeError(f"the {runtime_name} page for {name} stopped: {state['error']}")
                     page.evaluate("vaeEdge.idle()")
-                    entries = decoder_entries(manifest, RUNTIMES[runtime_name])
+                    entries = python_entries(manifest, RUNTIMES[runtime_name])
                     z = manifest.prior.sample(16, seed=11)
                     first = [state["firstDecodeMs"]] + [
                         _first_decode_ms(browser, f"{url}?model={name}")
@@ -130,6 +131,12 @@ def bench_web(
                             )
                             rec["int8_logits_identical"] = same.logits_identical
                             rec["int8_logits_recovered"] = same.recovered
+                        elif precision == "int8":  # vae-edge-wasm: TFLite Micro's arithmetic
+                            tflm, step = tflm_pixels(manifest.folder / entry["path"], z)
+                            same = compare_int8_pixels(in_page, tflm, step)
+                            rec["int8_logits_identical_to_tflm"] = same.logits_identical
+                            rec["int8_logits_recovered"] = same.recovered
+                            rec["int8_max_logit_steps_vs_python"] = max_logit_steps(in_page, python, step)
                         rec[precision] = {
                             "artifact": entry["path"],
                             "p50_us": float(np.percentile(times, 50) * 1e3),
@@ -189,6 +196,12 @@ def _screenshot(browser, url: str, model: str, viewport: dict, path: Path) -> st
 
 
 def _logits(rec: dict) -> str:
+    if "int8_logits_identical_to_tflm" in rec:  # vae-edge-wasm: TFLite Micro's arithmetic, not XNNPACK's
+        verdict = "identical to TFLM" if rec["int8_logits_identical_to_tflm"] else "**differ from TFLM**"
+        return (
+            f"{verdict}; ≤ {rec['int8_max_logit_steps_vs_python']} steps from Python's XNNPACK "
+            f"({rec['int8_logits_recovered']:.0%} of pixels recoverable)"
+        )
     if "int8_logits_identical" not in rec:
         return "–"
     verdict = "identical" if rec["int8_logits_identical"] else "**differ**"

@@ -38,12 +38,17 @@ class BrowserRuntime:
     """A browser runtime from npm: which of its files the page needs and which decoders it runs."""
 
     name: str  # the page's name for it (backends.js)
-    package: str  # npm package
+    package: (
+        str | None
+    )  # npm package; None: the decoders are compiled to WebAssembly here (tools/web/wasm.py)
     files: tuple[tuple[str, str], ...]  # (path under node_modules/<package>/, name under runtime/)
-    format: str  # manifest "format" of the decoders it runs
+    format: str  # manifest "format" of the decoders it runs ("wasm": compiled from the export's .tflite)
 
 
 RUNTIMES = {
+    # The export's int8 decoder as firmware_sim's generated C (bit-exact with TFLite Micro) and its float32
+    # decoder as emitted C, each compiled to a small WebAssembly module per model; no runtime to download.
+    "vae-edge-wasm": BrowserRuntime("vae-edge-wasm", None, (), "wasm"),
     "onnxruntime-web": BrowserRuntime(
         "onnxruntime-web",
         "onnxruntime-web",
@@ -68,7 +73,7 @@ RUNTIMES = {
         "tflite",
     ),
 }
-DEFAULT_RUNTIME = "onnxruntime-web"
+DEFAULT_RUNTIME = "vae-edge-wasm"
 
 
 HEAD_MARK = "<!-- build: head"
@@ -158,6 +163,25 @@ def decoder_entries(manifest: Manifest, runtime: BrowserRuntime) -> dict[str, di
     }
 
 
+def python_entries(manifest: Manifest, runtime: BrowserRuntime) -> dict[str, dict]:
+    """The export's decoders that ``runtime.Decoder`` runs beside the page's: the files the page loads, or
+    for vae-edge-wasm the ``.tflite`` files its modules were compiled from."""
+    if runtime.package is None:
+        from .wasm import source_entries
+
+        return source_entries(manifest)
+    return decoder_entries(manifest, runtime)
+
+
+def _clang_version() -> str:
+    import subprocess
+
+    from .wasm import toolchain
+
+    first = subprocess.run([toolchain(), "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    return "generated C, " + first.replace("Debian ", "")
+
+
 def _npm_version(package_dir: Path) -> str:
     return json.loads((package_dir / "package.json").read_text())["version"]
 
@@ -178,8 +202,12 @@ def build_site(
     if runtime not in RUNTIMES:
         raise VaeEdgeError(f"unknown browser runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     rt = RUNTIMES[runtime]
-    package_dir = Path(node_modules) / rt.package
-    if not (package_dir / "package.json").is_file():
+    package_dir = Path(node_modules) / (rt.package or "")
+    if rt.package is None:
+        from .wasm import build_wasm_decoders, toolchain
+
+        toolchain()  # a missing compiler is one line before anything is written
+    elif not (package_dir / "package.json").is_file():
         raise VaeEdgeError(
             f"{package_dir} not found; install the pinned browser runtimes with `npm ci` in tools/web "
             "(make web-deps)"
@@ -214,11 +242,16 @@ def build_site(
             runtime_files.append(_file_record(stage / "runtime" / name, f"runtime/{name}"))
         model_sites, model_records = [], []
         for name, manifest in manifests.items():
-            entries = decoder_entries(manifest, rt)
             folder = stage / "models" / name
             folder.mkdir(parents=True)
-            for entry in entries.values():
-                shutil.copy2(manifest.verify(entry), folder / entry["path"])
+            if rt.package is None:
+                entries = {k: d.record() for k, d in build_wasm_decoders(manifest, folder).items()}
+                decoders = entries  # site.json pins these files: the manifest does not list them
+            else:
+                entries = decoder_entries(manifest, rt)
+                for entry in entries.values():
+                    shutil.copy2(manifest.verify(entry), folder / entry["path"])
+                decoders = {k: e["path"] for k, e in entries.items()}
             shutil.copy2(manifest.folder / MANIFEST_NAME, folder / MANIFEST_NAME)
             size = sum(f.stat().st_size for f in folder.iterdir())
             model_sites.append(
@@ -231,10 +264,10 @@ def build_site(
                     "name": name,
                     "latent_dim": manifest.latent_dim,
                     "manifest": _file_record(folder / MANIFEST_NAME, f"models/{name}/{MANIFEST_NAME}"),
-                    "decoders": {k: e["path"] for k, e in entries.items()},
+                    "decoders": decoders,
                 }
             )
-        version = _npm_version(package_dir)
+        version = _npm_version(package_dir) if rt.package else _clang_version()
         site = {
             "runtime": {"name": rt.name, "package": rt.package, "version": version, "files": runtime_files},
             "models": model_records,

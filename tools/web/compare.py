@@ -66,3 +66,13 @@ def compare_int8_pixels(page: np.ndarray, python: np.ndarray, scale: float) -> I
         ),
         max_abs=float(np.abs(p - q).max()),
     )
+
+
+def max_logit_steps(page: np.ndarray, python: np.ndarray, scale: float) -> int:
+    """The largest difference, in int8 logit steps, between two decoders' pixels where both are recoverable."""
+    p = np.asarray(page, np.float64).ravel()
+    q = np.asarray(python, np.float64).ravel()
+    ok = (p > RECOVERABLE_ABOVE) & (p < RECOVERABLE_BELOW) & (q > RECOVERABLE_ABOVE) & (q < RECOVERABLE_BELOW)
+    lp = (np.log(p[ok]) - np.log1p(-p[ok])) / scale
+    lq = (np.log(q[ok]) - np.log1p(-q[ok])) / scale
+    return int(np.abs(np.round(lp) - np.round(lq)).max(initial=0))

@@ -86,8 +86,12 @@ function fetchModelFiles(name) {
         const decoders = {};
         await Promise.all(
           PRECISIONS.map(async (precision) => {
-            const entry = manifest.artifacts.find((a) => a.path === rec.decoders[precision]);
-            if (!entry) throw new IntegrityError(`${rec.manifest.path} does not list ${rec.decoders[precision]}`);
+            // A decoder the build compiled (vae-edge-wasm) is pinned by site.json; one copied from the export,
+            // by the model's manifest.
+            const pinned = rec.decoders[precision];
+            const entry =
+              typeof pinned === "object" ? pinned : manifest.artifacts.find((a) => a.path === pinned);
+            if (!entry) throw new IntegrityError(`${rec.manifest.path} does not list ${pinned}`);
             if (entry.io !== "float" || entry.output_activation) {
               throw new Error(`${entry.path}: the page runs float-I/O decoders only; rebuild the site (make web)`);
             }

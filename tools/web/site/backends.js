@@ -5,6 +5,32 @@
 //   const pixels = await session.run(latentFloat32Array);   // Float32Array(784), probabilities in [0, 1]
 // Every decoder the build picks takes float latents and returns pixel probabilities (manifest io "float").
 
+// vae-edge-wasm: each decoder is its own WebAssembly module (tools/web/wasm.py) exporting vae_edge_input() and
+// vae_edge_output() (pointers into its memory: the float latent in, 784 float logits out) and vae_edge_decode();
+// the sigmoid is applied here, in double precision, then stored as float32 like every runtime's output.
+function loadVaeEdgeWasm(rt) {
+  return {
+    name: rt.name,
+    version: rt.version,
+    async open(bytes) {
+      const { instance } = await WebAssembly.instantiate(bytes, {});
+      const e = instance.exports;
+      const d = e.vae_edge_latent_dim();
+      const input = new Float32Array(e.memory.buffer, e.vae_edge_input(), d);
+      const logits = new Float32Array(e.memory.buffer, e.vae_edge_output(), 784);
+      return {
+        async run(z) {
+          input.set(z.subarray(0, d));
+          e.vae_edge_decode();
+          const pixels = new Float32Array(784);
+          for (let i = 0; i < 784; i++) pixels[i] = 1 / (1 + Math.exp(-logits[i]));
+          return pixels;
+        },
+      };
+    },
+  };
+}
+
 function runtimeFile(rt, name) {
   const rec = rt.files.find((f) => f.path === `runtime/${name}`);
   if (!rec) throw new Error(`site.json lists no runtime/${name}; rebuild the site (make web)`);
@@ -85,6 +111,7 @@ async function loadLiteRt(rt, fetchVerified) {
 }
 
 export async function loadRuntime(rt, fetchVerified, mark = () => {}) {
+  if (rt.name === "vae-edge-wasm") return loadVaeEdgeWasm(rt);
   if (rt.name === "onnxruntime-web") return loadOrt(rt, fetchVerified, mark);
   if (rt.name === "litert") return loadLiteRt(rt, fetchVerified);
   throw new Error(`unknown browser runtime ${rt.name} in site.json; rebuild the site (make web)`);
