@@ -84,6 +84,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--iw-samples", type=int_at_least(0), default=100, help="K of the test IW-NLL (default 100)"
     )
+    p.add_argument(
+        "--matmul-precision",
+        choices=("highest", "default"),
+        default="highest",
+        help="JAX's float32 matmul/convolution precision: highest (true float32, default) or default (TF32 on "
+        "recent NVIDIA GPUs, as the first sweeps ran)",
+    )
     p.add_argument("--workers", type=int_at_least(1), default=1, help="runs at a time, one process each")
     return p.parse_args(argv)
 
@@ -134,6 +141,10 @@ def train_one(lever: str, seed: int, args: argparse.Namespace) -> dict:
 
     if keras.backend.backend() != "jax":
         raise RuntimeError("set KERAS_BACKEND=jax before anything imports keras")
+    # Full float32 products, as the CPU computes them: on a GPU, JAX's default precision runs float32 matmuls
+    # and convolutions in TF32 (10-bit mantissas). The first sweeps (docs/levers.md) ran with that default, and
+    # their β₂ result did not carry over to TensorFlow on the CPU.
+    jax.config.update("jax_default_matmul_precision", args.matmul_precision)
     t0 = time.perf_counter()
     cfg = PRESETS[LEVERS[lever][0]]
     s = settings_of(lever, seed, args)
@@ -384,6 +395,7 @@ def write_report(args: argparse.Namespace, rows: list[dict], out: Path, seconds:
     report = {
         "command": "python -m tools.lever_sweep " + " ".join(sys.argv[1:]),
         "device": good[0]["device"] if good else "none",
+        "matmul_precision": args.matmul_precision,
         "seeds": args.seeds,
         "epochs": settings_of("baseline", 0, args).epochs,
         "seconds": seconds,
