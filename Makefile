@@ -15,7 +15,7 @@ TRAIN_FLAGS ?= $(if $(EPOCHS),--epochs $(EPOCHS),)
 # e.g. BENCH_TRAIN_FLAGS='--epochs 30 --precisions float32' for the quality comparison README cites
 BENCH_TRAIN_FLAGS ?=
 
-.PHONY: help setup train export simulate firmware test lint format bench-train results bench check pi-bundle pi-check clean fuzz bench-decode web web-deps web-serve web-bench
+.PHONY: help setup train export simulate firmware test lint format bench-train results levers bench check pi-bundle pi-check clean fuzz bench-decode web web-deps web-serve web-bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ bench-train: setup  ## vae-edge's loop vs the keras-io reference loop, 2-D and 3
 
 results: setup  ## re-run README's training table: seeds 0,1,2 x all four models (hours) -> reports/results.{json,md}
 	$(PY) -m train.results --seeds 0,1,2 --out $(ARTIFACTS)/results --reports $(REPORTS)
+
+levers: setup  ## training levers one at a time, 3 seeds, on a GPU (JAX backend: pip install jax first) -> reports/lever_sweep.*
+	KERAS_BACKEND=jax $(PY) -m tools.lever_sweep --out $(REPORTS) --workers 12
 
 check: setup  ## quality of every quantized decoder vs float32 -> reports/check.{json,md,png}
 	$(PY) -m runtime check --artifacts $(ARTIFACTS) --reports $(REPORTS)

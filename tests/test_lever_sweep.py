@@ -72,3 +72,18 @@ def test_bad_flags_are_one_line(capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "warp_drive" in err
+
+
+def test_without_jax_it_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    from tools.lever_sweep import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "jax" else real(name, *a)
+    )
+    assert main(parse_args(["--out", str(tmp_path / "out")])) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "JAX is not installed" in err and "KERAS_BACKEND=jax" in err
+    assert not (tmp_path / "out").exists()

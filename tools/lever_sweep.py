@@ -32,6 +32,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from runtime.cli import cli_main, comma_list, int_at_least, parser
+from runtime.errors import VaeEdgeError
 from runtime.fileio import ensure_writable_dir, write_json_atomic, write_text_atomic
 
 # name -> (model, TrainSettings changes, what it tests). "baseline" is TrainSettings() unchanged.
@@ -357,8 +358,15 @@ def markdown(report: dict) -> str:
 
 @cli_main
 def main(args: argparse.Namespace) -> int:
+    import importlib.util
+
     from runtime.data import load_mnist
 
+    if importlib.util.find_spec("jax") is None:
+        raise VaeEdgeError(
+            "the lever sweep trains on the JAX backend and JAX is not installed; install it (pip install "
+            "'jax[cuda12]' on a GPU machine) and run with KERAS_BACKEND=jax"
+        )
     load_mnist(args.data)  # a missing data file is one line here, not one per worker
     out = ensure_writable_dir(args.out)
     jobs = [(lever, seed) for lever in args.levers for seed in args.seeds]
