@@ -481,7 +481,12 @@ def test_results_summarise_runs_over_seeds(trained_corr, tmp_path, capsys):
     assert fig["mean"] == pytest.approx(base + 2.0) and fig["sd"] == pytest.approx(math.sqrt(7.0))
     assert (fig["min"], fig["max"]) == (pytest.approx(base), pytest.approx(base + 5.0))
     assert report["models"]["vae2d_corr"]["goal"]["met"] is False and report["platform"]["cpu"]
-    assert "vae2d_corr" in (tmp_path / "results.md").read_text()
+    md = (tmp_path / "results.md").read_text()
+    stored = json.loads((trained_corr / "metrics.json").read_text())
+    kept = 3 if stored["weights"] == "ema" else 0
+    gain = stored["validation_neg_elbo_raw"] - stored["validation_neg_elbo_ema"]
+    assert f"vae2d_corr: the weights' moving average was kept in {kept} of 3 runs" in md
+    assert f"{gain:+.3f}, {gain:+.3f}, {gain:+.3f}" in md
     # a run whose files do not belong together is refused, not averaged in
     (tmp_path / "runs" / "seed-2" / "vae2d_corr" / "decoder.keras").write_bytes(b"another run")
     assert results_main(results_args(args)) == 2
