@@ -110,8 +110,9 @@ def test_resume_continues_from_saved_epoch(tmp_path, mnist_path, monkeypatch):
     monkeypatch.setattr(vae_module, "evaluate", recording_evaluate)
     assert train(straight, mnist_path, *args) == 0
     monkeypatch.setattr(vae_module, "evaluate", real_evaluate)
-    # two epochs' curves and the final figures on the validation split; the test split once, at the end
-    assert splits.count(("test", 512)) == 1 and splits.count(("validation", 512)) == 3, splits
+    # On the validation split: two epochs' curves for the raw and the averaged weights (4), the choice between
+    # them (2) and the kept weights' final figures (1). The test split: once, at the end.
+    assert splits.count(("test", 512)) == 1 and splits.count(("validation", 512)) == 7, splits
 
     # Kill the second run right after its epoch-1 checkpoint is on disk, as a Ctrl-C or OOM kill would.
     original_save = Trainer.save_checkpoint
