@@ -128,7 +128,8 @@ class TrainSettings:
     # Exponential moving average of the weights (0 = none). At the end of a run the raw or the averaged
     # weights are kept, whichever has the lower validation −ELBO (the averaged ones without a validation split).
     ema_decay: float = 0.999
-    # Adam's β₂: 0.99 beat Keras's 0.999 by 2.15 ± 0.27 nats of validation −ELBO on vae2d (README, levers).
+    # Adam's β₂: 0.99 beat Keras's 0.999 on vae2d's validation split in the GPU lever sweep; with TensorFlow on a
+    # CPU the two measured the same (docs/levers.md).
     adam_beta_2: float = 0.99
     adam_epsilon: float = 1e-7  # Adam's ε (Keras default)
 
