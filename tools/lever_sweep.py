@@ -142,8 +142,8 @@ def train_one(lever: str, seed: int, args: argparse.Namespace) -> dict:
 
     if keras.backend.backend() != "jax":
         raise RuntimeError("set KERAS_BACKEND=jax before anything imports keras")
-    # Full float32 products, as the CPU computes them: on a GPU, JAX's default precision runs float32 matmuls
-    # and convolutions in TF32 (10-bit mantissas). The first sweeps (docs/levers.md) ran with that default, and
+    # Full float32 products, as the CPU computes them: on an NVIDIA GPU, JAX's default precision may run float32
+    # matmuls and convolutions with TF32 products (10-bit mantissas). The first sweeps (docs/levers.md) ran with that default, and
     # their β₂ result did not carry over to TensorFlow on the CPU.
     jax.config.update("jax_default_matmul_precision", args.matmul_precision)
     t0 = time.perf_counter()
