@@ -45,19 +45,25 @@ class Int8Comparison:
     max_abs: float  # largest pixel difference
 
 
-def compare_int8_pixels(page: np.ndarray, python: np.ndarray, scale: float) -> Int8Comparison:
+def _recoverable(x: np.ndarray) -> np.ndarray:
+    return (x > RECOVERABLE_ABOVE) & (x < RECOVERABLE_BELOW)
+
+
+def _recovered_logits(page, python, scale: float):
+    """Both pixel arrays as float64, the mask of pixels recoverable in both, and their logits in int8 steps."""
     p = np.asarray(page, np.float64).ravel()
     q = np.asarray(python, np.float64).ravel()
-
-    def inside(x):
-        return (x > RECOVERABLE_ABOVE) & (x < RECOVERABLE_BELOW)
-
-    ok = inside(p) & inside(q)
+    ok = _recoverable(p) & _recoverable(q)
     with np.errstate(divide="ignore"):
         lp = (np.log(p[ok]) - np.log1p(-p[ok])) / scale
         lq = (np.log(q[ok]) - np.log1p(-q[ok])) / scale
+    return p, q, ok, lp, lq
+
+
+def compare_int8_pixels(page: np.ndarray, python: np.ndarray, scale: float) -> Int8Comparison:
+    p, q, ok, lp, lq = _recovered_logits(page, python, scale)
     # A pixel inside the recoverable range in one but not the other is a logit difference near saturation.
-    same_side = np.array_equal(inside(p), inside(q))
+    same_side = np.array_equal(_recoverable(p), _recoverable(q))
     return Int8Comparison(
         logits_identical=bool(same_side and np.array_equal(np.round(lp), np.round(lq))),
         recovered=float(ok.mean()),
@@ -70,9 +76,5 @@ def compare_int8_pixels(page: np.ndarray, python: np.ndarray, scale: float) -> I
 
 def max_logit_steps(page: np.ndarray, python: np.ndarray, scale: float) -> int:
     """The largest difference, in int8 logit steps, between two decoders' pixels where both are recoverable."""
-    p = np.asarray(page, np.float64).ravel()
-    q = np.asarray(python, np.float64).ravel()
-    ok = (p > RECOVERABLE_ABOVE) & (p < RECOVERABLE_BELOW) & (q > RECOVERABLE_ABOVE) & (q < RECOVERABLE_BELOW)
-    lp = (np.log(p[ok]) - np.log1p(-p[ok])) / scale
-    lq = (np.log(q[ok]) - np.log1p(-q[ok])) / scale
+    _, _, _, lp, lq = _recovered_logits(page, python, scale)
     return int(np.abs(np.round(lp) - np.round(lq)).max(initial=0))
