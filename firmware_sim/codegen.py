@@ -17,6 +17,11 @@ rows. The arithmetic is the one :mod:`firmware_sim.reference` reproduces (int32 
 MultiplyByQuantizedMultiplier per output channel, output zero point, clamp); integer sums are exact, so the
 order of accumulation does not change a byte. :func:`run_plan` evaluates the lowered form in numpy, so the
 lowering is checked against the reference without a compiler.
+
+The C picks its inner loops at compile time: Cortex-M4 DSP (SMLAD), portable C (``-DVAE_EDGE_PORTABLE``), and
+128-bit SIMD on x86 (SSE2) and WebAssembly (``-msimd128``). The SIMD build reads its own copy of the weights
+(int16, in blocks of 16 output channels, :func:`simd_weights`) so that two pixels' activation pairs can be
+broadcast against sixteen channels with no horizontal sums; WebAssembly also requantizes four outputs at once.
 """
 
 from __future__ import annotations
@@ -568,6 +573,7 @@ static inline int32_t requantize(int32_t acc, int32_t multiplier, int shift, int
 #if defined(__ARM_FEATURE_DSP) && !defined(VAE_EDGE_PORTABLE)
 #include <arm_acle.h>
 #define VAE_EDGE_DSP 1
+#define VAE_EDGE_SIMD128 0
 /* Of four channels c0..c3 an activation row holds c0 c2 c1 c3: the int16 pairs (c0, c2) and (c1, c3) line up
  * with the pairs SXTB16 and SXTB16 ROR #8 make of a weight word, so no weight needs reordering. */
 #define ACT_INDEX(c) (((c) & ~3) | ((((c) & 1) << 1) | (((c) >> 1) & 1)))
@@ -687,6 +693,7 @@ VAE_EDGE_INLINE const uint32_t *mac_1x1(const uint32_t *w, const int16_t *x, int
 }
 #elif (defined(__SSE2__) || defined(__wasm_simd128__)) && !defined(VAE_EDGE_PORTABLE)
 #define VAE_EDGE_DSP 0
+#define VAE_EDGE_SIMD128 1 /* conv_row_simd below */
 /* 128-bit SIMD path, x86 hosts (SSE2 PMADDWD) and WebAssembly SIMD (i32x4.dot_i16x8_s, the same operation):
  * natural channel order like the portable path, 8 inputs a step. */
 #define ACT_INDEX(c) (c)
@@ -806,6 +813,7 @@ VAE_EDGE_INLINE const uint32_t *mac_1x1(const uint32_t *w, const int16_t *x, int
 }
 #else
 #define VAE_EDGE_DSP 0
+#define VAE_EDGE_SIMD128 0
 /* Portable path: activations in natural channel order, plain C; the same integer sums as the DSP path, added
  * in another order (integer addition is exact, so the bytes are the same). */
 #define ACT_INDEX(c) (c)
@@ -967,6 +975,194 @@ VAE_EDGE_INLINE void conv_row(const conv_layer_t *L, int r, int16_t *out16, int8
     }
   }
 }
+
+#if VAE_EDGE_SIMD128
+#if defined(__wasm_simd128__)
+#define VAE_EDGE_REQUANTIZE4 1
+#define V_LOAD32_SPLAT(p) wasm_v128_load32_splat(p)
+#define V_STORE(p, v) wasm_v128_store(p, v)
+/* clang unrolls a loop of known trip count fully and hoists its loads; V8 then spills the accumulators. */
+#define VAE_EDGE_NO_UNROLL _Pragma("clang loop unroll(disable)")
+
+/* requantize() of four lanes that share one right shift (a shift <= 0): SaturatingRoundingDoublingHighMul's
+ * 64-bit products (a multiplier in (0, 2^31) cannot saturate) plus 2^30, doubled so that each high half is
+ * the product shifted right by 31; then RoundingDivideByPOT, the zero point, the clamp and the next layer's
+ * offset. The same integers as requantize(), lane by lane. */
+static inline v128 requantize4(v128 acc, v128 mult, int right, int32_t zp, int32_t lo, int32_t hi, int32_t nz) {
+  const v128 half = wasm_i64x2_splat((int64_t)1 << 30);
+  v128 pl = wasm_i64x2_add(wasm_i64x2_extmul_low_i32x4(acc, mult), half);
+  v128 ph = wasm_i64x2_add(wasm_i64x2_extmul_high_i32x4(acc, mult), half);
+  v128 x;
+  pl = wasm_i64x2_add(pl, pl);
+  ph = wasm_i64x2_add(ph, ph);
+  x = wasm_i32x4_shuffle(pl, ph, 1, 3, 5, 7);
+  if (right > 0) {
+    const int32_t mask = (int32_t)(((uint32_t)1 << right) - 1u);
+    const v128 rem = wasm_v128_and(x, wasm_i32x4_splat(mask));
+    const v128 thr = wasm_i32x4_sub(wasm_i32x4_splat(mask >> 1), wasm_i32x4_shr(x, 31)); /* +1 below zero */
+    x = wasm_i32x4_sub(wasm_i32x4_shr(x, right), wasm_i32x4_gt(rem, thr));               /* gt is -1 */
+  }
+  x = wasm_i32x4_min(wasm_i32x4_max(wasm_i32x4_add(x, wasm_i32x4_splat(zp)), wasm_i32x4_splat(lo)),
+                     wasm_i32x4_splat(hi));
+  return wasm_i32x4_add(x, wasm_i32x4_splat(nz));
+}
+#else
+#define VAE_EDGE_REQUANTIZE4 0
+static inline v128 load32_splat(const int16_t *p) {
+  int32_t v;
+  memcpy(&v, p, sizeof v);
+  return _mm_set1_epi32(v);
+}
+#define V_LOAD32_SPLAT(p) load32_splat(p)
+#define V_STORE(p, v) _mm_storeu_si128((__m128i *)(void *)(p), v)
+#if defined(__clang__)
+#define VAE_EDGE_NO_UNROLL _Pragma("clang loop unroll(disable)")
+#else
+#define VAE_EDGE_NO_UNROLL
+#endif
+#endif
+
+/* Four lanes of int32 sums (bias included) -> int16 (value - next zero point) at out[0..3]. */
+VAE_EDGE_INLINE void store4(int16_t *out, v128 sums, const int32_t *mult, const int8_t *shift, int right,
+                            int32_t zp, int32_t lo, int32_t hi, int32_t nz) {
+  int32_t s[4];
+  int j;
+#if VAE_EDGE_REQUANTIZE4
+  if (right >= 0) {
+    const v128 v = requantize4(sums, V_LOAD(mult), right, zp, lo, hi, nz);
+    wasm_v128_store64_lane(out, wasm_i16x8_narrow_i32x4(v, v), 0);
+    return;
+  }
+#endif
+  (void)right;
+  V_STORE(s, sums);
+  for (j = 0; j < 4; ++j) out[j] = (int16_t)(requantize(s[j], mult[j], shift[j], zp, lo, hi) + nz);
+}
+
+#define SIMD_TAPS_MAX 64
+/* conv_row for 128-bit SIMD. Sixteen output channels x two pixels at a time in eight i32x4 accumulators of
+ * four channels each, over all taps: per pair of inputs, the pixel's two int16 activations are broadcast to
+ * every lane and multiplied (PMADDWD / i32x4.dot_i16x8_s) with the sixteen channels' weights of those two
+ * inputs, so the sums need no horizontal reduction. Weights int16, per phase: per block of 16 channels
+ * [tap][input pair][channel][2], then each channel left over [tap][input] (done one at a time, as are the
+ * int8 logits). right: the layer's one right shift, or -1 when its shifts differ (then store4 reads each). */
+VAE_EDGE_INLINE void conv_row_simd(const conv_layer_t *L, const int16_t *w16, const int32_t *w16_start, int r,
+                                   int16_t *out16, int8_t *out8, int right) {
+  const int py = r % L->P, Y = r / L->P;
+  const int C = L->in_c, OC = L->out_c, blocks = out16 ? OC / 16 : 0;
+  const int sb = L->Q * C;
+  const int32_t nz = L->next_neg_zp, zp = L->out_zp, lo = L->lo, hi = L->hi;
+  int px;
+  for (px = 0; px < L->P; ++px) {
+    const int p = py * L->P + px;
+    const int t0 = L->tap_start[p], nt = L->tap_start[p + 1] - t0;
+    const int32_t *bias = L->bias + p * L->param_stride, *mult = L->mult + p * L->param_stride;
+    const int8_t *shift = L->shift + p * L->param_stride;
+    const int nx = (L->out_w - px + L->P - 1) / L->P;
+    int X;
+    for (X = 0; X < nx; X += 2) {
+      const int two = X + 1 < nx;
+      const size_t oa = (size_t)(L->P * X + px) * (size_t)OC, ob = oa + (size_t)L->P * (size_t)OC;
+      const int16_t *xs[SIMD_TAPS_MAX];
+      int which[SIMD_TAPS_MAX]; /* bit 0: pixel a reads this tap, bit 1: pixel b; xs[t] is a's input, else b's */
+      int t, blk, c;
+      for (t = 0; t < nt; ++t) {
+        const int iy = L->Q * Y + L->dy[t0 + t], ia = L->Q * X + L->dx[t0 + t], ib = ia + L->Q;
+        const int row_ok = iy >= 0 && iy < L->in_h;
+        const int a_ok = row_ok && ia >= 0 && ia < L->in_w, b_ok = row_ok && two && ib >= 0 && ib < L->in_w;
+        which[t] = a_ok | (b_ok << 1);
+        xs[t] = which[t] ? L->in + ((size_t)(iy % L->in_rows) * (size_t)L->in_w + (size_t)(a_ok ? ia : ib)) * (size_t)C
+                         : L->in;
+      }
+      for (blk = 0; blk < blocks; ++blk) {
+        const int16_t *w = w16 + w16_start[p] + (size_t)blk * (size_t)nt * (size_t)C * 16;
+        v128 a0 = V_ZERO(), a1 = V_ZERO(), a2 = V_ZERO(), a3 = V_ZERO();
+        v128 b0 = V_ZERO(), b1 = V_ZERO(), b2 = V_ZERO(), b3 = V_ZERO();
+        c = 16 * blk;
+        for (t = 0; t < nt; ++t, w += 16 * C) {
+          const int16_t *x = xs[t], *wk = w;
+          int k;
+          if (which[t] == 3) {
+            VAE_EDGE_NO_UNROLL for (k = 0; k < C; k += 2, wk += 32) {
+              const v128 xa = V_LOAD32_SPLAT(x + k), xb = V_LOAD32_SPLAT(x + sb + k);
+              v128 wv = V_LOAD(wk);
+              a0 = V_ADD32(a0, V_MADD16(wv, xa));
+              b0 = V_ADD32(b0, V_MADD16(wv, xb));
+              wv = V_LOAD(wk + 8);
+              a1 = V_ADD32(a1, V_MADD16(wv, xa));
+              b1 = V_ADD32(b1, V_MADD16(wv, xb));
+              wv = V_LOAD(wk + 16);
+              a2 = V_ADD32(a2, V_MADD16(wv, xa));
+              b2 = V_ADD32(b2, V_MADD16(wv, xb));
+              wv = V_LOAD(wk + 24);
+              a3 = V_ADD32(a3, V_MADD16(wv, xa));
+              b3 = V_ADD32(b3, V_MADD16(wv, xb));
+            }
+          } else if (which[t] == 1) {
+            VAE_EDGE_NO_UNROLL for (k = 0; k < C; k += 2, wk += 32) {
+              const v128 xa = V_LOAD32_SPLAT(x + k);
+              a0 = V_ADD32(a0, V_MADD16(V_LOAD(wk), xa));
+              a1 = V_ADD32(a1, V_MADD16(V_LOAD(wk + 8), xa));
+              a2 = V_ADD32(a2, V_MADD16(V_LOAD(wk + 16), xa));
+              a3 = V_ADD32(a3, V_MADD16(V_LOAD(wk + 24), xa));
+            }
+          } else if (which[t] == 2) {
+            VAE_EDGE_NO_UNROLL for (k = 0; k < C; k += 2, wk += 32) {
+              const v128 xb = V_LOAD32_SPLAT(x + k);
+              b0 = V_ADD32(b0, V_MADD16(V_LOAD(wk), xb));
+              b1 = V_ADD32(b1, V_MADD16(V_LOAD(wk + 8), xb));
+              b2 = V_ADD32(b2, V_MADD16(V_LOAD(wk + 16), xb));
+              b3 = V_ADD32(b3, V_MADD16(V_LOAD(wk + 24), xb));
+            }
+          }
+        }
+        store4(out16 + oa + c, V_ADD32(a0, V_LOAD(bias + c)), mult + c, shift + c, right, zp, lo, hi, nz);
+        store4(out16 + oa + c + 4, V_ADD32(a1, V_LOAD(bias + c + 4)), mult + c + 4, shift + c + 4, right, zp, lo, hi, nz);
+        store4(out16 + oa + c + 8, V_ADD32(a2, V_LOAD(bias + c + 8)), mult + c + 8, shift + c + 8, right, zp, lo, hi, nz);
+        store4(out16 + oa + c + 12, V_ADD32(a3, V_LOAD(bias + c + 12)), mult + c + 12, shift + c + 12, right, zp, lo, hi, nz);
+        if (two) {
+          store4(out16 + ob + c, V_ADD32(b0, V_LOAD(bias + c)), mult + c, shift + c, right, zp, lo, hi, nz);
+          store4(out16 + ob + c + 4, V_ADD32(b1, V_LOAD(bias + c + 4)), mult + c + 4, shift + c + 4, right, zp, lo, hi, nz);
+          store4(out16 + ob + c + 8, V_ADD32(b2, V_LOAD(bias + c + 8)), mult + c + 8, shift + c + 8, right, zp, lo, hi, nz);
+          store4(out16 + ob + c + 12, V_ADD32(b3, V_LOAD(bias + c + 12)), mult + c + 12, shift + c + 12, right, zp, lo, hi, nz);
+        }
+      }
+      for (c = 16 * blocks; c < OC; ++c) { /* channels left over (all of them for int8 logits): one at a time */
+        const int16_t *w = w16 + w16_start[p] + (size_t)c * (size_t)nt * (size_t)C;
+        v128 a0 = V_ZERO(), b0 = V_ZERO();
+        int32_t va, vb;
+        for (t = 0; t < nt; ++t, w += C) {
+          const int16_t *x = xs[t];
+          int k;
+          if (which[t] == 3) {
+            for (k = 0; k < C; k += 8) {
+              const v128 wv = V_LOAD(w + k);
+              a0 = V_ADD32(a0, V_MADD16(wv, V_LOAD(x + k)));
+              b0 = V_ADD32(b0, V_MADD16(wv, V_LOAD(x + sb + k)));
+            }
+          } else if (which[t] == 1) {
+            for (k = 0; k < C; k += 8) a0 = V_ADD32(a0, V_MADD16(V_LOAD(w + k), V_LOAD(x + k)));
+          } else if (which[t] == 2) {
+            for (k = 0; k < C; k += 8) b0 = V_ADD32(b0, V_MADD16(V_LOAD(w + k), V_LOAD(x + k)));
+          }
+        }
+        va = requantize(lanes01(a0) + lanes23(a0) + bias[c], mult[c], shift[c], zp, lo, hi);
+        vb = requantize(lanes01(b0) + lanes23(b0) + bias[c], mult[c], shift[c], zp, lo, hi);
+        if (out16) {
+          out16[oa + c] = (int16_t)(va + nz);
+          if (two) out16[ob + c] = (int16_t)(vb + nz);
+        } else {
+          out8[oa + c] = (int8_t)va;
+          if (two) out8[ob + c] = (int8_t)vb;
+        }
+      }
+    }
+  }
+}
+#endif /* VAE_EDGE_SIMD128 */
+#ifndef VAE_EDGE_REQUANTIZE4
+#define VAE_EDGE_REQUANTIZE4 0
+#endif
 """
 
 
@@ -1074,6 +1270,36 @@ def asm_kernels(strides: list[int]) -> str:
     return "".join(out)
 
 
+SIMD_TAPS_MAX = 64  # conv_row_simd's per-phase tap tables
+
+
+def simd_eligible(c: ConvLayer) -> bool:
+    """Whether conv_row_simd (the 128-bit SIMD builds' kernel) takes this layer: 8-input vectors, few taps."""
+    return c.in_shape[2] % 8 == 0 and max(len(ph.taps) for ph in c.phases) <= SIMD_TAPS_MAX
+
+
+def simd_weights(c: ConvLayer) -> tuple[np.ndarray, list[int]]:
+    """conv_row_simd's int16 weights and per-phase offsets: per phase, per block of 16 output channels
+    [tap][input pair][channel][2], then each channel left over [tap][input]."""
+    ic = c.in_shape[2]
+    parts, starts, offset = [], [], 0
+    for ph in c.phases:
+        w = ph.weights.astype(np.int16)  # (OC, ntaps, IC)
+        oc, nt, _ = w.shape
+        n16 = oc - oc % 16
+        blocks = w[:n16].reshape(n16 // 16, 16, nt, ic // 2, 2).transpose(0, 2, 3, 1, 4)
+        parts += [blocks.ravel(), w[n16:].ravel()]
+        starts.append(offset)
+        offset += w.size
+    return np.concatenate(parts), starts
+
+
+def uniform_right_shift(c: ConvLayer) -> int:
+    """The layer's one right shift when every channel of every phase has it, else -1 (conv_row_simd's right)."""
+    shifts = np.concatenate([ph.shift for ph in c.phases])
+    return int(-shifts[0]) if shifts[0] <= 0 and np.all(shifts == shifts[0]) else -1
+
+
 def emit_c(
     plan: DecoderPlan, *, prior_cholesky: np.ndarray | None = None, prior_note: str = ""
 ) -> tuple[str, str]:
@@ -1150,6 +1376,7 @@ void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]);
         _array(_smallest_int(d.bias), "dense_bias", d.bias),
     ]
     strides = []
+    simd_layers = [simd_eligible(c) for c in plan.convs]
     for k, c in enumerate(plan.convs, start=1):
         tap_start, dys, dxs, w_start, ws = [0], [], [], [], []
         offset = 0
@@ -1170,6 +1397,17 @@ void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]);
         params = c.phases[:1] if shared else c.phases
         if max(abs(v) for v in dys + dxs) > 127 or tap_start[-1] > 127:
             raise UnsupportedOpError("a layer has taps the generator's int8 tap tables cannot hold")
+        words = _words(f"l{k}_w", np.concatenate(ws))
+        if simd_layers[k - 1]:
+            w16, w16_start = simd_weights(c)
+            words = (
+                "#if VAE_EDGE_SIMD128\n"
+                + _array("int16_t", f"l{k}_w16", w16)
+                + _array("int32_t", f"l{k}_w16_start", w16_start)
+                + f"#define l{k}_w ((const uint32_t *)0) /* conv_row_simd reads l{k}_w16 */\n#else\n"
+                + words
+                + "#endif\n"
+            )
         parts += [
             f"\n/* layer {k}: {c.kind}, {c.in_shape} -> {c.out_shape}, {c.P}x{c.P} phases, "
             f"{c.stored_weights} real weights */\n",
@@ -1177,7 +1415,7 @@ void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]);
             _array("int8_t", f"l{k}_dy", dys),
             _array("int8_t", f"l{k}_dx", dxs),
             _array("int32_t", f"l{k}_w_start", w_start),
-            _words(f"l{k}_w", np.concatenate(ws)),
+            words,
             _array("int32_t", f"l{k}_bias", np.concatenate([ph.bias for ph in params])),
             _array("int32_t", f"l{k}_mult", np.concatenate([ph.mult for ph in params])),
             _array("int8_t", f"l{k}_shift", np.concatenate([ph.shift for ph in params])),
@@ -1191,7 +1429,10 @@ void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]);
         parts.append(
             f"static int16_t ring{k}[{ring_values[k]}] VAE_EDGE_ALIGN4; /* {rows} rows of {shapes[k][1]}x{shapes[k][2]} */\n"
         )
-    parts.append(f"static int32_t acc[{acc_values}];\nstatic int rows_done[{len(shapes)}];\n")
+    acc_decl = f"static int32_t acc[{acc_values}];\n"
+    if all(simd_layers):  # the SIMD kernel keeps its sums in registers
+        acc_decl = f"#if !VAE_EDGE_SIMD128\n{acc_decl}#endif\n"
+    parts.append(f"{acc_decl}static int rows_done[{len(shapes)}];\n")
     parts.append("static int8_t *logits_out;\n")
     for k, c in enumerate(plan.convs, start=1):
         parts.append(
@@ -1201,12 +1442,31 @@ void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]);
             f"l{k}_bias, l{k}_mult, l{k}_shift, {strides[k - 1]}}};\n"
         )
     dh, dw, dc = d.out_shape
+    dense_simd = ""
+    if d.shift <= 0 and (dw * dc) % 4 == 0:  # requantize4: a shared right shift, whole vectors of 4 outputs
+        dense_simd = f"""#if VAE_EDGE_REQUANTIZE4
+  for (j = 0; j < {dw * dc}; j += 4) {{
+    int32_t sums[4];
+    int q;
+    v128 v;
+    for (q = 0; q < 4; ++q) {{
+      const int n = r * {dw * dc} + j + q;
+      int32_t sum = dense_bias[n];
+      for (i = 0; i < {D}; ++i) sum += (int32_t)dense_w[n * {D} + i] * ((int32_t)latent[i] - ({d.in_zp}));
+      sums[q] = sum;
+    }}
+    v = requantize4(V_LOAD(sums), wasm_i32x4_splat({d.mult}), {-d.shift}, {d.out_zp}, {d.lo}, {d.hi}, {-plan.convs[0].in_zp});
+    wasm_v128_store64_lane(out + j, wasm_i16x8_narrow_i32x4(v, v), 0);
+  }}
+  return;
+#endif
+"""
     parts.append(
         f"""
 /* Row r of the FULLY_CONNECTED output image ({dh}x{dw}x{dc}). */
 static void dense_row(int r, int16_t *out) {{
   int j, i;
-  for (j = 0; j < {dw * dc}; ++j) {{
+{dense_simd}  for (j = 0; j < {dw * dc}; ++j) {{
     const int n = r * {dw * dc} + j;
     int32_t sum = dense_bias[n];
     for (i = 0; i < {D}; ++i) sum += (int32_t)dense_w[n * {D} + i] * ((int32_t)latent[i] - ({d.in_zp}));
@@ -1231,6 +1491,12 @@ static void ensure0(int upto) {{
             dest = f"ring{k} + (size_t)(r % {sched.ring_rows[k]}) * {ow * oc}, NULL"
         else:
             dest = f"NULL, logits_out + (size_t)r * {ow * oc}"
+        call = f"    conv_row(&layer{k}, r, {dest}, acc);"
+        if simd_layers[k - 1]:
+            call = (
+                f"#if VAE_EDGE_SIMD128\n    conv_row_simd(&layer{k}, l{k}_w16, l{k}_w16_start, r, {dest}, {uniform_right_shift(c)});\n"
+                f"#else\n{call}\n#endif"
+            )
         parts.append(
             f"""
 static void ensure{k}(int upto) {{
@@ -1239,7 +1505,7 @@ static void ensure{k}(int upto) {{
     const int r = rows_done[{k}];
     const int hi = {c.Q} * (r / {c.P}) + need_hi[r % {c.P}];
     ensure{k - 1}(hi < {c.in_shape[0] - 1} ? hi : {c.in_shape[0] - 1});
-    conv_row(&layer{k}, r, {dest}, acc);
+{call}
     rows_done[{k}]++;
   }}
 }}

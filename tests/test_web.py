@@ -5,19 +5,23 @@ refuses a file whose sha256 does not match, and answers keyboard, pointer and to
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
 from playwright.sync_api import sync_playwright
 
+from firmware_sim.graph import load_graph
+from firmware_sim.tflm import TflmModel, smallest_arena
 from runtime import Decoder, VaeEdgeError, load_manifest
 from tools.web.__main__ import main, parse_args
 from tools.web.browser import launch_chromium, open_site_page
 from tools.web.build import RUNTIMES, build_site, python_entries
 from tools.web.compare import compare_int8_pixels, max_logit_steps, sigmoid_input_scale
 from tools.web.serve import serving
-from tools.web.wasm import tflm_pixels
+from tools.web.wasm import build_wasm_decoders, quantize_latents, source_entries, tflm_pixels
 
 PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True}
 
@@ -203,3 +207,51 @@ def test_a_missing_compiler_is_one_line_and_writes_nothing(exported, tmp_path, m
         assert not out.exists()
     finally:
         wasm.toolchain.cache_clear()
+
+
+# Decodes float latents with a decoder module exactly as the page does (write the latent, decode, read the
+# dequantized logits), in Node's V8, the engine Chromium runs it in.
+NODE_DECODE = """
+import { readFileSync } from "node:fs";
+const [wasmPath, zPath] = process.argv.slice(2);
+const { instance } = await WebAssembly.instantiate(readFileSync(wasmPath), {});
+const e = instance.exports, d = e.vae_edge_latent_dim(), out = [];
+for (const z of JSON.parse(readFileSync(zPath, "utf8"))) {
+  new Float32Array(e.memory.buffer, e.vae_edge_input(), d).set(z);
+  e.vae_edge_decode();
+  out.push(Array.from(new Float32Array(e.memory.buffer, e.vae_edge_output(), 784)));
+}
+console.log(JSON.stringify(out));
+"""
+
+
+def test_wasm_int8_logits_are_tflm_bit_exact(exported, tmp_path):
+    """The int8 module (generated C, WebAssembly SIMD kernels and vector requantization) gives TFLite Micro's
+    int8 logits on every pixel of 200 latents, those at the edges of the int8 range included."""
+    node = shutil.which("node")
+    assert node, "node is needed (apt-get install nodejs)"
+    manifest = load_manifest(exported / "vae2d_corr" / "export")
+    module = build_wasm_decoders(manifest, tmp_path)["int8"].path
+    tflite = manifest.folder / source_entries(manifest)["int8"]["path"]
+    z = np.random.default_rng(11).normal(0, 1.6, (200, 2)).astype(np.float32)
+    z[:4] = [[-9, -9], [9, 9], [-9, 9], [0, 0]]  # saturate the int8 latent in every corner
+    (tmp_path / "decode.mjs").write_text(NODE_DECODE)
+    (tmp_path / "z.json").write_text(json.dumps(z.tolist()))
+    done = subprocess.run(
+        [node, str(tmp_path / "decode.mjs"), str(module), str(tmp_path / "z.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    logits = np.asarray(json.loads(done.stdout), np.float32)
+    g = load_graph(tflite)
+    tin, tout = g.tensors[g.inputs[0]], g.tensors[g.outputs[0]]
+    zq = quantize_latents(z, tin.scale[0], int(tin.zero_point[0]))
+    s_out, zp_out = np.float32(tout.scale[0]), int(tout.zero_point[0])
+    q = np.rint(logits / s_out).astype(np.int32) + zp_out  # the module writes s_out * (q - zp_out) in float32
+    assert np.array_equal((s_out * (q - zp_out).astype(np.float32)).astype(np.float32), logits)
+    data = tflite.read_bytes()
+    tflm = TflmModel(data, smallest_arena(data, zq[:1]))
+    expected = np.stack([tflm.run(row[None]).reshape(-1) for row in zq]).astype(np.int32)
+    assert np.array_equal(q, expected)

@@ -230,6 +230,13 @@ def source_entries(manifest: Manifest) -> dict[str, dict]:
     }
 
 
+def quantize_latents(z: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """TFLite's QUANTIZE of float latents to int8, as the module's ``<model>_quantize_latent`` does it: float32
+    divide, round half away from zero, zero point, clamp."""
+    v = np.asarray(z, np.float32) / np.float32(scale)
+    return np.clip(np.sign(v) * np.floor(np.abs(v) + np.float32(0.5)) + zero_point, -128, 127).astype(np.int8)
+
+
 def tflm_pixels(tflite: Path, z: np.ndarray) -> tuple[np.ndarray, float]:
     """Pixels of an int8-I/O decoder computed with TFLite Micro's arithmetic (firmware_sim's numpy reference,
     bit-exact with TFLM), the sigmoid taken as the page takes it; and the int8 logits' step (scale)."""
@@ -242,9 +249,7 @@ def tflm_pixels(tflite: Path, z: np.ndarray) -> tuple[np.ndarray, float]:
     s_in, zp_in = np.float32(tin.scale[0]), int(tin.zero_point[0])
     s_out, zp_out = np.float32(tout.scale[0]), int(tout.zero_point[0])
     pixels = []
-    for row in np.asarray(z, np.float32):
-        v = row / s_in  # TFLite's QUANTIZE: float32 divide, round half away from zero, zero point, clamp
-        q = np.clip(np.sign(v) * np.floor(np.abs(v) + np.float32(0.5)) + zp_in, -128, 127).astype(np.int8)
+    for q in quantize_latents(z, s_in, zp_in):
         out = reference.run(q[None]).astype(np.int32).ravel()
         logits = (s_out * (out - zp_out).astype(np.float32)).astype(np.float64)
         pixels.append((1.0 / (1.0 + np.exp(-logits))).astype(np.float32))
