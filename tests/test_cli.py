@@ -36,6 +36,7 @@ BAD_FLAGS = [
     ("firmware_sim.measure", ["--m4-latents", "-1"]),
     ("firmware_sim.codegen", ["x.tflite", "--graph", "bogus"]),
     ("tools.web", ["bench", "--invokes", "5"]),
+    ("tools.web", ["bench", "--rounds", "0"]),
     ("tools.web", ["bench", "--runtimes", "webgpu"]),
     ("tools.web", ["serve", "--port", "-1"]),
     ("train", ["--epochs", "0"]),

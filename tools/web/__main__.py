@@ -17,6 +17,7 @@ import sys
 
 from runtime.cli import cli_main, comma_list, int_at_least, parser
 
+from .bench import ROUNDS
 from .build import DEFAULT_RUNTIME, RUNTIMES
 
 
@@ -45,6 +46,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int_at_least(10, "a median needs enough"),
         default=500,
         help="timed batch-1 decodes per decoder (default 500)",
+    )
+    n.add_argument(
+        "--rounds",
+        type=int_at_least(1, "at least one round"),
+        default=ROUNDS,
+        help=f"rounds of --invokes decodes per decoder, page and Python alike; the report gives the lowest "
+        f"round p50 (default {ROUNDS})",
     )
     n.add_argument(
         "--runtimes",
@@ -93,6 +101,7 @@ def cmd_bench(args) -> int:
         reports=args.reports,
         runtimes=runtimes,
         invokes=args.invokes,
+        rounds=args.rounds,
         chromium=args.chromium,
     )
     for path in write_reports(result, args.reports):
