@@ -20,8 +20,10 @@ from train.settings import (
     CLASSIFIER_EPOCHS,
     DEFAULTS,
     PREDATED,
+    VAE_DEFAULTS,
     SettingError,
     TrainSettings,
+    model_defaults,
 )
 
 SMALL = [
@@ -271,6 +273,13 @@ def test_defaults_come_from_the_settings_dataclass():
     assert classifier.adam_beta_2 == CLASSIFIER_DEFAULTS["adam_beta_2"] != DEFAULTS["adam_beta_2"]
     assert classifier.ema_decay == 0.0
     assert settings_for("classifier", parse_args(["--lr", "2e-3"]), "float32").learning_rate == 2e-3
+    # a VAE's own defaults (VAE_DEFAULTS) apply to that model only, and a flag still wins over them
+    assert settings_for("vae", args, "float32", "vae3d") == TrainSettings(**VAE_DEFAULTS["vae3d"])
+    assert settings_for("vae", args, "float32", "vae3d").batch_size != DEFAULTS["batch_size"]
+    assert settings_for("vae", args, "float32", "vae2d") == TrainSettings()
+    assert settings_for("vae", parse_args(["--batch-size", "128"]), "float32", "vae3d").batch_size == 128
+    assert model_defaults("vae3d")["batch_size"] == VAE_DEFAULTS["vae3d"]["batch_size"]
+    assert model_defaults("classifier")["learning_rate"] == CLASSIFIER_DEFAULTS["learning_rate"]
     assert parse_args(["--lr", "2e-3", "--seed", "1"]).explicit == {"learning_rate": "--lr", "seed": "--seed"}
     stored = TrainSettings(seed=3, batch_size=64)
     assert TrainSettings.from_json(json.loads(json.dumps(stored.to_json()))) == stored

@@ -29,6 +29,7 @@ from .settings import (
     DEFAULTS,
     POSTERIORS,
     PRECISIONS,
+    VAE_DEFAULTS,
     SettingError,
     TrainSettings,
     check_setting,
@@ -87,7 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(a flag that contradicts it is refused)",
     )
     p.add_argument(
-        "--batch-size", type=int, default=DEFAULTS["batch_size"], help=f"default {DEFAULTS['batch_size']}"
+        "--batch-size",
+        type=int,
+        default=DEFAULTS["batch_size"],
+        help=f"default {DEFAULTS['batch_size']}"
+        + "".join(f", {v['batch_size']} for {m}" for m, v in VAE_DEFAULTS.items() if "batch_size" in v),
     )
     p.add_argument(
         "--lr",
@@ -216,18 +221,22 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def settings_for(kind: str, args: argparse.Namespace, precision: str) -> TrainSettings:
-    """The TrainSettings of one model from the parsed flags (unset flags keep the dataclass defaults)."""
+def settings_for(
+    kind: str, args: argparse.Namespace, precision: str, model: str | None = None
+) -> TrainSettings:
+    """The TrainSettings of one model from the parsed flags: a flag not given takes the model's own default
+    (``CLASSIFIER_DEFAULTS``, ``VAE_DEFAULTS[model]``) where it has one, else the dataclass default."""
     values = {field: getattr(args, dest) for dest, field in SETTING_FLAGS.items()}
     if values["epochs"] is None:
         values["epochs"] = DEFAULTS["epochs"] if kind == "vae" else CLASSIFIER_EPOCHS
     values["precision"] = precision
+    explicit = getattr(args, "explicit", None) or {}
+    own = CLASSIFIER_DEFAULTS if kind == "classifier" else VAE_DEFAULTS.get(model, {})
     if kind == "classifier":
         values["kl_warmup_epochs"] = 0.0
         values["posterior"] = DEFAULTS["posterior"]
         values["ema_decay"] = 0.0
-        explicit = getattr(args, "explicit", None) or {}
-        values.update({k: v for k, v in CLASSIFIER_DEFAULTS.items() if k not in explicit and k != "epochs"})
+    values.update({k: v for k, v in own.items() if k not in explicit and k != "epochs"})
     return TrainSettings(**values)
 
 
@@ -251,7 +260,7 @@ def run(args: argparse.Namespace) -> dict:
         if n == "vae2d_corr" and getattr(args, "prior_cov_matrix", None):
             cfg = VAEConfig(cfg.name, cfg.latent_dim, args.prior_cov_matrix)
         kind = "classifier" if isinstance(cfg, ClassifierConfig) else "vae"
-        settings = settings_for(kind, args, precision)
+        settings = settings_for(kind, args, precision, n)
         if args.resume:
             cfg, settings = resolve_resume(
                 checkpoint=Path(args.out) / n / CHECKPOINT_NAME,

@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from runtime.cli import cli_main, parser  # noqa: E402
 from runtime.fileio import ensure_writable_dir, write_json_atomic, write_text_atomic  # noqa: E402
 
-from .settings import DEFAULTS, PRECISIONS, SettingError, TrainSettings, check_setting  # noqa: E402
+from .settings import DEFAULTS, PRECISIONS, SettingError, TrainSettings, check_setting, model_defaults  # noqa: E402
 
 SPEEDUP_GOAL = 1.3  # vae-edge must train at least this much faster per epoch than the reference
 MODEL_FOR_LATENTS = {2: "vae2d", 3: "vae3d"}
@@ -216,8 +216,15 @@ def run_vae_edge(data, latent_dim: int, epochs: int, seed: int, precision: str, 
     from .model import PRESETS
     from .vae import train_vae
 
-    settings = TrainSettings(
-        epochs=epochs, seed=seed, precision=precision, iw_samples=0, validation=validation
+    settings = TrainSettings(  # the model's own defaults (vae3d's batch size), as python -m train uses them
+        **{
+            **model_defaults(MODEL_FOR_LATENTS[latent_dim]),
+            "epochs": epochs,
+            "seed": seed,
+            "precision": precision,
+            "iw_samples": 0,
+            "validation": validation,
+        }
     )
     with tempfile.TemporaryDirectory() as tmp:
         metrics = train_vae(
@@ -264,12 +271,15 @@ def read_vae_edge_run(
     run_id = verify_run_set(run)
     stored = TrainSettings.from_json(json.loads((run / "config.json").read_text())["training"])
     wanted = TrainSettings(
-        epochs=epochs,
-        seed=seed,
-        validation=validation,
-        precision=stored.precision,
-        iw_samples=stored.iw_samples,
-        **limits,
+        **{
+            **model_defaults(model),
+            "epochs": epochs,
+            "seed": seed,
+            "validation": validation,
+            "precision": stored.precision,
+            "iw_samples": stored.iw_samples,
+            **limits,
+        }
     )
     differences = stored.differences(wanted)
     if differences:

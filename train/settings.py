@@ -23,6 +23,10 @@ POSTERIORS = ("diagonal", "study")
 # with these; the VAEs' learning rate, β₂ and weight average were chosen on VAEs and not measured on it.
 CLASSIFIER_DEFAULTS = {"epochs": 8, "learning_rate": 1e-3, "adam_beta_2": 0.999}
 CLASSIFIER_EPOCHS = CLASSIFIER_DEFAULTS["epochs"]
+# A VAE's settings that differ from TrainSettings' defaults where no flag is given, each chosen on that
+# model's validation split (docs/levers.md). vae3d, batch size, seed 0, validation −ELBO: 135.24 at 128,
+# 134.21 at 64, 133.59 at 32; the 2-D models were not measured with TensorFlow at other batch sizes.
+VAE_DEFAULTS = {"vae3d": {"batch_size": 32}}
 # Values that reproduce the behaviour of the code before a field existed: a stored copy (checkpoint.npz,
 # config.json) that lacks the field was trained that way.
 PREDATED = {"ema_decay": 0.0, "adam_beta_2": 0.999, "adam_epsilon": 1e-7}
@@ -184,3 +188,9 @@ class TrainSettings:
 
 
 DEFAULTS = {f.name: f.default for f in fields(TrainSettings)}
+
+
+def model_defaults(model: str) -> dict:
+    """The defaults of one model: TrainSettings' with the classifier's or that VAE's own values over them."""
+    own = CLASSIFIER_DEFAULTS if model == "classifier" else VAE_DEFAULTS.get(model, {})
+    return {**DEFAULTS, **own}
