@@ -12,7 +12,10 @@ Each module exports the same four functions, so the page drives both alike:
 
 The page applies the sigmoid to the logits. int8: the float latent is quantized by the generated
 ``<model>_quantize_latent`` (TFLite's QUANTIZE), decoded in integers, and the int8 logits dequantized as
-``scale * (q - zero_point)`` in float32, as the Python runtime dequantizes. float32: the sub-pixel float32
+``scale * (q - zero_point)`` in float32, as the Python runtime dequantizes. The int8 module also exports
+``vae_edge_output_int8() -> int8_t*`` (the 784 int8 logits) and ``vae_edge_dequantized() -> float*`` (the float
+logit of each int8 value, -128 .. 127), so the page takes the sigmoid of those 256 once and looks each decode's
+pixels up: the same values as the sigmoid of every logit, without 784 exp() a decode. float32: the sub-pixel float32
 ``.tflite`` graph (FULLY_CONNECTED, RESHAPE, PAD, CONV_2D, DEPTH_TO_SPACE) lowered to calls of
 ``wasm/float_kernels.h``; its LOGISTIC is left to the page (it commutes with the layout ops after it).
 """
@@ -34,6 +37,8 @@ from runtime.manifest import Manifest
 
 WASM_DIR = Path(__file__).resolve().parent / "wasm"
 EXPORTS = ("vae_edge_latent_dim", "vae_edge_input", "vae_edge_output", "vae_edge_decode")
+# The int8 module's two more: its int8 logits, and the float logit of each int8 value (q = -128 .. 127).
+INT8_EXPORTS = ("vae_edge_output_int8", "vae_edge_dequantized")
 CFLAGS = ("--target=wasm32", "-O3", "-msimd128", "-nostdlib", "-ffreestanding", "-std=c99")
 PIXELS = 28 * 28
 # Ops after which the float graph may only rearrange values (so its LOGISTIC can move to the page).
@@ -74,10 +79,12 @@ def toolchain() -> str:
     return clang
 
 
-def compile_module(sources: list[Path], out: Path, include: list[Path]) -> Path:
-    """Compile and link C sources into one freestanding WebAssembly module exporting :data:`EXPORTS`."""
+def compile_module(
+    sources: list[Path], out: Path, include: list[Path], exports: tuple[str, ...] = EXPORTS
+) -> Path:
+    """Compile and link C sources into one freestanding WebAssembly module exporting ``exports``."""
     cmd = [toolchain(), *CFLAGS, f"-I{WASM_DIR}", *(f"-I{d}" for d in include), "-o", str(out)]
-    cmd += ["-Wl,--no-entry", "-Wl,--strip-all", *(f"-Wl,--export={name}" for name in EXPORTS)]
+    cmd += ["-Wl,--no-entry", "-Wl,--strip-all", *(f"-Wl,--export={name}" for name in exports)]
     done = subprocess.run(
         [*cmd, *map(str, sources), str(WASM_DIR / "libc.c")], capture_output=True, text=True
     )
@@ -201,13 +208,22 @@ static float logits_out[{u}_PIXELS];
 static int8_t z_q[{u}_LATENT_DIM];
 static int8_t logits_q[{u}_PIXELS];
 
+static float dequantized[256];
+
+static float dequantize(int8_t q) {{ return {u}_LOGITS_SCALE * (float)(q - {u}_LOGITS_ZERO_POINT); }}
+
 int vae_edge_latent_dim(void) {{ return {u}_LATENT_DIM; }}
 float *vae_edge_input(void) {{ return z_in; }}
 float *vae_edge_output(void) {{ return logits_out; }}
+int8_t *vae_edge_output_int8(void) {{ return logits_q; }}
+float *vae_edge_dequantized(void) {{
+  for (int q = -128; q < 128; ++q) dequantized[q + 128] = dequantize((int8_t)q);
+  return dequantized;
+}}
 int vae_edge_decode(void) {{
   {m}_quantize_latent(z_in, z_q);
   {m}_decode(z_q, logits_q);
-  for (int i = 0; i < {u}_PIXELS; ++i) logits_out[i] = {u}_LOGITS_SCALE * (float)(logits_q[i] - {u}_LOGITS_ZERO_POINT);
+  for (int i = 0; i < {u}_PIXELS; ++i) logits_out[i] = dequantize(logits_q[i]);
   return 0;
 }}
 """
@@ -272,7 +288,12 @@ def build_wasm_decoders(manifest: Manifest, out_dir: Path) -> dict[str, WasmDeco
         float_c = tmp / "float32.c"
         float_c.write_text(emit_float_decoder(manifest.verify(sources["float32"])))
         built = {
-            "int8": compile_module([generated.source, glue], out_dir / "decoder_int8.wasm", [tmp / "int8"]),
+            "int8": compile_module(
+                [generated.source, glue],
+                out_dir / "decoder_int8.wasm",
+                [tmp / "int8"],
+                EXPORTS + INT8_EXPORTS,
+            ),
             "float32": compile_module([float_c], out_dir / "decoder_float32.wasm", []),
         }
     for precision, path in built.items():

@@ -8,6 +8,8 @@
 // vae-edge-wasm: each decoder is its own WebAssembly module (tools/web/wasm.py) exporting vae_edge_input() and
 // vae_edge_output() (pointers into its memory: the float latent in, 784 float logits out) and vae_edge_decode();
 // the sigmoid is applied here, in double precision, then stored as float32 like every runtime's output.
+// An int8 module also exports its int8 logits and the 256 float logits they dequantize to: the sigmoid of those
+// 256 is taken once, and a decode looks its pixels up (the same values, without 784 Math.exp calls a decode).
 function loadVaeEdgeWasm(rt) {
   return {
     name: rt.name,
@@ -18,13 +20,22 @@ function loadVaeEdgeWasm(rt) {
       const d = e.vae_edge_latent_dim();
       const input = new Float32Array(e.memory.buffer, e.vae_edge_input(), d);
       const logits = new Float32Array(e.memory.buffer, e.vae_edge_output(), 784);
+      const sigmoid = (x) => 1 / (1 + Math.exp(-x));
+      let pixelsOf = () => Float32Array.from(logits, sigmoid);
+      if (e.vae_edge_output_int8) {
+        const q = new Int8Array(e.memory.buffer, e.vae_edge_output_int8(), 784);
+        const table = Float32Array.from(new Float32Array(e.memory.buffer, e.vae_edge_dequantized(), 256), sigmoid);
+        pixelsOf = () => {
+          const pixels = new Float32Array(784);
+          for (let i = 0; i < 784; i++) pixels[i] = table[q[i] + 128];
+          return pixels;
+        };
+      }
       return {
         async run(z) {
           input.set(z.subarray(0, d));
           e.vae_edge_decode();
-          const pixels = new Float32Array(784);
-          for (let i = 0; i < 784; i++) pixels[i] = 1 / (1 + Math.exp(-logits[i]));
-          return pixels;
+          return pixelsOf();
         },
       };
     },
