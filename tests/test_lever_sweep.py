@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tools.lever_sweep import BASELINE_OF, LEVERS, markdown, parse_args, settings_of, summarise, write_report
-from train.settings import DEFAULTS, TrainSettings
+from train.settings import TrainSettings, model_defaults
 
 
 def test_every_lever_changes_one_setting_of_the_defaults_and_each_model_has_a_baseline():
@@ -16,10 +16,17 @@ def test_every_lever_changes_one_setting_of_the_defaults_and_each_model_has_a_ba
     for lever, (model, changes, _) in LEVERS.items():
         s = settings_of(lever, 1, args)
         assert s.seed == 1 and s.epochs == 3 and s.validation == 512
-        changed = {f for f, _, _ in s.differences(TrainSettings(seed=1, epochs=3, validation=512))}
+        defaults = model_defaults(model)
+        changed = {
+            f
+            for f, _, _ in s.differences(
+                TrainSettings(**{**defaults, "seed": 1, "epochs": 3, "validation": 512})
+            )
+        }
         assert changed == set(changes), lever
-        assert all(DEFAULTS[f] != v for f, v in changes.items()), f"{lever} repeats a default"
+        assert all(defaults[f] != v for f, v in changes.items()), f"{lever} repeats a default"
         assert model in BASELINE_OF and LEVERS[BASELINE_OF[model]][1] == {}
+    assert settings_of("vae3d", 0, args).batch_size == model_defaults("vae3d")["batch_size"]
 
 
 def run(lever, seed, value, raw=None, ema=None, **extra):

@@ -12,7 +12,8 @@ permutations, β's warm-up the same. What differs: the step is a jitted JAX func
 instead of a ``tf.function``, and the noise comes from JAX's generator, so a figure here differs from
 ``python -m train``'s by seed noise, not by method.
 
-Each lever is the baseline (``TrainSettings()``: the defaults ``python -m train`` uses) with one setting changed.
+Each lever is its model's defaults (``train.settings.model_defaults``: what ``python -m train`` uses) with one
+setting changed.
 Every run reports the validation −ELBO of its raw weights and of their moving average, and the kept one (the
 lower, as ``python -m train`` chooses); the test split is evaluated only for the two posteriors of vae2d_corr
 (``study`` lever: the study's z = μ + L ε against vae-edge's diagonal sample), whose test −ELBO and IW-NLL the
@@ -35,7 +36,8 @@ from runtime.cli import cli_main, comma_list, int_at_least, parser
 from runtime.errors import VaeEdgeError
 from runtime.fileio import ensure_writable_dir, write_json_atomic, write_text_atomic
 
-# name -> (model, TrainSettings changes, what it tests). "baseline" is TrainSettings() unchanged.
+# name -> (model, TrainSettings changes, what it tests). "baseline" is vae2d's defaults unchanged; every lever
+# starts from its model's defaults (train.settings.model_defaults: vae3d's batch size is its own).
 LEVERS: dict[str, tuple[str, dict, str]] = {
     "baseline": ("vae2d", {}, "the defaults of python -m train"),
     "lr_1e-3": ("vae2d", {"learning_rate": 1e-3}, "the earlier peak learning rate"),
@@ -97,9 +99,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def settings_of(lever: str, seed: int, args: argparse.Namespace):
-    from train.settings import TrainSettings
+    """The lever's TrainSettings: its model's defaults (as python -m train gives them) with its changes."""
+    from train.settings import TrainSettings, model_defaults
 
-    base = {"seed": seed, "train_limit": args.train_limit, "test_limit": args.test_limit}
+    model = LEVERS[lever][0]
+    base = {
+        **model_defaults(model),
+        "seed": seed,
+        "train_limit": args.train_limit,
+        "test_limit": args.test_limit,
+    }
     if args.epochs:
         base["epochs"] = args.epochs
     if args.validation is not None:
