@@ -276,7 +276,7 @@ def test_defaults_come_from_the_settings_dataclass():
     # a VAE's own defaults (VAE_DEFAULTS) apply to that model only, and a flag still wins over them
     assert settings_for("vae", args, "float32", "vae3d") == TrainSettings(**VAE_DEFAULTS["vae3d"])
     assert settings_for("vae", args, "float32", "vae3d").batch_size != DEFAULTS["batch_size"]
-    assert settings_for("vae", args, "float32", "vae2d") == TrainSettings()
+    assert settings_for("vae", args, "float32", "vae2d_corr") == TrainSettings()
     assert settings_for("vae", parse_args(["--batch-size", "128"]), "float32", "vae3d").batch_size == 128
     assert model_defaults("vae3d")["batch_size"] == VAE_DEFAULTS["vae3d"]["batch_size"]
     assert model_defaults("classifier")["learning_rate"] == CLASSIFIER_DEFAULTS["learning_rate"]
