@@ -33,6 +33,7 @@ from .settings import (
     SettingError,
     TrainSettings,
     check_setting,
+    own_defaults,
 )  # noqa: E402
 
 MODEL_CHOICES = ("vae2d", "vae3d", "vae2d_corr", "classifier", "all")
@@ -231,7 +232,7 @@ def settings_for(
         values["epochs"] = DEFAULTS["epochs"] if kind == "vae" else CLASSIFIER_EPOCHS
     values["precision"] = precision
     explicit = getattr(args, "explicit", None) or {}
-    own = CLASSIFIER_DEFAULTS if kind == "classifier" else VAE_DEFAULTS.get(model, {})
+    own = own_defaults("classifier" if kind == "classifier" else model)
     if kind == "classifier":
         values["kl_warmup_epochs"] = 0.0
         values["posterior"] = DEFAULTS["posterior"]

@@ -190,7 +190,11 @@ class TrainSettings:
 DEFAULTS = {f.name: f.default for f in fields(TrainSettings)}
 
 
+def own_defaults(model: str | None) -> dict:
+    """The values where one model's defaults differ from TrainSettings' (the classifier's, or that VAE's)."""
+    return CLASSIFIER_DEFAULTS if model == "classifier" else VAE_DEFAULTS.get(model, {})
+
+
 def model_defaults(model: str) -> dict:
     """The defaults of one model: TrainSettings' with the classifier's or that VAE's own values over them."""
-    own = CLASSIFIER_DEFAULTS if model == "classifier" else VAE_DEFAULTS.get(model, {})
-    return {**DEFAULTS, **own}
+    return {**DEFAULTS, **own_defaults(model)}
