@@ -260,8 +260,11 @@ def test_bad_flag_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, flags,
     assert not out.exists()
 
 
-def test_defaults_come_from_the_settings_dataclass():
+def test_defaults_come_from_the_settings_dataclass(capsys):
     args = parse_args([])
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    train_help = capsys.readouterr().out
     for dest, field in SETTING_FLAGS.items():
         if field != "epochs":
             assert getattr(args, dest) == DEFAULTS[field], dest
@@ -278,6 +281,11 @@ def test_defaults_come_from_the_settings_dataclass():
     assert settings_for("vae", args, "float32", "vae3d").batch_size != DEFAULTS["batch_size"]
     assert settings_for("vae", args, "float32", "vae2d_corr") == TrainSettings()
     assert settings_for("vae", parse_args(["--batch-size", "128"]), "float32", "vae3d").batch_size == 128
+    assert (
+        settings_for("vae", parse_args(["--adam-epsilon", "1e-7"]), "float32", "vae3d").adam_epsilon == 1e-7
+    )
+    for model, own in VAE_DEFAULTS.items():  # --help names every model's own default
+        assert all(f"{value:g} for {model}" in " ".join(train_help.split()) for value in own.values()), model
     assert model_defaults("vae3d")["batch_size"] == VAE_DEFAULTS["vae3d"]["batch_size"]
     assert model_defaults("classifier")["learning_rate"] == CLASSIFIER_DEFAULTS["learning_rate"]
     assert parse_args(["--lr", "2e-3", "--seed", "1"]).explicit == {"learning_rate": "--lr", "seed": "--seed"}

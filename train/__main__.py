@@ -92,8 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size",
         type=int,
         default=DEFAULTS["batch_size"],
-        help=f"default {DEFAULTS['batch_size']}"
-        + "".join(f", {v['batch_size']} for {m}" for m, v in VAE_DEFAULTS.items() if "batch_size" in v),
+        help=f"default {DEFAULTS['batch_size']}{own_defaults_text('batch_size')}",
     )
     p.add_argument(
         "--lr",
@@ -120,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--adam-epsilon",
         type=float,
         default=DEFAULTS["adam_epsilon"],
-        help=f"Adam's epsilon (default {DEFAULTS['adam_epsilon']:g})",
+        help=f"Adam's epsilon (default {DEFAULTS['adam_epsilon']:g}{own_defaults_text('adam_epsilon')})",
     )
     p.add_argument(
         "--kl-warmup-epochs",
@@ -173,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
+
+
+def own_defaults_text(field: str) -> str:
+    """The VAEs whose own default of ``field`` differs, as --help shows them: ", 32 for vae2d, 32 for vae3d"."""
+    return "".join(f", {v[field]:g} for {m}" for m, v in VAE_DEFAULTS.items() if field in v)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
