@@ -447,6 +447,27 @@ def test_bench_reads_vae_edge_from_a_finished_run_and_refuses_other_settings(tmp
     metrics = json.loads((tmp_path / "vae2d" / "metrics.json").read_text())
     assert row["test_neg_elbo"] == metrics["test_neg_elbo"] and len(row["epoch_seconds"]) == 2
     assert row["from_run"]["run_id"] == metrics["run_id"]
+    assert row["batch_size"] == VAE_DEFAULTS["vae2d"]["batch_size"]  # its own, not the reference's 128
+    from train.bench import REFERENCE_BATCH, bench_markdown
+
+    reference = {
+        "loop": "keras-io reference",
+        "latent_dim": 2,
+        "precision": "float32",
+        "batch_size": REFERENCE_BATCH,
+    }
+    reference |= {"seconds_per_epoch": 2.0, "images_per_s": 320.0, "test_neg_elbo": 200.0}
+    ours = row | {"speedup": 2.0 / row["seconds_per_epoch"], "speed_goal_met": False}
+    report = {
+        "epochs": 2,
+        "seed": 0,
+        "train_images": 512,
+        "validation_images": 128,
+        "runs": {"2": [reference, ours]},
+    }
+    md = bench_markdown(report | {"platform": {"cpu": "test CPU", "cores": 2}})
+    assert f"| 2-D | keras-io reference | float32 | {REFERENCE_BATCH} |" in md
+    assert f"| 2-D | vae-edge | float32 | {row['batch_size']} |" in md and "read from earlier runs" in md
     with pytest.raises(VaeEdgeError, match="trained with epochs=2, this benchmark needs epochs=30"):
         read_vae_edge_run(tmp_path, 2, epochs=30, seed=0, validation=128, **limits)
     with pytest.raises(VaeEdgeError, match="train_limit=640"):
