@@ -25,7 +25,7 @@ CLASSIFIER_DEFAULTS = {"epochs": 8, "learning_rate": 1e-3, "adam_beta_2": 0.999}
 CLASSIFIER_EPOCHS = CLASSIFIER_DEFAULTS["epochs"]
 # A VAE's settings that differ from TrainSettings' defaults where no flag is given, each chosen on that
 # model's validation split (docs/levers.md): batch 32 for vae2d and vae3d, and Adam's ε 1e-4 for vae3d.
-# vae2d_corr was not measured at batch 32 with TensorFlow, nor vae2d and vae2d_corr at ε 1e-4.
+# vae2d_corr at batch 32 was not better (worse on seed 0); vae2d and vae2d_corr were not measured at ε 1e-4.
 VAE_DEFAULTS = {"vae2d": {"batch_size": 32}, "vae3d": {"batch_size": 32, "adam_epsilon": 1e-4}}
 # Values that reproduce the behaviour of the code before a field existed: a stored copy (checkpoint.npz,
 # config.json) that lacks the field was trained that way.
