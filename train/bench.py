@@ -5,10 +5,10 @@
 
 The reference is the keras-io "Variational AutoEncoder" example (a ``keras.Model`` subclass with a custom
 ``train_step`` and a plain ``fit``), with the same architecture and its example's batch 128, for each latent
-size in ``--latents``; vae-edge trains vae2d (2) and vae3d (3) with their defaults (batch 32). Both loops train on the same training images (the
-training split minus the seeded ``--validation`` hold-out, as ``python -m train`` uses them) in the same process,
-and both are scored once on the 10,000 test images with the same −ELBO (BCE from the decoder's logits + the
-closed-form KL, one seeded posterior sample). Seconds per epoch are the median over epochs after the first
+size in ``--latents``; vae-edge trains vae2d (2) and vae3d (3) with their own defaults. Both loops train on the
+same training images (the training split minus the seeded ``--validation`` hold-out, as ``python -m train`` uses
+them) in the same process, and both are scored once on the 10,000 test images with the same −ELBO (BCE from
+the decoder's logits + the closed-form KL, one seeded posterior sample). Seconds per epoch are the median over epochs after the first
 (which includes tracing). Writes ``<out>/bench_train.json`` and ``<out>/bench_train.md``.
 """
 
@@ -318,9 +318,9 @@ def bench_markdown(report: dict) -> str:
         f"{report['platform']['cpu']}, {report['platform']['cores']} cores; {report['epochs']} epochs each (the "
         f"reference at its example's batch {REFERENCE_BATCH}, vae-edge at its models' defaults), the same "
         f"{report['train_images']:,} training images ({report['validation_images']:,} held out for validation, seed "
-        f"{report['seed']}), {'vae-edge read from earlier runs' if reused else 'same process'}; seconds per epoch = median after the first epoch (which includes "
-        "tracing). Test −ELBO: the 10,000 test images, BCE from logits + closed-form KL, one "
-        "seeded posterior sample, computed the same way for both loops.",
+        f"{report['seed']}), {'vae-edge read from earlier runs' if reused else 'same process'}; seconds per "
+        "epoch = median after the first epoch (which includes tracing). Test −ELBO: the 10,000 test images, BCE "
+        "from logits + closed-form KL, one seeded posterior sample, computed the same way for both loops.",
         "",
         "| latent | loop | precision | batch | s / epoch | images / s | speed-up | test −ELBO |",
         "|---|---|---|---|---|---|---|---|",
