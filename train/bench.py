@@ -211,15 +211,33 @@ def run_reference(x_train, x_test, latent_dim: int, epochs: int, seed: int) -> d
     }
 
 
-def run_vae_edge(data, latent_dim: int, epochs: int, seed: int, precision: str, validation: int) -> dict:
+def vae_edge_row(run: Path, latent_dim: int, settings: TrainSettings, metrics: dict) -> dict:
+    """vae-edge's row of the report from a run folder's history.csv and its metrics."""
     import csv
 
     import numpy as np
 
+    times = [float(r["train_seconds"]) for r in csv.DictReader((run / "history.csv").open())]
+    seconds_per_epoch = float(np.median(times[1:] or times))
+    return {
+        "loop": "vae-edge",
+        "latent_dim": latent_dim,
+        "model": MODEL_FOR_LATENTS[latent_dim],
+        "precision": settings.precision,
+        "seconds_per_epoch": seconds_per_epoch,
+        "epoch_seconds": times,
+        "batch_size": settings.batch_size,
+        "images_per_s": metrics["train_images"] / seconds_per_epoch,
+        "test_neg_elbo": metrics["test_neg_elbo"],
+        "validation_neg_elbo": metrics.get("validation_neg_elbo"),
+    }
+
+
+def run_vae_edge(data, latent_dim: int, epochs: int, seed: int, precision: str, validation: int) -> dict:
     from .model import PRESETS
     from .vae import train_vae
 
-    settings = TrainSettings(  # the model's own defaults (vae3d's batch size), as python -m train uses them
+    settings = TrainSettings(  # the model's own defaults (VAE_DEFAULTS), as python -m train uses them
         **{
             **model_defaults(MODEL_FOR_LATENTS[latent_dim]),
             "epochs": epochs,
@@ -238,21 +256,7 @@ def run_vae_edge(data, latent_dim: int, epochs: int, seed: int, precision: str, 
             progress=False,
             figures_enabled=False,
         )
-        rows = list(csv.DictReader((Path(tmp) / "history.csv").open()))
-    times = [float(r["train_seconds"]) for r in rows]
-    steady = times[1:] or times
-    return {
-        "loop": "vae-edge",
-        "latent_dim": latent_dim,
-        "model": MODEL_FOR_LATENTS[latent_dim],
-        "precision": precision,
-        "seconds_per_epoch": float(np.median(steady)),
-        "epoch_seconds": times,
-        "batch_size": settings.batch_size,
-        "images_per_s": metrics["train_images"] / float(np.median(steady)),
-        "test_neg_elbo": metrics["test_neg_elbo"],
-        "validation_neg_elbo": metrics.get("validation_neg_elbo"),
-    }
+        return vae_edge_row(Path(tmp), latent_dim, settings, metrics)
 
 
 def read_vae_edge_run(
@@ -261,10 +265,7 @@ def read_vae_edge_run(
     """vae-edge's row from a finished run (``python -m train``'s outputs), refused unless it was trained with
     the defaults and this benchmark's epochs, seed and validation split (``limits``: train_limit, test_limit,
     None for the whole splits, as the benchmark uses them)."""
-    import csv
     import json
-
-    import numpy as np
 
     from runtime.errors import VaeEdgeError
 
@@ -293,20 +294,8 @@ def read_vae_edge_run(
             "train it with python -m train's defaults or drop --vae-edge-runs"
         )
     metrics = json.loads((run / "metrics.json").read_text())
-    times = [float(r["train_seconds"]) for r in csv.DictReader((run / "history.csv").open())]
-    steady = times[1:] or times
-    return {
-        "loop": "vae-edge",
-        "latent_dim": latent_dim,
-        "model": model,
-        "precision": stored.precision,
-        "seconds_per_epoch": float(np.median(steady)),
-        "epoch_seconds": times,
-        "batch_size": stored.batch_size,
-        "images_per_s": metrics["train_images"] / float(np.median(steady)),
-        "test_neg_elbo": metrics["test_neg_elbo"],
-        "validation_neg_elbo": metrics.get("validation_neg_elbo"),
-        "from_run": {"folder": str(run), "run_id": run_id},
+    return vae_edge_row(run, latent_dim, stored, metrics) | {
+        "from_run": {"folder": str(run), "run_id": run_id}
     }
 
 
