@@ -14,8 +14,11 @@ EPOCHS ?=
 TRAIN_FLAGS ?= $(if $(EPOCHS),--epochs $(EPOCHS),)
 # e.g. BENCH_TRAIN_FLAGS='--epochs 30 --precisions float32' for the quality comparison README cites
 BENCH_TRAIN_FLAGS ?=
+# e.g. WEB_BENCH_FLAGS='--runtimes vae-edge-wasm,onnxruntime-web' (README's table), or '--invokes 10 --rounds 1
+# --loads 1' for a quick run
+WEB_BENCH_FLAGS ?=
 
-.PHONY: help setup train export simulate firmware test lint format bench-train results levers bench check pi-bundle pi-check clean fuzz bench-decode web web-deps web-serve web-bench
+.PHONY: help setup train export simulate firmware exactness test lint format bench-train results levers bench check pi-bundle pi-check clean fuzz bench-decode web web-deps web-serve web-bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -39,6 +42,9 @@ simulate: setup  ## int8 decoders on simulated MCUs (TFLite Micro reference) -> 
 
 firmware: setup  ## int8 decoders as generated C: host + emulated Cortex-M4 (QEMU), vs TFLM -> reports/firmware_c.{json,md}
 	$(PY) -m firmware_sim.measure --model all --artifacts $(ARTIFACTS) --reports $(REPORTS)
+
+exactness: setup  ## TFLM vs numpy reference vs generated C on drawn one-op models and redrawn decoders -> reports/exactness.{json,md}
+	$(PY) -m firmware_sim.exactness --reports $(REPORTS)
 
 test: setup web-deps  ## lint + the whole test suite (what CI runs)
 	$(PY) -m ruff check .
@@ -94,7 +100,7 @@ web-serve: setup  ## serve dist/web on http://127.0.0.1:8000/ (make web first)
 	$(PY) -m tools.web serve --site dist/web --port 8000
 
 web-bench: setup web-deps  ## decode latency in headless Chromium vs the Python runtime -> reports/web_bench.*, screenshots
-	$(PY) -m tools.web bench --artifacts $(ARTIFACTS) --reports $(REPORTS)
+	$(PY) -m tools.web bench --artifacts $(ARTIFACTS) --reports $(REPORTS) $(WEB_BENCH_FLAGS)
 
 clean:  ## remove reports and caches (artifacts/ is kept: it holds trained models)
 	rm -rf $(REPORTS) dist .pytest_cache .ruff_cache runtime/build runtime/*.egg-info

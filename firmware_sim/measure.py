@@ -127,14 +127,16 @@ def _defines(gen: GeneratedDecoder) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- host side
-def build_host_check(gen: GeneratedDecoder, out: Path) -> Path:
-    """host_check under AddressSanitizer and UBSan, warnings as errors."""
-    exe = out / "host_check"
+def build_host_check(gen: GeneratedDecoder, out: Path, *, portable: bool = False) -> Path:
+    """host_check under AddressSanitizer and UBSan, warnings as errors: the SSE2 path on x86-64, or the
+    portable C path if asked."""
+    exe = out / f"host_check{'_portable' if portable else ''}"
     _run(
         [
             "gcc",
             *HOST_FLAGS,
             *SANITIZE_FLAGS,
+            *(["-DVAE_EDGE_PORTABLE"] if portable else []),
             *_defines(gen),
             str(gen.source),
             str(MCU_DIR / "host_check.c"),
@@ -192,6 +194,7 @@ def check_host(
     latents: np.ndarray,
     out: Path,
     reference_latents: int | None = None,
+    portable: bool = False,
 ) -> HostCheck:
     """Decode every latent with the sanitized host build; compare every logit with TFLM, and those of the first
     ``reference_latents`` (default: all) with the numpy reference too (about 20-30 ms a latent)."""
@@ -199,7 +202,7 @@ def check_host(
     from .reference import IntegerReference
     from .tflm import TflmModel, smallest_arena
 
-    exe = build_host_check(gen, out)
+    exe = build_host_check(gen, out, portable=portable)
     z_path, o_path = out / "latents.bin", out / "logits.bin"
     latents = np.ascontiguousarray(latents.reshape(len(latents), -1).astype(np.int8))
     latents.tofile(z_path)

@@ -70,23 +70,42 @@ def activation_range(t: Tensor, activation: str) -> tuple[int, int]:
     raise UnsupportedOpError(f"fused activation {activation} is not supported by the integer reference")
 
 
+def effective_scale(input_scale: float, filter_scale: float, output_scale: float) -> float:
+    """s_in · s_w / s_out with each float32 scale widened to double first, the product and quotient in double.
+
+    Mirrors tflite-micro's ``PopulateConvolutionQuantizationParams`` (kernels/kernel_util.cc: CONV_2D,
+    TRANSPOSE_CONV, DEPTHWISE_CONV_2D) and, in the pinned wheel (:data:`firmware_sim.TFLM_VERSION`), the
+    FULLY_CONNECTED multiplier of ``CalculateOpDataFullyConnected`` (kernels/fully_connected_common.cc).
+    TFLite's builtin kernels take FULLY_CONNECTED's product in float32 instead (the old
+    ``GetQuantizedConvolutionMultipler``): for some scale triples the Q31 multipliers differ in the last bits
+    and an accumulator on a rounding boundary lands one step apart (tests/test_exactness.py pins such a case).
+    """
+    return float(np.float32(input_scale)) * float(np.float32(filter_scale)) / float(np.float32(output_scale))
+
+
 def per_channel_multipliers(
     inp: Tensor, filt: Tensor, out: Tensor, channels: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """PopulateConvolutionQuantizationParams: effective scale in double, per output channel."""
+    """PopulateConvolutionQuantizationParams: the effective scale in double, per output channel."""
     mults, shifts = [], []
     for c in range(channels):
         fs = float(filt.scale[c if len(filt.scale) > 1 else 0])
-        m, s = quantize_multiplier(float(inp.scale[0]) * fs / float(out.scale[0]))
+        m, s = quantize_multiplier(effective_scale(float(inp.scale[0]), fs, float(out.scale[0])))
         mults.append(m)
         shifts.append(s)
     return np.array(mults, np.int64), np.array(shifts, np.int64)
 
 
 def fully_connected_multiplier(inp: Tensor, filt: Tensor, out: Tensor) -> tuple[int, int]:
-    """GetQuantizedConvolutionMultipler: the scale product is taken in float32, then divided in double."""
-    real = float(np.float32(inp.scale[0]) * np.float32(filt.scale[0])) / float(out.scale[0])
-    return quantize_multiplier(real)
+    """The per-tensor FULLY_CONNECTED multiplier as the pinned TFLite Micro derives it: the product in double.
+
+    Verified against the wheel, not only read from source: the issue-22 triple (s_in 0.023448158,
+    s_w 0.0003446328, s_out 0.00078156206) gives 1421057713·2^-6 here and in TFLM, 1421057652 with a
+    float32 product (TFLite's builtin kernels), and accumulator 23066 then requantizes to 239 against 238.
+    """
+    return quantize_multiplier(
+        effective_scale(float(inp.scale[0]), float(filt.scale[0]), float(out.scale[0]))
+    )
 
 
 def same_padding(stride: int, in_size: int, filter_size: int, out_size: int) -> int:
@@ -236,8 +255,12 @@ class IntegerReference:
         else:
             ph = pw = 0
         xi = x.astype(np.int64) - int(inp.zero_point[0])
-        # The whole-output int32 scratch TFLM allocates; the scatter below is what fills it.
-        scratch = np.zeros((n, (h - 1) * sh + kh, (wd - 1) * sw + kw, oc), np.int64)
+        # The whole-output int32 scratch TFLM allocates; the scatter below is what fills it. Taps that land
+        # outside the output are dropped and outputs no tap reaches hold the bias alone (a kernel smaller than
+        # its stride), as in TFLM's reference_integer_ops::TransposeConv.
+        scratch = np.zeros(
+            (n, max((h - 1) * sh + kh, ph + oh), max((wd - 1) * sw + kw, pw + ow), oc), np.int64
+        )
         wf = w.astype(np.int64)
         for fy in range(kh):
             for fx in range(kw):
@@ -245,8 +268,6 @@ class IntegerReference:
                     xi @ wf[:, fy, fx, :].T
                 )
         acc = scratch[:, ph : ph + oh, pw : pw + ow, :]
-        if acc.shape[1:3] != (oh, ow):  # output larger than the scatter (not produced by our exporter)
-            raise UnsupportedOpError("TRANSPOSE_CONV with this padding/shape combination is not supported")
         res, (lo, hi) = self._bias_requantize(op, acc, b, inp, filt, out)
         return (
             res,
