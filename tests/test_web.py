@@ -17,9 +17,15 @@ from firmware_sim.graph import load_graph
 from firmware_sim.tflm import TflmModel, smallest_arena
 from runtime import Decoder, VaeEdgeError, load_manifest
 from tools.web.__main__ import main, parse_args
+from tools.web.bench import agreement_record
 from tools.web.browser import launch_chromium, open_site_page
 from tools.web.build import RUNTIMES, build_site, python_entries
-from tools.web.compare import compare_int8_pixels, max_logit_steps, sigmoid_input_scale
+from tools.web.compare import (
+    FLOAT32_MAX_ABS,
+    compare_int8_pixels,
+    max_logit_steps,
+    sigmoid_input_scale,
+)
 from tools.web.serve import serving
 from tools.web.wasm import build_wasm_decoders, quantize_latents, source_entries, tflm_pixels
 
@@ -114,6 +120,38 @@ def test_page_decodes_like_the_python_runtime(exported, site, browser, url):
     assert errors == []
     assert opened.requests and all(u.startswith(url) or u.startswith("data:") for u in opened.requests)
     page.context.close()
+
+
+@pytest.mark.parametrize("runtime", parse_args(["bench"]).runtimes)
+def test_bench_compares_every_default_runtime_with_its_reference(exported, runtime):
+    """The web bench's comparison path (bench.agreement_record), without a browser, for each runtime `make
+    web-bench` runs by default: the page's pixels stood in by what the page must give (TFLM's for vae-edge-wasm's
+    int8 module, the Python runtime's otherwise), then one int8 logit moved a step / one float pixel moved past
+    the tolerance. Issue 22: LiteRT.js's float-I/O int8 graph went to the int8-only TFLM reference and stopped
+    the bench."""
+    manifest = load_manifest(exported / "vae2d_corr" / "export")
+    z = manifest.prior.sample(8, seed=11)
+    for precision, entry in python_entries(manifest, RUNTIMES[runtime]).items():
+        path = manifest.folder / entry["path"]
+        if precision == "int8" and entry["io"] == "int8":
+            good, step = tflm_pixels(path, z)
+        else:
+            good = Decoder(manifest, entry).decode(z).reshape(len(z), -1)
+            step = sigmoid_input_scale(path) if precision == "int8" else None
+        rec = agreement_record(manifest, entry, z, good)["vs_reference"]
+        assert rec["passed"] and rec["max_abs"] == 0, (runtime, precision, rec)
+        assert ("TFLite Micro" in rec["reference"]) == (entry["io"] == "int8")
+        bad = good.reshape(len(z), -1).astype(np.float64)
+        i = int(np.argmin(np.abs(bad[0] - 0.5)))  # a pixel whose logit is recoverable
+        if step is None:
+            bad[0, i] += 2 * FLOAT32_MAX_ABS
+        else:
+            logit = np.log(bad[0, i]) - np.log1p(-bad[0, i]) + step  # one int8 step up
+            bad[0, i] = 1 / (1 + np.exp(-logit))
+        rec = agreement_record(manifest, entry, z, bad.astype(np.float32))["vs_reference"]
+        assert not rec["passed"], (runtime, precision, rec)
+        if step is not None:
+            assert rec["logits_identical"] is False
 
 
 def test_keyboard_pointer_touch_and_phone_width(browser, url):

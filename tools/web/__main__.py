@@ -6,8 +6,10 @@
 
 build copies the page, the pinned browser runtime from tools/web/node_modules (npm ci) and each VAE's int8 and
 float32 batch-1 decoders with their manifest.json into --out. bench builds the site once per browser runtime,
-times decodes in headless Chromium (Debian's chromium) beside the Python runtime, and writes
-reports/web_bench.{json,md} and a screenshot of each model's page (reports/web_<model>.png).
+times decodes in headless Chromium (Debian's chromium) beside the Python runtime, compares each decoder's pixels
+with its reference (tools/web/compare.py), and writes reports/web_bench.{json,md} and a screenshot of each
+model's page (reports/web_<model>.png); it exits 1, after writing them, when a decoder disagrees with its
+reference.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sys
 
 from runtime.cli import cli_main, comma_list, int_at_least, parser
 
-from .bench import ROUNDS
+from .bench import FIRST_DECODE_LOADS, PRECISIONS, ROUNDS
 from .build import DEFAULT_RUNTIME, RUNTIMES
 
 
@@ -53,6 +55,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=ROUNDS,
         help=f"rounds of --invokes decodes per decoder, page and Python alike; the report gives the lowest "
         f"round p50 (default {ROUNDS})",
+    )
+    n.add_argument(
+        "--loads",
+        type=int_at_least(1, "at least one page load"),
+        default=FIRST_DECODE_LOADS,
+        help=f"page loads per model and runtime, each in a fresh context, for the median first decode "
+        f"(default {FIRST_DECODE_LOADS})",
     )
     n.add_argument(
         "--runtimes",
@@ -102,11 +111,20 @@ def cmd_bench(args) -> int:
         runtimes=runtimes,
         invokes=args.invokes,
         rounds=args.rounds,
+        loads=args.loads,
         chromium=args.chromium,
     )
     for path in write_reports(result, args.reports):
         print(path)
-    return 0
+    differ = [
+        f"{r['runtime']} {r['model']} {p} ({r[p]['artifact']})"
+        for r in result.records
+        for p in PRECISIONS
+        if not r[p]["vs_reference"]["passed"]
+    ]
+    if differ:
+        print(f"web bench: differ from their reference: {'; '.join(differ)}", file=sys.stderr)
+    return 1 if differ else 0
 
 
 @cli_main

@@ -2,12 +2,14 @@
 
     python -m tools.web bench --artifacts artifacts --reports reports      # make web-bench
 
-For each browser runtime (onnxruntime-web, LiteRT.js) the site is built into a temporary folder, served on
-127.0.0.1 and opened per model in fresh browser contexts (empty cache): the time from navigation start to the
-first digit on screen (download from localhost, sha256 checks, WASM compile, sessions, first decode; median
-of several loads), then ``invokes`` timed batch-1 decodes per decoder through the page's own decode path
-(after a warm-up), and the largest difference of the page's pixels from ``runtime.Decoder`` on the same file
-for a fixed set of latents. The Python runtime times the same files (runtime.bench.bench_one, 1 thread), plus
+For each browser runtime (vae-edge-wasm, onnxruntime-web, LiteRT.js) the site is built into a temporary folder,
+served on 127.0.0.1 and opened per model in fresh browser contexts (empty cache): the time from navigation start
+to the first digit on screen (download from localhost, sha256 checks, WASM compile, sessions, first decode;
+median of ``loads`` loads), then ``invokes`` timed batch-1 decodes per decoder through the page's own decode
+path (after a warm-up), and, for a fixed set of latents, the page's pixels against ``runtime.Decoder`` on the
+same file and against the reference that decoder must match (``agreement_record``: TFLite Micro's int8 logits
+for vae-edge-wasm's int8 module, the Python runtime's int8 logits for a float-I/O int8 graph, its pixels within
+1e-5 for a float32 graph). The Python runtime times the same files (runtime.bench.bench_one, 1 thread), plus
 the runtime's default int8 decoder (TFLite, int8 I/O). Screenshots of each model's page (default runtime) go
 to the report folder.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import gzip
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +32,8 @@ from runtime.models import Decoder
 
 from .browser import launch_chromium, open_site_page
 from .build import DEFAULT_RUNTIME, RUNTIMES, BuildResult, build_site, python_entries
-from .compare import compare_int8_pixels, max_logit_steps, sigmoid_input_scale
+from .compare import FLOAT32_MAX_ABS, INT8_MAX_ABS, max_logit_steps, page_agreement
 from .serve import serving
-from .wasm import tflm_pixels
 
 WARMUP = 200  # untimed decodes first: V8 compiles the optimized code of a big module in the background
 # Rounds of timed decodes per decoder; the report keeps each round's p50 and gives the lowest, in the page and
@@ -41,6 +42,7 @@ ROUNDS = 5
 FIRST_DECODE_LOADS = (
     5  # page loads per model and runtime, each in a fresh context; the report gives the median
 )
+AGREEMENT_LATENTS = 16  # prior samples each decoder's pixels are compared on (compare.page_agreement)
 PRECISIONS = ("int8", "float32")
 SCREENSHOT_VIEWPORTS = {"": {"width": 1100, "height": 1000}, "_phone": {"width": 390, "height": 844}}
 
@@ -80,6 +82,7 @@ def bench_web(
     runtimes: tuple[str, ...] = tuple(RUNTIMES),
     invokes: int = 500,
     rounds: int = ROUNDS,
+    loads: int = FIRST_DECODE_LOADS,
     chromium: str | None = None,
 ) -> WebBenchResult:
     try:
@@ -107,10 +110,9 @@ def bench_web(
                         raise VaeEdgeError(f"the {runtime_name} page for {name} stopped: {state['error']}")
                     page.evaluate("vaeEdge.idle()")
                     entries = python_entries(manifest, RUNTIMES[runtime_name])
-                    z = manifest.prior.sample(16, seed=11)
+                    z = manifest.prior.sample(AGREEMENT_LATENTS, seed=11)
                     first = [state["firstDecodeMs"]] + [
-                        _first_decode_ms(browser, f"{url}?model={name}")
-                        for _ in range(FIRST_DECODE_LOADS - 1)
+                        _first_decode_ms(browser, f"{url}?model={name}") for _ in range(loads - 1)
                     ]
                     rec = {
                         "runtime": runtime_name,
@@ -132,19 +134,6 @@ def bench_web(
                         times = round_times[int(np.argmin(round_p50s))]
                         python_p50s = _python_p50s(manifest.folder, entry["path"], invokes, rounds)
                         in_page = np.asarray(page.evaluate(f"vaeEdge.decode('{precision}', {z.tolist()})"))
-                        python = Decoder(manifest, entry).decode(z).reshape(len(z), -1)
-                        if precision == "int8" and entry["format"] == "onnx":
-                            same = compare_int8_pixels(
-                                in_page, python, sigmoid_input_scale(manifest.folder / entry["path"])
-                            )
-                            rec["int8_logits_identical"] = same.logits_identical
-                            rec["int8_logits_recovered"] = same.recovered
-                        elif precision == "int8":  # vae-edge-wasm: TFLite Micro's arithmetic
-                            tflm, step = tflm_pixels(manifest.folder / entry["path"], z)
-                            same = compare_int8_pixels(in_page, tflm, step)
-                            rec["int8_logits_identical_to_tflm"] = same.logits_identical
-                            rec["int8_logits_recovered"] = same.recovered
-                            rec["int8_max_logit_steps_vs_python"] = max_logit_steps(in_page, python, step)
                         rec[precision] = {
                             "artifact": entry["path"],
                             "p50_us": min(round_p50s),  # the best round's; that round's p90 and mean
@@ -153,10 +142,9 @@ def bench_web(
                             "mean_us": float(times.mean() * 1e3),
                             "invokes": int(len(times)),
                             "rounds": rounds,
-                            "max_abs_vs_python": float(np.abs(in_page - python).max()),
-                            "identical_to_python": bool(np.array_equal(in_page.astype(np.float32), python)),
                             "python_p50_us": min(python_p50s),
                             "python_p50_us_rounds": python_p50s,
+                            **agreement_record(manifest, entry, z, in_page),
                         }
                     if runtime_name == DEFAULT_RUNTIME:
                         for suffix, viewport in SCREENSHOT_VIEWPORTS.items():
@@ -174,6 +162,25 @@ def bench_web(
         p50s = _python_p50s(m.folder, default, invokes, rounds)
         rec["python_default_int8"] = {"artifact": default, "p50_us": min(p50s), "p50_us_rounds": p50s}
     return WebBenchResult(_platform(), version, records, shots)
+
+
+def agreement_record(manifest, entry: dict, z: np.ndarray, in_page: np.ndarray) -> dict:
+    """The page's pixels for latents ``z`` against the Python runtime on the same file and against the
+    reference the decoder must match (``compare.page_agreement``: TFLite Micro for vae-edge-wasm's int8 module,
+    the Python runtime's logits or pixels for the rest), as the bench's record of one decoder."""
+    in_page = np.asarray(in_page, np.float32).reshape(len(z), -1)
+    python = Decoder(manifest, entry).decode(z).reshape(len(z), -1)
+    agreement = page_agreement(manifest, entry, z, in_page, python)
+    vs_reference = asdict(agreement)
+    if entry["precision"] == "int8" and entry["io"] == "int8":
+        # TFLM's fixed-point requantization against XNNPACK's float one in the Python runtime: a few steps.
+        scale = float(entry["outputs"][0]["scale"])
+        vs_reference["max_logit_steps_vs_python"] = max_logit_steps(in_page, python, scale)
+    return {
+        "max_abs_vs_python": float(np.abs(in_page - python).max()),
+        "identical_to_python": bool(np.array_equal(in_page, python)),
+        "vs_reference": vs_reference,
+    }
 
 
 def _platform() -> dict:
@@ -207,21 +214,27 @@ def _screenshot(browser, url: str, model: str, viewport: dict, path: Path) -> st
     return str(path)
 
 
-def _logits(rec: dict) -> str:
-    if "int8_logits_identical_to_tflm" in rec:  # vae-edge-wasm: TFLite Micro's arithmetic, not XNNPACK's
-        verdict = "identical to TFLM" if rec["int8_logits_identical_to_tflm"] else "**differ from TFLM**"
-        return (
-            f"{verdict}; ≤ {rec['int8_max_logit_steps_vs_python']} steps from Python's XNNPACK "
-            f"({rec['int8_logits_recovered']:.0%} of pixels recoverable)"
-        )
-    if "int8_logits_identical" not in rec:
-        return "–"
-    verdict = "identical" if rec["int8_logits_identical"] else "**differ**"
-    return f"{verdict} ({rec['int8_logits_recovered']:.0%} of pixels recoverable)"
+def _agreement(d: dict) -> str:
+    """One decoder's agreement with its reference, for the report's table."""
+    v = d["vs_reference"]
+    reference = "TFLM" if v["reference"].startswith("TFLite Micro") else "Python"
+    if v["logits_identical"] is None:  # float32
+        verdict = "within" if v["passed"] else "**beyond**"
+        return f"{verdict} {v['tolerance']:.0e} of {reference} ({v['max_abs']:.2g})"
+    verdict = f"identical to {reference}" if v["logits_identical"] else f"**differ from {reference}**"
+    if v["max_abs"] > v["tolerance"]:
+        verdict += f", **pixels {v['max_abs']:.2g} apart** (bound {v['tolerance']:.0e})"
+    if "max_logit_steps_vs_python" in v:  # vae-edge-wasm: TFLite Micro's arithmetic, not XNNPACK's
+        verdict += f"; ≤ {v['max_logit_steps_vs_python']} steps from Python's XNNPACK"
+    return f"{verdict} ({v['recovered']:.0%} of pixels recoverable)"
 
 
 def _rounds(result: WebBenchResult) -> int:
     return result.records[0]["int8"]["rounds"] if result.records else ROUNDS
+
+
+def _loads(result: WebBenchResult) -> int:
+    return len(result.records[0]["first_decode_ms_all"]) if result.records else FIRST_DECODE_LOADS
 
 
 def write_reports(result: WebBenchResult, reports) -> list[Path]:
@@ -243,10 +256,13 @@ def write_reports(result: WebBenchResult, reports) -> list[Path]:
         f"of {_rounds(result)} rounds' p50 (each round's in the JSON); Python: runtime.bench on the same file, "
         "lowest of as many rounds. First decode: navigation start to the first digit on "
         "screen, fresh browser context (median of "
-        f"{FIRST_DECODE_LOADS} loads).",
+        f"{_loads(result)} loads). int8 logits and float32 pixels against their reference (TFLM for an int8-I/O "
+        "graph, else the Python runtime on the same file): "
+        f"every recoverable int8 logit identical and pixels within {INT8_MAX_ABS:.0e}, float32 pixels within "
+        f"{FLOAT32_MAX_ABS:.0e}.",
         "",
         "| runtime | model | int8 file | int8 p50 | Python p50 (same file) | ratio | float32 p50 | Python float32 | "
-        "int8 max abs vs Python | int8 logits vs Python | float32 max abs vs Python | first decode | site (gzip) | "
+        "int8 max abs vs Python | int8 logits vs reference | float32 vs reference | first decode | site (gzip) | "
         "console errors |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -255,7 +271,7 @@ def write_reports(result: WebBenchResult, reports) -> list[Path]:
         lines.append(
             f"| {r['runtime']} {r['runtime_version']} | {r['model']} | {i['artifact']} | {i['p50_us']:.0f} µs | "
             f"{i['python_p50_us']:.0f} µs | {i['p50_us'] / i['python_p50_us']:.1f}× | {f['p50_us']:.0f} µs | "
-            f"{f['python_p50_us']:.0f} µs | {i['max_abs_vs_python']:.2g} | {_logits(r)} | {f['max_abs_vs_python']:.2g} | "
+            f"{f['python_p50_us']:.0f} µs | {i['max_abs_vs_python']:.2g} | {_agreement(i)} | {_agreement(f)} | "
             f"{r['first_decode_ms']:.0f} ms | {r['site_bytes'] / 1e6:.2f} MB ({r['site_gzip_bytes'] / 1e6:.2f} MB) | "
             f"{r['console_errors']} |"
         )
