@@ -18,7 +18,7 @@ import sys
 
 from .cli import cli_main, comma_list, nonnegative_int, parser, positive_int
 from .errors import VaeEdgeError
-from .fileio import ensure_writable_dir, write_json_atomic, write_text_atomic
+from .fileio import ensure_writable_dir, replaceable_target, write_json_atomic, write_text_atomic
 from .vocab import ALL, CLASSIFIER, VAE_MODELS, Format, Precision
 
 BENCH_FORMATS = (Format.TFLITE.value, Format.ONNX.value)
@@ -112,6 +112,7 @@ def cmd_dump(args) -> int:
     from .dump import dump_outputs
     from .fileio import atomic_path
 
+    replaceable_target(args.out)  # before the models run
     with atomic_path(args.out, suffix=".npz") as tmp:
         np.savez(tmp, **dump_outputs(args.artifacts))
     print(f"outputs -> {args.out}", file=sys.stderr)
@@ -139,12 +140,16 @@ def manifests_for(artifacts: str, model: str, errors: dict | None = None) -> dic
 
 def cmd_sample(args) -> int:
     from .models import Decoder
-    from .png import write_png_grid
+    from .png import check_grid_size, write_png_grid
 
     if args.model == ALL:
         raise VaeEdgeError(f"sample needs one --model ({', '.join(VAE_MODELS)})")
+    npy = str(args.out).lower().endswith(".npy")
+    if not npy:
+        check_grid_size(args.n, args.out)  # before anything is decoded: the grid is built in memory
+    replaceable_target(args.out)  # a device node or folder at --out: one line before any decoding
     m = manifests_for(args.artifacts, args.model)[args.model]
-    if str(args.out).lower().endswith(".npy"):
+    if npy:
         return sample_npy(args, m)
     decoder = Decoder.from_manifest(m, precision=args.precision, format=args.format)
     images = decoder.decode(m.prior.sample(args.n, seed=args.seed))

@@ -106,10 +106,13 @@ class TFLiteModel:
         num_threads: int | None = None,
         backends: tuple[str, ...] = TFLITE_BACKENDS,
         delegates: bool = True,
+        data: bytes | None = None,
     ):
-        """``delegates=False`` runs the builtin reference kernels without XNNPACK (used to list the real ops)."""
+        """``delegates=False`` runs the builtin reference kernels without XNNPACK (used to list the real ops).
+        ``data``: the file's bytes, already read and verified (``Manifest.read_verified``); the path then
+        only names the model in messages and is not read again."""
         self.path = Path(path)
-        data = read_model_file(self.path)
+        data = read_model_file(self.path) if data is None else data
         check_tflite_bytes(data, self.path)
         interpreter_cls, self.backend = import_tflite_interpreter(backends)
         kwargs = {}
@@ -195,9 +198,10 @@ class OnnxModel:
     format = "onnx"
     backend = "onnxruntime"
 
-    def __init__(self, path: str | os.PathLike, num_threads: int | None = None):
+    def __init__(self, path: str | os.PathLike, num_threads: int | None = None, data: bytes | None = None):
+        """``data``: the file's bytes, already read and verified; the path is then not read again."""
         self.path = Path(path)
-        data = read_model_file(self.path)
+        data = read_model_file(self.path) if data is None else data
         try:
             import onnxruntime as ort
         except ImportError:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import importlib
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,8 +121,13 @@ def _read_idx(path: Path) -> np.ndarray:
         raise VaeEdgeError(f"{path} is not an unsigned-byte IDX file (bad magic); re-copy it")
     ndim = data[3]
     header = 4 + 4 * ndim
+    if ndim not in (1, 3) or len(data) < header:  # MNIST holds labels (n,) and images (n, 28, 28)
+        raise VaeEdgeError(
+            f"{path} has a {ndim}-dimensional IDX header{' cut short' if len(data) < header else ''}; MNIST "
+            "files are 1-dimensional (labels) or 3-dimensional (images): re-copy it"
+        )
     dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(dims))
+    expected = math.prod(dims)  # Python integers: numpy's int64 product of 65536⁴ wraps to 0
     if len(data) - header != expected:
         raise VaeEdgeError(f"{path} is truncated: {len(data) - header} bytes of data, header says {expected}")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)

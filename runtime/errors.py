@@ -20,6 +20,8 @@ _OS_ERROR_FIXES = {
     "EROFS": "the file system is read-only: choose a writable path",
     "ENOSPC": "the disk is full: free some space or choose another disk",
     "EDQUOT": "the disk quota is exceeded: free some space or choose another disk",
+    "EFBIG": "the file is larger than allowed (ulimit -f, or the file system's largest file): raise the limit "
+    "or write less (a smaller -n, or another file system)",
     "ENOENT": "check the path (or create its folder)",
     "ENOTDIR": "a part of the path is a file, not a folder: check the path",
     "EISDIR": "it is a folder: give a file path",

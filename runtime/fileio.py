@@ -9,10 +9,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import glob
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -36,21 +40,128 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
     return path
 
 
+# Atomic writes stage into ".<target>.<host>-<pid>.<8 random chars><suffix>" beside the target: the host and pid
+# name the process that owns it, so a later run can tell a temporary whose writer was killed (kill -9, power
+# loss) from one a live run is still writing, and removes only the former.
+_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:16] or "host"
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def replaceable_target(target: str | os.PathLike) -> Path:
+    """The path an atomic write of ``target`` replaces; raise a one-line error if that is not a regular file.
+
+    A new path is fine. A device node, pipe, socket or folder is refused: renaming a file over
+    ``/dev/full`` (as root) or over a FIFO a reader waits on destroys it. A symlink is followed, as the
+    shell's ``>`` does: the file it points to is replaced (atomically, beside itself) and the link is kept,
+    so ``--out latest.png`` pointing into another folder updates that file. A link to a non-regular file is
+    refused like the file itself.
+    """
+    target = Path(target)
+    real = Path(os.path.realpath(target)) if target.is_symlink() else target
+    try:
+        mode = os.stat(real).st_mode
+    except OSError:  # a new path; a missing folder or a file in the way fails later with its own message
+        return real
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+        via = f" (the link {target} points to {real})" if real != target else ""
+        raise VaeEdgeError(
+            f"{real} is {kind}{via}, not a regular file; refusing to write over it: give the path of a file"
+        )
+    return real
+
+
+def _temporary_pattern(name: str) -> re.Pattern:
+    return re.compile(rf"\.{re.escape(name)}\.([A-Za-z0-9]+)-([0-9]+)\.[a-z0-9_]{{8}}\.[A-Za-z0-9]+")
+
+
+def _process_gone(pid: int) -> bool:
+    """True only when no process ``pid`` exists on this machine (unknown counts as alive)."""
+    if os.name != "posix" or pid == os.getpid():
+        return False  # os.kill(pid, 0) would terminate the process on Windows
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError):  # EPERM: it exists, owned by someone else
+        return False
+    return False
+
+
+def is_stale_temporary(path: str | os.PathLike, name: str | None = None) -> bool:
+    """Whether ``path`` is an atomic write's temporary (of the target ``name``, when given) whose writing
+    process is gone: written on this host by a pid that no longer exists."""
+    path = Path(path)
+    pattern = _temporary_pattern(name) if name is not None else _ANY_TEMPORARY
+    match = pattern.fullmatch(path.name)
+    return match is not None and match.group(1) == _HOST and _process_gone(int(match.group(2)))
+
+
+_ANY_TEMPORARY = re.compile(r"\.[^/]+\.([A-Za-z0-9]+)-([0-9]+)\.[a-z0-9_]{8}\.[A-Za-z0-9]+")
+
+
+def is_temporary_name(name: str) -> bool:
+    """Whether ``name`` is an atomic write's temporary that records its owner (host and pid)."""
+    return _ANY_TEMPORARY.fullmatch(name) is not None
+
+
+def remove_stale_temporaries(target: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries of ``target`` that a killed write left beside it (only those whose process is
+    gone: a concurrent writer's temporary is kept). A ``kill -9`` during ``sample --out x.npy`` can leave
+    gigabytes behind; the next write of ``x.npy`` removes them."""
+    target = Path(target)
+    removed = []
+    try:
+        candidates = list(target.parent.glob(f".{glob.escape(target.name)}.*"))
+    except OSError:
+        return removed
+    for path in candidates:
+        if is_stale_temporary(path, target.name) and path.is_file() and not path.is_symlink():
+            with contextlib.suppress(FileNotFoundError):  # another run removed it first
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+def _naming(exc: OSError, target: Path, tmp: Path) -> OSError:
+    """``exc`` with ``target`` as its path when it names none (a failed write or fsync: ENOSPC, EFBIG, EIO
+    carry no file name) or names the hidden temporary, so the one-line error says which output failed."""
+    if exc.errno is None or exc.filename not in (None, str(tmp)):
+        return exc
+    return OSError(exc.errno, exc.strerror or str(exc), str(target))
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` only if the block succeeds.
 
     The suffix lets writers that insist on an extension (keras wants ``.keras``) use the temp path.
+    ``target`` must be a regular file or a new path (:func:`replaceable_target`); temporaries of it that a
+    killed run left behind are removed first (:func:`remove_stale_temporaries`). An OSError of the block that
+    names no file (a full disk, a file size limit) is raised naming ``target``.
     """
-    target = Path(target)
+    target = replaceable_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix or ".tmp")
+    remove_stale_temporaries(target)
+    fd, tmp = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.{_HOST}-{os.getpid()}.", suffix=suffix or ".tmp"
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        with open(tmp_path, "rb") as fh:
-            os.fsync(fh.fileno())
+        try:
+            yield tmp_path
+            with open(tmp_path, "rb") as fh:
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise _naming(exc, target, tmp_path) from None
+        replaceable_target(target)  # again: something other than a file may have appeared meanwhile
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():

@@ -12,6 +12,7 @@ types, artifact paths that stay inside the export folder), so a hand-edited or c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -20,7 +21,6 @@ from pathlib import Path
 
 from .backends import ModelLoadError, check_tflite_bytes
 from .errors import InvalidInputError, VaeEdgeError
-from .fileio import sha256_file
 from .prior import Prior
 
 MANIFEST_NAME = "manifest.json"
@@ -222,25 +222,36 @@ class Manifest:
         raise VaeEdgeError(f"{name} is not listed in {self.folder / MANIFEST_NAME}")
 
     def verify(self, entry: dict) -> Path:
-        """Check the file against the manifest (size, sha256, format identifier); return its path."""
+        """Check the file against the manifest (size, sha256, format identifier); return its path.
+
+        For a file to load, use :meth:`read_verified`: a path checked now may hold other bytes when it is
+        opened again."""
+        return self.read_verified(entry)[0]
+
+    def read_verified(self, entry: dict) -> tuple[Path, bytes]:
+        """The file's path and its bytes, read once and checked against the manifest (size, sha256, format
+        identifier). Load a model from these bytes, never by reading the path again: a file swapped between
+        the check and a second read would load unchecked."""
         path = safe_artifact_path(self.folder, entry["path"], str(self.folder / MANIFEST_NAME))
         if not path.is_file():
             raise ModelLoadError(
                 f"{path} is missing; copy the whole export folder again or re-run python -m export"
             )
-        size = path.stat().st_size
-        if size != entry["size_bytes"]:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size  # before reading: a wrong size is refused without reading it
+            data = fh.read(entry["size_bytes"] + 1) if size == entry["size_bytes"] else b""
+        if size != entry["size_bytes"] or len(data) != size:
+            got = size if size != entry["size_bytes"] else len(data)
             raise ModelLoadError(
-                f"{path} has {size} bytes but the manifest says {entry['size_bytes']} (truncated copy?); copy it again"
+                f"{path} has {got} bytes but the manifest says {entry['size_bytes']} (truncated copy?); copy it again"
             )
-        if sha256_file(path) != entry["sha256"]:
+        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
             raise ModelLoadError(
                 f"{path} does not match its sha256 in the manifest (corrupt or modified); copy it again"
             )
         if entry["format"] == "tflite":
-            with open(path, "rb") as fh:
-                check_tflite_bytes(fh.read(8), path)
-        return path
+            check_tflite_bytes(data[:8], path)
+        return path, data
 
 
 def load_manifest(folder: str | os.PathLike) -> Manifest:

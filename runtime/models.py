@@ -114,10 +114,10 @@ class _Artifact:
         self.manifest, self.entry = manifest, entry
         if entry["format"] not in ("tflite", "onnx"):
             raise InvalidInputError(f"{entry['path']} is a {entry['format']} artifact, not a model to run")
-        path = manifest.verify(entry)
-        self.model = (
-            TFLiteModel(path, num_threads) if entry["format"] == "tflite" else OnnxModel(path, num_threads)
-        )
+        # The bytes that were hashed are the bytes loaded: the file is read once.
+        path, data = manifest.read_verified(entry)
+        model_cls = TFLiteModel if entry["format"] == "tflite" else OnnxModel
+        self.model = model_cls(path, num_threads, data=data)
         self.batch = int(entry["batch"])
         problems = io_mismatches(self.model, entry)
         if not problems and self.model.inputs[0].shape[0] != self.batch:
@@ -139,10 +139,25 @@ class _Artifact:
     def name(self) -> str:
         return self.entry["path"]
 
+    def _finite_at_zero(self) -> bool:
+        """Whether one batch of zeros gives finite outputs: a model that fails this is corrupt; one that
+        passes it and overflows on other inputs was given inputs out of its range."""
+        zeros = [np.zeros(tuple(max(d, 1) for d in self.model.inputs[0].shape), np.float32)]  # ONNX: -1
+        return all(np.all(np.isfinite(o)) for o in self.model.run(zeros))
+
     def _run(self, x: np.ndarray) -> list[np.ndarray]:
         outs = run_batched(self.model, x, self.batch)
         for info, o in zip(self.model.outputs, outs, strict=True):
             if not np.all(np.isfinite(o)):
+                if self._finite_at_zero():
+                    # The model is sound (zeros give finite outputs): the inputs are what overflowed.
+                    bad = ~np.isfinite(o).reshape(len(o), -1).all(axis=1)
+                    largest = float(np.abs(x[bad]).max())
+                    raise InvalidInputError(
+                        f"inputs out of range: {int(bad.sum())} row(s), up to |{largest:.3g}|, overflow "
+                        f"{self.model.path}'s float arithmetic (output {info.name!r} is NaN or inf); pass "
+                        "values of the model's range (latents of the prior's scale, images in [0, 1])"
+                    )
                 raise ModelLoadError(
                     f"{self.model.path} output {info.name!r} holds NaN or inf for finite inputs; the file is "
                     "corrupt: copy the export folder again or re-run python -m export"

@@ -8,7 +8,22 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import VaeEdgeError
 from .fileio import write_bytes_atomic
+
+# A grid of 10,000 digits is 6004 x 6004 pixels (~150 MB while it is built); beyond that a picture is no use to
+# look at and memory grows with n (10^12 digits would need 14.6 TiB). An .npy streams any n in bounded memory.
+MAX_GRID_IMAGES = 10_000
+
+
+def check_grid_size(n: int, path: str | Path) -> None:
+    """Refuse a PNG grid of more than :data:`MAX_GRID_IMAGES` digits with one line that suggests an .npy."""
+    if n > MAX_GRID_IMAGES:
+        stem = str(Path(path).with_suffix(".npy"))
+        raise VaeEdgeError(
+            f"a PNG grid holds at most {MAX_GRID_IMAGES} digits, -n asks for {n}; write an .npy instead "
+            f"(--out {stem}), which streams any number of digits in bounded memory"
+        )
 
 
 def encode_png(gray: np.ndarray) -> bytes:
@@ -48,6 +63,7 @@ def tile(images: np.ndarray, cols: int | None = None, pad: int = 2) -> np.ndarra
 
 
 def write_png_grid(images: np.ndarray, path: str | Path, scale: int = 2) -> Path:
+    check_grid_size(len(images), path)
     canvas = tile(np.asarray(images).reshape(len(images), 28, 28))
     canvas = np.kron(canvas, np.ones((scale, scale), np.float32))
     return write_bytes_atomic(path, encode_png(canvas))

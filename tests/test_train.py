@@ -204,6 +204,8 @@ def test_nan_loss_stops_cleanly_and_keeps_old_artifacts(trained_corr, mnist_path
     assert rc == 2
     err = capsys.readouterr().err
     assert "NaN" in err and "lower --lr" in err
+    # epoch 1 failed: the checkpoint.npz there is the earlier run's, not a "last good epoch" of this one
+    assert "saved no checkpoint" in err and "checkpoint.npz" not in err, err
     after = {p.name: p.read_bytes() for p in trained_corr.iterdir() if p.suffix in (".keras", ".json")}
     assert after == before
     assert not list(trained_corr.glob(".*"))

@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue from OUT/<model>/checkpoint.npz if present, with the checkpoint's configuration "
-        "(a flag that contradicts it is refused)",
+        "(a flag that contradicts it is refused); a finished run with nothing left to continue is left as it "
+        "is (said so, exit 0)",
     )
     p.add_argument(
         "--batch-size",
@@ -179,6 +180,26 @@ def own_defaults_text(field: str) -> str:
     return "".join(f", {v[field]:g} for {m}" for m, v in VAE_DEFAULTS.items() if field in v)
 
 
+# Training computes the prior's KL in float32 (bfloat16 under mixed precision) with Σ⁻¹ and log det Σ: Σ's
+# eigenvalues must stay where those are finite and accurate. [1e-4, 1e4] is a latent standard deviation of 0.01
+# to 100, far beyond any prior worth training; outside it, Σ = 1e-300·I for example, the loss is NaN at once.
+PRIOR_EIGENVALUE_RANGE = (1e-4, 1e4)
+
+
+def trainable_covariance_problem(sigma) -> str | None:
+    """Why a symmetric positive-definite Σ cannot be trained with (numerically singular or too wide), or None."""
+    import numpy as np
+
+    lo, hi = PRIOR_EIGENVALUE_RANGE
+    eig = np.linalg.eigvalsh(np.asarray(sigma, np.float64))
+    if eig.min() < lo or eig.max() > hi:
+        return (
+            f"its eigenvalues {eig.min():.3g} .. {eig.max():.3g} leave [{lo:g}, {hi:g}], where the float32 "
+            "training loss stays finite (Σ is numerically singular or too wide); scale it into that range"
+        )
+    return None
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse and validate every flag (one-line error, exit 2, nothing written). ``args.explicit`` maps the
     settings the command line set to their flags, for ``--resume``."""
@@ -209,11 +230,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error("--prior-cov applies to vae2d_corr only (the other VAEs have the prior N(0, I))")
         try:
             cov = json.loads(args.prior_cov)
-            args.prior_cov_matrix = tuple(tuple(float(v) for v in row) for row in validate_covariance(cov, 2))
+            sigma = validate_covariance(cov, 2)
+            args.prior_cov_matrix = tuple(tuple(float(v) for v in row) for row in sigma)
         except json.JSONDecodeError as exc:
             p.error(f"--prior-cov is not valid JSON ({exc.msg}); write it like '[[1.0,0.4],[0.4,0.5]]'")
+        except RecursionError:  # e.g. 50,000 nested brackets: json's decoder gives up on the depth
+            p.error(
+                "--prior-cov is nested too deeply to be a 2x2 matrix; write it like '[[1.0,0.4],[0.4,0.5]]'"
+            )
         except InvalidInputError as exc:
             p.error(f"--prior-cov rejected: {exc}")
+        problem = trainable_covariance_problem(sigma)
+        if problem:
+            p.error(f"--prior-cov rejected: {problem}")
     field_of = {**SETTING_FLAGS, **MODEL_FLAGS}
     args.explicit = {field_of[d]: flag[d] for d in given_dests if d in field_of}
     return args
@@ -252,14 +281,15 @@ def run(args: argparse.Namespace) -> dict:
     from runtime.data import load_mnist
 
     from .classifier import train_classifier
-    from .loop import CHECKPOINT_NAME, resolve_precision, resolve_resume
+    from .loop import CHECKPOINT_NAME, read_checkpoint_meta, resolve_precision, resolve_resume
     from .model import PRESETS, VAE_NAMES, ClassifierConfig, VAEConfig
+    from .runset import finished_run
     from .vae import train_vae
 
     names = [*VAE_NAMES, "classifier"] if args.model == "all" else [args.model]
     precision = resolve_precision(args.precision)
     explicit = getattr(args, "explicit", None)
-    plans = {}
+    plans, results = {}, {}
     for n in names:
         cfg = PRESETS[n]
         if n == "vae2d_corr" and getattr(args, "prior_cov_matrix", None):
@@ -274,7 +304,20 @@ def run(args: argparse.Namespace) -> dict:
                 settings=settings,
                 explicit=explicit,
             )
+            done = finished_run(Path(args.out) / n)
+            meta = read_checkpoint_meta(Path(args.out) / n / CHECKPOINT_NAME)
+            if done and (meta is None or meta["epoch"] >= settings.epochs):
+                # --resume continues an unfinished run; retraining this one would overwrite its files.
+                print(
+                    f"{n}: {Path(args.out) / n} holds a finished run ({done.run_id}) with nothing left to "
+                    "resume; nothing to do (train without --resume to train it again)",
+                    file=sys.stderr,
+                )
+                results[n] = done.metrics
+                continue
         plans[n] = (kind, cfg, settings)
+    if not plans:
+        return _scalars(results)
     data = load_mnist(args.data)
     out_root = ensure_writable_dir(args.out)
     for n in names:
@@ -282,7 +325,6 @@ def run(args: argparse.Namespace) -> dict:
     strategy = (
         tf.distribute.MirroredStrategy() if args.strategy == "mirrored" else tf.distribute.get_strategy()
     )
-    results = {}
     for n, (kind, cfg, settings) in plans.items():
         common = {
             "strategy": strategy,
@@ -300,6 +342,10 @@ def run(args: argparse.Namespace) -> dict:
             if (k.startswith("test_") or k == "active_units") and isinstance(v, int | float)
         }
         print(f"{n}: " + ", ".join(f"{k}={v:.4g}" for k, v in summary.items()), file=sys.stderr)
+    return _scalars(results)
+
+
+def _scalars(results: dict) -> dict:
     return {n: {k: v for k, v in m.items() if not isinstance(v, list | dict)} for n, m in results.items()}
 
 

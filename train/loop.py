@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import io
 import json
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import fields, replace
@@ -78,19 +81,46 @@ def make_dataset(
     return ds.prefetch(2)
 
 
+def corrupt_checkpoint(path: Path, what: str) -> VaeEdgeError:
+    """The one-line error for a checkpoint that cannot be continued, with the two ways to start over."""
+    return VaeEdgeError(
+        f"checkpoint {path} is corrupt ({what}); delete it to start over, or train without --resume into "
+        "another --out"
+    )
+
+
+def check_checkpoint_meta(meta, path: Path) -> dict:
+    """``meta`` if it describes a resumable run (an epoch count ≥ 0 with one history row per epoch), else a
+    one-line error: an epoch of -5 or "x", or a history of 5, would fail deep in the loop."""
+    if not isinstance(meta, dict):
+        raise corrupt_checkpoint(path, f"its metadata is {type(meta).__name__}, not an object")
+    epoch, history = meta.get("epoch"), meta.get("history")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise corrupt_checkpoint(path, f"epoch {epoch!r}, expected a whole number ≥ 0")
+    if not isinstance(history, list) or not all(isinstance(row, dict) for row in history):
+        raise corrupt_checkpoint(path, f"history {str(history)[:40]!r}, expected a list of epoch rows")
+    if len(history) != epoch:
+        raise corrupt_checkpoint(path, f"{len(history)} history rows for {epoch} epochs")
+    if not isinstance(meta.get("name"), str):
+        raise corrupt_checkpoint(path, f"model name {meta.get('name')!r}")
+    return meta
+
+
 def read_checkpoint_meta(path: Path) -> dict | None:
-    """The metadata of ``checkpoint.npz`` (epoch, history, configuration) without its arrays; None if absent."""
+    """The metadata of ``checkpoint.npz`` (epoch, history, configuration) without its arrays; None if absent.
+    Metadata that cannot describe a run is a one-line error (:func:`check_checkpoint_meta`)."""
     path = Path(path)
     if not path.exists():
         return None
     try:
         with np.load(path) as ck:
-            return json.loads(ck["meta"].tobytes().decode())
+            meta = json.loads(ck["meta"].tobytes().decode())
     except Exception as exc:
         raise VaeEdgeError(
             f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}); "
             "delete it to start over, or train without --resume into another --out"
         ) from None
+    return check_checkpoint_meta(meta, path)
 
 
 def stored_config(meta: dict, path: Path) -> dict:
@@ -98,13 +128,21 @@ def stored_config(meta: dict, path: Path) -> dict:
 
     Checkpoints written before the full configuration was stored hold only the training settings.
     """
-    config = meta.get("config") or {"model": None, "training": meta.get("settings", {})}
-    training = {**LEGACY_SETTINGS, **config["training"]} if "config" not in meta else config["training"]
+    try:
+        config = meta.get("config") or {"model": None, "training": meta.get("settings", {})}
+        training = {**LEGACY_SETTINGS, **config["training"]} if "config" not in meta else config["training"]
+        model = config.get("model")
+        if not isinstance(training, dict) or not isinstance(model, dict | None):
+            raise TypeError("config.training and config.model must be objects")
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise corrupt_checkpoint(path, f"configuration: {type(exc).__name__}: {exc}") from None
     try:
         settings = TrainSettings.from_json(training)
     except VaeEdgeError as exc:
         raise VaeEdgeError(f"checkpoint {path}: {exc}; train into another --out") from None
-    return {"model": config.get("model"), "training": settings}
+    except TypeError as exc:  # a setting of the wrong JSON type that the dataclass's checks did not name
+        raise corrupt_checkpoint(path, f"training settings: {exc}") from None
+    return {"model": model, "training": settings}
 
 
 def resolve_resume(
@@ -142,13 +180,54 @@ def resolve_resume(
         updates[field] = theirs
     settings = replace(settings, **updates)
     if stored["model"] is not None:
-        theirs_cfg = config_from_json(stored["model"])
+        try:
+            theirs_cfg = config_from_json(stored["model"])
+        except VaeEdgeError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise corrupt_checkpoint(
+                checkpoint, f"model configuration: {type(exc).__name__}: {exc}"
+            ) from None
         for f in fields(model_config):
             mine, theirs = getattr(model_config, f.name), getattr(theirs_cfg, f.name)
             if mine != theirs and (f.name != "prior_cov" or explicit is None or f.name in explicit):
                 refuse(f.name, theirs, mine)
         model_config = theirs_cfg
     return model_config, settings
+
+
+class InterruptFlag:
+    """Ctrl-C (SIGINT) during training sets ``requested``; the loop stops at its next check (after each chunk
+    of steps, and after each epoch's checkpoint) by raising KeyboardInterrupt there.
+
+    Python's own handler raises KeyboardInterrupt wherever the main thread happens to be, and inside a
+    ``__del__`` (tqdm's, when the previous epoch's bar is collected) that exception is printed and dropped:
+    training went on and exited 0. A second Ctrl-C raises at once. Outside the main thread (signals cannot be
+    handled there) it does nothing.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+        self._installed = False
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> InterruptFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._installed:
+            # None: the previous handler was not set from Python; Python's default is the sensible one.
+            signal.signal(
+                signal.SIGINT, self._previous if self._previous is not None else signal.default_int_handler
+            )
 
 
 class Trainer:
@@ -226,6 +305,7 @@ class Trainer:
                 f"checkpoint {path} cannot be restored ({type(exc).__name__}: {exc}); "
                 "delete it to start over, or train without --resume into another --out"
             ) from None
+        check_checkpoint_meta(meta, path)
         if meta.get("name") != self.name:
             raise VaeEdgeError(
                 f"checkpoint {path} belongs to {meta.get('name')!r}, not {self.name!r}; use another --out"
@@ -278,6 +358,16 @@ class Trainer:
         ``make_run_dataset(first, last)`` yields the batches of epochs first..last-1 back to back;
         ``end_of_epoch(epoch)`` returns the evaluation columns of the history row.
         """
+        with InterruptFlag() as interrupts:
+            return self._run(make_run_dataset, steps_per_epoch, end_of_epoch, interrupts)
+
+    def _kept(self, epoch: int) -> str:
+        """What a run stopped in ``epoch`` (0-based) leaves to resume from."""
+        if epoch == 0:  # epoch 0 never completed: a checkpoint.npz there is an older run's, not this one's
+            return "no epoch had completed, so this run saved no checkpoint"
+        return f"the last completed epoch ({epoch}) is in {self.checkpoint_path} (--resume continues it)"
+
+    def _run(self, make_run_dataset, steps_per_epoch, end_of_epoch, interrupts: InterruptFlag) -> list[dict]:
         s = self.settings
         dataset = make_run_dataset(self.start_epoch, s.epochs)
         iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
@@ -304,8 +394,14 @@ class Trainer:
                     bar.close()
                     raise VaeEdgeError(
                         f"{self.name}: the training loss became NaN/inf in epoch {epoch + 1} (step {done}); "
-                        f"lower --lr or check the data; the last good epoch ({epoch}) is in {self.checkpoint_path}"
+                        f"lower --lr or check the data and --prior-cov; {self._kept(epoch)}"
                     )
+                if interrupts.requested:
+                    bar.close()
+                    print(
+                        f"{self.name}: interrupted in epoch {epoch + 1}; {self._kept(epoch)}", file=sys.stderr
+                    )
+                    raise KeyboardInterrupt
                 bar.update(n)
                 bar.set_postfix(loss=f"{sums['objective'] / sums['count']:.2f}")
             bar.close()
@@ -318,6 +414,9 @@ class Trainer:
             row.update(end_of_epoch(epoch))
             self.history.append(row)
             self.save_checkpoint(epoch + 1)
+            if interrupts.requested:
+                print(f"{self.name}: interrupted; {self._kept(epoch + 1)}", file=sys.stderr)
+                raise KeyboardInterrupt
             if self.progress:
                 shown = {
                     k: v

@@ -19,15 +19,17 @@ import os
 import re
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.cli import cli_main, parser
 from runtime.errors import VaeEdgeError
-from runtime.fileio import sha256_file, write_json_atomic
+from runtime.fileio import is_stale_temporary, is_temporary_name, sha256_file, write_json_atomic
 
 RECORD_FILES = ("config.json", "metrics.json")
 MODEL_FILES = {"vae": ("encoder.keras", "decoder.keras"), "classifier": ("classifier.keras",)}
-# runtime.fileio.atomic_path writes ".<target>.<8 random chars><suffix>" beside its target.
+# runtime.fileio.atomic_path wrote ".<target>.<8 random chars><suffix>" beside its target before its
+# temporaries recorded their owner (runtime.fileio.is_temporary_name).
 _TEMPORARY = re.compile(r"^\.[^/]+\.[a-z0-9_]{8}(\.[A-Za-z0-9]+)?$")
 
 
@@ -84,14 +86,41 @@ def verify_run_set(model_dir: str | os.PathLike) -> str:
     return metrics["run_id"]
 
 
+@dataclass(frozen=True)
+class FinishedRun:
+    run_id: str
+    metrics: dict  # its metrics.json
+
+
+def finished_run(model_dir: str | os.PathLike) -> FinishedRun | None:
+    """The complete run in ``model_dir`` (its run set verifies), or None: nothing there, a run killed before
+    it published everything, or a mixed set (those are for a new training to replace)."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "metrics.json").is_file():
+        return None
+    try:
+        run_id = verify_run_set(model_dir)
+        metrics = json.loads((model_dir / "metrics.json").read_text())
+    except (VaeEdgeError, OSError, ValueError):
+        return None
+    return FinishedRun(run_id, metrics if isinstance(metrics, dict) else {})
+
+
 def remove_stale_temporaries(model_dir: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files a killed run left beside its outputs (atomic writes never finished)."""
+    """Delete the temporary files a killed run left beside its outputs (atomic writes never finished).
+
+    A temporary that names its owner is removed only when that process is gone (a concurrent run's write in
+    progress is kept); the older unnamed kind, and write tests, are removed as before."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         return []
     removed = []
     for path in model_dir.iterdir():
-        if path.is_file() and (_TEMPORARY.match(path.name) or path.name.startswith(".write-test-")):
+        if is_temporary_name(path.name):
+            stale = is_stale_temporary(path)
+        else:
+            stale = bool(_TEMPORARY.match(path.name)) or path.name.startswith(".write-test-")
+        if stale and path.is_file():
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.errors import VaeEdgeError
-from runtime.fileio import sha256_file
+from runtime.fileio import sha256_file, swap_in
 from runtime.manifest import MANIFEST_NAME, Manifest, find_manifests
 
 WEB_DIR = Path(__file__).resolve().parent
@@ -190,6 +190,72 @@ def _file_record(path: Path, rel: str) -> dict:
     return {"path": rel, "sha256": sha256_file(path), "size_bytes": path.stat().st_size}
 
 
+SITE_MARK = "site.json"  # every build writes it; it lists the files the build wrote
+
+
+def _site_files(site: Path) -> set[str] | None:
+    """The paths (relative to the site folder) a previous build wrote, from its site.json; None if unreadable."""
+    try:
+        record = json.loads(site.read_text())
+        files = {*PAGE_FILES, SITE_MARK, *(f["path"] for f in record["runtime"]["files"])}
+        for m in record["models"]:
+            files.add(m["manifest"]["path"])
+            for d in m["decoders"].values():
+                files.add(f"models/{m['name']}/{d['path'] if isinstance(d, dict) else d}")
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
+        return None
+    return files
+
+
+def check_out_folder(out: str | os.PathLike, artifacts: str | os.PathLike | None = None) -> None:
+    """Refuse an ``--out`` that replacing would destroy something the build did not write.
+
+    ``out`` may be new, empty, or a site a previous build wrote (its site.json lists the files) holding
+    nothing else. ``--out .`` or ``--out artifacts`` (trained models, unrelated files) is one line and
+    nothing is touched; so is a previous site where someone added a file.
+    """
+    out = Path(out)
+    if artifacts is not None:
+        root, arts = out.resolve(), Path(artifacts).resolve()
+        if arts == root or root in arts.parents:
+            raise VaeEdgeError(
+                f"--out {out} holds the --artifacts folder {artifacts}; the build replaces --out whole: "
+                "give a separate folder such as dist/web"
+            )
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise VaeEdgeError(f"--out {out} is a file, not a folder; give a new folder such as dist/web")
+    present = {p.relative_to(out).as_posix(): p for p in out.rglob("*")}
+    if not present:
+        return
+    built = _site_files(out / SITE_MARK)
+    if built is None:
+        raise VaeEdgeError(
+            f"--out {out} is not empty ({_some(sorted(present))}) and holds no readable {SITE_MARK} of an earlier "
+            "python -m tools.web build; refusing to replace it, which would delete them: give a new or empty "
+            "folder such as dist/web"
+        )
+    folders = {"runtime", "models"} | {
+        parent.as_posix() for rel in built for parent in Path(rel).parents if parent != Path(".")
+    }
+    foreign = sorted(
+        rel
+        for rel, p in present.items()
+        if not (rel in built and p.is_file() and not p.is_symlink())
+        and not (rel in folders and p.is_dir() and not p.is_symlink())
+    )
+    if foreign:
+        raise VaeEdgeError(
+            f"--out {out} is an earlier site but also holds what that build did not write ({_some(foreign)}); "
+            "refusing to replace it, which would delete them: move them out or give a new or empty folder"
+        )
+
+
+def _some(names: list[str]) -> str:
+    return names[0] + (f" and {len(names) - 1} more" if len(names) > 1 else "")
+
+
 def build_site(
     *,
     artifacts: str | os.PathLike,
@@ -198,9 +264,14 @@ def build_site(
     node_modules: str | os.PathLike = NODE_MODULES,
     models: tuple[str, ...] | None = None,
 ) -> BuildResult:
-    """Write the site to ``out`` (replaced whole, only once every file is in place)."""
+    """Write the site to ``out`` (replaced whole, only once every file is in place).
+
+    ``out`` must be new, empty or a site an earlier build wrote (:func:`check_out_folder`): the build
+    never deletes a file it did not write.
+    """
     if runtime not in RUNTIMES:
         raise VaeEdgeError(f"unknown browser runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    check_out_folder(out, artifacts)
     rt = RUNTIMES[runtime]
     package_dir = Path(node_modules) / (rt.package or "")
     if rt.package is None:
@@ -249,8 +320,8 @@ def build_site(
                 decoders = entries  # site.json pins these files: the manifest does not list them
             else:
                 entries = decoder_entries(manifest, rt)
-                for entry in entries.values():
-                    shutil.copy2(manifest.verify(entry), folder / entry["path"])
+                for entry in entries.values():  # the verified bytes, not a second read of the file
+                    (folder / entry["path"]).write_bytes(manifest.read_verified(entry)[1])
                 decoders = {k: e["path"] for k, e in entries.items()}
             shutil.copy2(manifest.folder / MANIFEST_NAME, folder / MANIFEST_NAME)
             size = sum(f.stat().st_size for f in folder.iterdir())
@@ -272,21 +343,17 @@ def build_site(
             "runtime": {"name": rt.name, "package": rt.package, "version": version, "files": runtime_files},
             "models": model_records,
         }
-        (stage / "site.json").write_text(json.dumps(site, indent=2) + "\n")
+        (stage / SITE_MARK).write_text(json.dumps(site, indent=2) + "\n")
         _write_index(stage, rt)
         page_bytes = sum((stage / n).stat().st_size for n in (*PAGE_FILES, "site.json"))
         runtime_bytes = sum(f["size_bytes"] for f in runtime_files)
         for path in stage.rglob("*"):  # mkdtemp makes the folder 0700; a static server needs to read it
             path.chmod(0o755 if path.is_dir() else 0o644)
         stage.chmod(0o755)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(stage, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(stage, out)
+        check_out_folder(out, artifacts)  # again: something may have been added while the site was built
+        # One step where the OS allows (the stage then holds the old site, removed below with the stage);
+        # no fixed ".old" name beside out that could be someone's folder.
+        swap_in(stage, out)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return BuildResult(out, rt.name, version, runtime_bytes, page_bytes, tuple(model_sites))
