@@ -28,7 +28,9 @@ def lut_symbol_for(model_name: str) -> str:
 
 def pixel_lut(scale: float, zero_point: int) -> list[int]:
     """round(255 · sigmoid(scale · (q − zero_point))) for q = −128 … 127: int8 logits -> 8-bit grey."""
-    return [round(255 / (1 + math.exp(-scale * (q - zero_point)))) for q in range(-128, 128)]
+    # exp() is capped below its overflow (e^709 ~ 8e307): a logit scale that large maps those steps to 0, as the
+    # exact sigmoid does, instead of an OverflowError; every smaller argument is computed as before.
+    return [round(255 / (1 + math.exp(min(-scale * (q - zero_point), 709.0)))) for q in range(-128, 128)]
 
 
 def c_sources(

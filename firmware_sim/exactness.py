@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +62,7 @@ class ExactnessResult:
     seed: int
     tflm_version: str
     kinds: tuple[KindResult, ...]
+    runtimes: tuple[RuntimeAgreement, ...] = ()
 
     @property
     def differences(self) -> int:
@@ -78,6 +79,7 @@ class ExactnessResult:
             "models": self.models,
             "differences": self.differences,
             "kinds": [asdict(k) for k in self.kinds],
+            "litert_vs_tflm": [asdict(r) for r in self.runtimes],
         }
 
 
@@ -190,6 +192,57 @@ def check_decoders(*, seed: int, decoders: int, inputs: int, work: Path, progres
     return res
 
 
+LITERT_KERNELS = {
+    "LiteRT builtin reference": "BUILTIN_REF",
+    "LiteRT builtin optimized": "BUILTIN_WITHOUT_DEFAULT_DELEGATES",
+    "LiteRT XNNPACK": "BUILTIN",
+}
+
+
+@dataclass(frozen=True)
+class RuntimeAgreement:
+    """How far each LiteRT kernel set is from TFLite Micro on one int8 decoder (int8 logits)."""
+
+    decoder: str
+    latents: int
+    runtime: str
+    differing_logits: int
+    logits: int
+    max_steps: int
+
+
+def compare_runtimes(*, tflite: Path, latents: np.ndarray) -> list[RuntimeAgreement]:
+    """Decode ``latents`` with TFLM and with each of LiteRT's kernel sets (batch 1, one thread)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from .tflm import TflmModel, smallest_arena
+
+    data = tflite.read_bytes()
+    tflm = TflmModel(data, smallest_arena(data, latents[:1]))
+    expected = np.stack([tflm.run(z[None]) for z in latents]).astype(np.int32)
+    out = []
+    for name, resolver in LITERT_KERNELS.items():
+        it = Interpreter(
+            model_content=data,
+            num_threads=1,
+            experimental_op_resolver_type=getattr(OpResolverType, resolver),
+        )
+        it.allocate_tensors()
+        i, o = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+        got = []
+        for z in latents:
+            it.set_tensor(i, z[None])
+            it.invoke()
+            got.append(it.get_tensor(o).copy())
+        diff = np.abs(np.stack(got).astype(np.int32) - expected)
+        out.append(
+            RuntimeAgreement(
+                tflite.name, len(latents), name, int((diff > 0).sum()), diff.size, int(diff.max())
+            )
+        )
+    return out
+
+
 def run_search(*, seed: int, models_per_op: int, decoders: int, inputs: int, work: Path) -> ExactnessResult:
     from tqdm import tqdm
 
@@ -220,7 +273,45 @@ def markdown(result: ExactnessResult) -> str:
     lines += ["", f"**{result.differences} differences** over {result.models} models."]
     if examples:
         lines += ["", "First differing models:", *examples]
+    if result.runtimes:
+        lines += [
+            "",
+            "## LiteRT's kernels against TFLite Micro (exported int8 decoders, batch 1, one thread)",
+            "",
+            "Not part of the goal: the project reproduces TFLM's bits; these are what a LiteRT user gets.",
+            "",
+            "| decoder | runtime | latents | logits differing from TFLM | largest difference (int8 steps) |",
+            "|---|---|---|---|---|",
+        ]
+        for r in result.runtimes:
+            lines.append(
+                f"| {r.decoder} | {r.runtime} | {r.latents} | {r.differing_logits} of {r.logits} "
+                f"({100 * r.differing_logits / r.logits:.3f}%) | {r.max_steps} |"
+            )
     return "\n".join(lines) + "\n"
+
+
+def _compare_exported(artifacts: Path, inputs: int, seed: int) -> list[RuntimeAgreement]:
+    from runtime.errors import VaeEdgeError
+
+    from .codegen import GRAPHS, resolve_source
+    from .graph import load_graph
+
+    folders = sorted(p.parent for p in artifacts.glob("*/export/manifest.json"))
+    out = []
+    for folder in folders:
+        for graph in GRAPHS:
+            try:
+                path, _, _, _ = resolve_source(folder, graph)
+            except VaeEdgeError:
+                continue  # not a VAE export (the classifier) or no such graph
+            graph_ = load_graph(path)
+            dim = graph_.tensors[graph_.inputs[0]].shape[1]
+            zs = np.random.default_rng([seed, 2000]).integers(-128, 128, (inputs, dim)).astype(np.int8)
+            out += compare_runtimes(tflite=path, latents=zs)
+    if not out:
+        raise VaeEdgeError(f"no exported int8 decoder under {artifacts}; run make export first")
+    return out
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -234,6 +325,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="redrawn whole decoders compiled as C (0: single ops only)",
     )
     p.add_argument("--inputs", type=positive_int, default=1000, help="inputs per model (default 1000)")
+    p.add_argument(
+        "--artifacts",
+        default=None,
+        help="also compare LiteRT's kernels with TFLM on every exported int8 decoder found here (e.g. artifacts)",
+    )
     p.add_argument("--reports", default="reports", help="folder for exactness.{json,md}")
     p.add_argument("--work", default=None, help="keep the generated models and C here (default: a temp dir)")
     return p.parse_args(argv)
@@ -250,6 +346,10 @@ def main(args: argparse.Namespace) -> int:
             decoders=args.decoders,
             inputs=args.inputs,
             work=work,
+        )
+    if args.artifacts:
+        result = replace(
+            result, runtimes=tuple(_compare_exported(Path(args.artifacts), args.inputs, args.seed))
         )
     write_json_atomic(reports / "exactness.json", result.to_json())
     write_text_atomic(reports / "exactness.md", markdown(result))

@@ -16,6 +16,15 @@ class UnsupportedOpError(VaeEdgeError):
     """The graph uses an op (or an op variant) the integer reference does not implement."""
 
 
+class InvalidGraphError(UnsupportedOpError):
+    """The graph contradicts itself or its weights (a hand-edited or corrupted file): a shape, a buffer, an
+    index, a scale or an option that no converter writes. A subclass of UnsupportedOpError, so a caller that
+    refuses unsupported graphs refuses these too."""
+
+
+REEXPORT = "re-export the decoder with python -m export"
+
+
 @dataclass
 class Tensor:
     index: int
@@ -98,23 +107,42 @@ def _parse(path: str | Path, data: bytes) -> Graph:
     act_names = _names(schema.ActivationFunctionType)
     pad_names = _names(schema.Padding)
     sg = model.subgraphs[0]
+    n_tensors, n_buffers = len(sg.tensors or []), len(model.buffers or [])
     tensors = []
-    for i, t in enumerate(sg.tensors):
+    for i, t in enumerate(sg.tensors or []):
         q = t.quantization
-        buf = model.buffers[t.buffer].data if t.buffer < len(model.buffers) else None
+        name = (t.name or b"").decode(errors="replace") if isinstance(t.name, bytes) else (t.name or "")
         dtype = TFLITE_DTYPES.get(t.type)
         if dtype is None:
             raise UnsupportedOpError(
                 f"tensor {t.name!r} has TFLite type {t.type}, which the reference does not support"
             )
+        shape = tuple(int(s) for s in (t.shape if t.shape is not None else ()))
+        if any(s < 0 for s in shape):
+            raise InvalidGraphError(
+                f"{path}: tensor {i} {name!r} has a negative dimension {shape}; {REEXPORT}"
+            )
+        # Buffer 0 is the schema's empty sentinel; an index past the buffer table is a corrupt file (it used to
+        # read as "no data", i.e. a weight tensor without weights).
+        if t.buffer >= n_buffers:
+            raise InvalidGraphError(
+                f"{path}: tensor {i} {name!r} refers to buffer {t.buffer} of {n_buffers}; {REEXPORT}"
+            )
+        buf = model.buffers[t.buffer].data
         const = None
         if buf is not None and len(buf):
-            const = np.frombuffer(bytes(bytearray(buf)), dtype=dtype).reshape(tuple(t.shape))
+            need = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+            if len(buf) != need:
+                raise InvalidGraphError(
+                    f"{path}: tensor {i} {name!r} of shape {shape} ({np.dtype(dtype).name}) needs {need} bytes "
+                    f"but its buffer holds {len(buf)}; {REEXPORT}"
+                )
+            const = np.frombuffer(bytes(bytearray(buf)), dtype=dtype).reshape(shape)
         tensors.append(
             Tensor(
                 index=i,
-                name=(t.name or b"").decode() if isinstance(t.name, bytes) else (t.name or ""),
-                shape=tuple(int(s) for s in t.shape),
+                name=name,
+                shape=shape,
                 dtype=dtype,
                 scale=np.asarray(q.scale if q is not None and q.scale is not None else [0.0], np.float32),
                 zero_point=np.asarray(
@@ -125,9 +153,22 @@ def _parse(path: str | Path, data: bytes) -> Graph:
             )
         )
     ops = []
-    for k, op in enumerate(sg.operators):
-        code = model.operatorCodes[op.opcodeIndex]
+    codes = model.operatorCodes or []
+    for k, op in enumerate(sg.operators or []):
+        if not 0 <= op.opcodeIndex < len(codes):
+            raise InvalidGraphError(
+                f"{path}: op {k} has operator code {op.opcodeIndex} of {len(codes)}; {REEXPORT}"
+            )
+        code = codes[op.opcodeIndex]
         kind = op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), f"OP_{code.builtinCode}")
+        inputs = [int(i) for i in (op.inputs if op.inputs is not None else [])]
+        outputs = [int(i) for i in (op.outputs if op.outputs is not None else [])]
+        # -1 marks an omitted optional input (a convolution without bias); anything else must be a tensor.
+        bad = [i for i in inputs if not -1 <= i < n_tensors] + [i for i in outputs if not 0 <= i < n_tensors]
+        if bad:
+            raise InvalidGraphError(
+                f"{path}: op {k} ({kind}) refers to tensor {bad[0]} of {n_tensors}; {REEXPORT}"
+            )
         opts = {}
         o = op.builtinOptions
         if o is not None:
@@ -138,5 +179,12 @@ def _parse(path: str | Path, data: bytes) -> Graph:
                     opts["padding"] = pad_names.get(value, str(value))
                 elif isinstance(value, (int, float, bool)):
                     opts[key] = value
-        ops.append(Op(k, kind, [int(i) for i in op.inputs], [int(i) for i in op.outputs], opts))
-    return Graph(tensors, ops, [int(i) for i in sg.inputs], [int(i) for i in sg.outputs], len(data))
+        ops.append(Op(k, kind, inputs, outputs, opts))
+    ios = [int(i) for i in (sg.inputs if sg.inputs is not None else [])]
+    ios_out = [int(i) for i in (sg.outputs if sg.outputs is not None else [])]
+    bad = [i for i in ios + ios_out if not 0 <= i < n_tensors]
+    if bad:
+        raise InvalidGraphError(
+            f"{path}: the graph's input or output is tensor {bad[0]} of {n_tensors}; {REEXPORT}"
+        )
+    return Graph(tensors, ops, ios, ios_out, len(data))

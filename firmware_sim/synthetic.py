@@ -398,6 +398,20 @@ def single_op_case(kind: str, rng, *, batch: int, boundary: bool = False) -> Sin
 DATA_MOVEMENT_OPS = ("RESHAPE", "PAD", "DEPTH_TO_SPACE")
 
 
+def _feeds_output(sg, obj, names: dict, tensor: int) -> bool:
+    """Whether ``tensor`` reaches the graph output through data-movement ops only."""
+    outputs = set(int(i) for i in sg.outputs)
+    for op in sg.operators:
+        code = obj.operatorCodes[op.opcodeIndex]
+        if (
+            int(op.inputs[0]) == tensor
+            and names[max(code.builtinCode, code.deprecatedBuiltinCode)] in DATA_MOVEMENT_OPS
+        ):
+            nxt = int(op.outputs[0])
+            return nxt in outputs or _feeds_output(sg, obj, names, nxt)
+    return False
+
+
 def randomized_decoder(model: bytes, rng) -> bytes:
     """The same int8 decoder graph with every scale, activation zero point, weight and bias drawn anew.
 
@@ -458,6 +472,8 @@ def randomized_decoder(model: bytes, rng) -> bytes:
         q(w_i).quantizedDimension = 0
         fan_in = int(nz.reshape(w.shape[0], -1).sum(1).mean())
         s_out = _output_scale(s_in, s_w, max(fan_in, 1), rng)
+        if out in set(int(i) for i in sg.outputs) or _feeds_output(sg, obj, names, out):
+            s_out = _scale(rng, 0.03, 0.25)  # logits: a trained decoder's span a few tens at most
         q(out).scale = np.array([s_out], np.float32)
         q(out).zeroPoint = np.array([int(rng.integers(-100, 101))], np.int64)
         if b_i >= 0:

@@ -18,7 +18,13 @@ import pytest
 import firmware_sim.reference as reference_module
 from firmware_sim import TFLM_VERSION, measure
 from firmware_sim.codegen import generate
-from firmware_sim.exactness import DECODER_KIND, check_decoders, check_single_ops
+from firmware_sim.exactness import (
+    DECODER_KIND,
+    LITERT_KERNELS,
+    check_decoders,
+    check_single_ops,
+    compare_runtimes,
+)
 from firmware_sim.fixedpoint import multiply_by_quantized_multiplier, quantize_multiplier
 from firmware_sim.graph import _parse, load_graph
 from firmware_sim.reference import IntegerReference, effective_scale, fully_connected_multiplier
@@ -200,3 +206,24 @@ def test_decoder_search_finds_no_difference(tmp_path):
     result = check_decoders(seed=7, decoders=2, inputs=150, work=tmp_path)
     assert result.kind == DECODER_KIND and result.models == 2 and result.values == 2 * 2 * 2 * 150
     assert result.differing_values == 0, result.examples
+
+
+def test_litert_kernels_are_compared_with_tflm(exported, tmp_path):
+    """On the corner decoder LiteRT's builtin reference kernels (float32 product) leave TFLM's bits."""
+    source = exported / "vae2d_corr" / "export" / "decoder_transpose_int8_b1.tflite"
+    path = tmp_path / "corner_transpose_int8_b1.tflite"
+    path.write_bytes(_with_issue22_dense(source.read_bytes()))
+    zs = np.random.default_rng(5).integers(-128, 128, (20, 2)).astype(np.int8)
+    rows = {r.runtime: r for r in compare_runtimes(tflite=path, latents=zs)}
+    assert set(rows) == set(LITERT_KERNELS)
+    assert all(r.latents == 20 and r.logits == 20 * 784 for r in rows.values())
+    assert rows["LiteRT builtin reference"].differing_logits > 0
+
+
+def test_pixel_table_of_a_coarse_logit_scale():
+    """Found by make exactness: a redrawn decoder's logit scale of ~6 overflowed exp() in the pixel table."""
+    from export.carray import pixel_lut
+
+    lut = pixel_lut(6.0, 0)
+    assert lut[0] == 0 and lut[128] == 128 and lut[-1] == 255 and lut == sorted(lut)
+    assert pixel_lut(0.05, -3) == [round(255 / (1 + np.exp(-0.05 * (q + 3)))) for q in range(-128, 128)]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tools.fuzz import mutate
-from tools.fuzz.harness import FAILURES, FuzzConfig, Worker, run_fuzz
+from tools.fuzz.harness import CODEGEN_FAILURES, FAILURES, FuzzConfig, Worker, run_fuzz
 from tools.fuzz.report import write_reports
 
 
@@ -24,6 +24,7 @@ def test_fuzz_subset_has_no_crash_traceback_or_detectable_silent_change(exported
         input_mutations=80,
         npz_mutations=40,
         firmware_mutations=8,
+        codegen_mutations=0,  # its own test below
     )
     result = run_fuzz(cfg)
     expected = {
@@ -46,6 +47,29 @@ def test_fuzz_subset_has_no_crash_traceback_or_detectable_silent_change(exported
     js, md = write_reports(result, tmp_path / "reports")
     report = json.loads(js.read_text())
     assert report["goals"]["model_sha_updated"]["met"] and "| model_sha_updated | 60 |" in md.read_text()
+
+
+def test_codegen_subset_has_no_traceback_crash_or_out_of_bounds(tmp_path):
+    """30 edited decoder graphs through python -m firmware_sim.codegen (no export needed): each refused with one
+    line and its output folder untouched, or C that builds under ASan/UBSan, runs and equals the reference."""
+    cfg = FuzzConfig(
+        artifacts=str(tmp_path / "no-export"),
+        seed=23,
+        model_mutations=0,
+        manifest_mutations=0,
+        input_mutations=0,
+        npz_mutations=0,
+        firmware_mutations=0,
+        codegen_mutations=30,
+    )
+    result = run_fuzz(cfg)
+    c = result.counts["codegen"]
+    assert sum(c.values()) == 30
+    assert result.failures("codegen") == 0, (c, result.examples.get("codegen"))
+    assert c["refused"] > 0 and c.get("ran", 0) > 0, c  # the edits bite, and some C is built and checked
+    assert set(CODEGEN_FAILURES) >= {"out_of_bounds", "undefined_behaviour", "silently_wrong", "half_written"}
+    js, _ = write_reports(result, tmp_path / "reports")
+    assert json.loads(js.read_text())["goals"]["codegen"]["met"]
 
 
 def test_worker_counts_a_segfault_a_hang_and_a_traceback(tmp_path):

@@ -2,6 +2,8 @@
 
 python -m tools.fuzz --artifacts artifacts --reports reports
 python -m tools.fuzz --artifacts artifacts --model-mutations 50 --manifest-mutations 20   # a quick look
+python -m tools.fuzz --model-mutations 0 --manifest-mutations 0 --input-mutations 0 --npz-mutations 0 \
+    --firmware-mutations 0 --codegen-mutations 500                                      # the C generator alone
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--input-mutations", type=nonnegative_int, default=200)
     p.add_argument("--npz-mutations", type=nonnegative_int, default=200)
     p.add_argument("--firmware-mutations", type=nonnegative_int, default=100)
+    p.add_argument(
+        "--codegen-mutations",
+        type=nonnegative_int,
+        default=500,
+        help="edited .tflite graphs through the C generator, each C built with ASan/UBSan and run (no export needed)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(argv)
 
@@ -50,6 +58,7 @@ def main(args: argparse.Namespace) -> int:
         input_mutations=args.input_mutations,
         npz_mutations=args.npz_mutations,
         firmware_mutations=args.firmware_mutations,
+        codegen_mutations=args.codegen_mutations,
         progress=not args.quiet,
     )
     result = run_fuzz(cfg)

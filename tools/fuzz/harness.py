@@ -7,7 +7,9 @@
 Targets: ``model_sha_updated`` (a mutated .tflite/.onnx whose sha256 and size were updated in the manifest:
 the hostile case, where only the runtime's checks after the sha256 stand), ``model_sha_stale`` (the manifest
 left as exported), ``manifest`` (mutated manifest.json), ``input`` (mutated latents and images), ``npz``
-(mutated MNIST files) and ``firmware`` (firmware_sim's loading of mutated int8 graphs, sha256 updated).
+(mutated MNIST files), ``firmware`` (firmware_sim's loading of mutated int8 graphs, sha256 updated) and
+``codegen`` (the C generator's CLI on structured edits of small untrained decoders, every C it writes built
+with ASan/UBSan, run and compared with the numpy reference; needs no export folder).
 """
 
 from __future__ import annotations
@@ -27,6 +29,24 @@ import numpy as np
 from . import mutate
 
 FAILURES = ("crash", "hang", "traceback", "silent_diff_io_detectable", "refusal_not_one_line")
+# The codegen target's verdicts (worker.run_codegen): refused (exit 2, one error: line, the folder untouched),
+# ran (C built with sanitizers, run, logits equal to the reference's), ran_reference_refused (C ran clean but
+# the reference does not take the graph), and the failures below.
+CODEGEN_FAILURES = (
+    "crash",
+    "hang",
+    "traceback",
+    "refusal_not_one_line",
+    "silently_wrong",  # the C's logits differ from the numpy reference's
+    "out_of_bounds",  # AddressSanitizer stopped the C
+    "undefined_behaviour",  # UBSan stopped the C (shift exponent, signed overflow...)
+    "c_does_not_compile",
+    "c_failed",  # the C exited nonzero otherwise
+    "destructive",  # a refusal changed a file that was in the output folder
+    "half_written",  # a file left beside the pair, or a pair whose .h and .c come from different runs
+)
+# The seed decoders of the codegen target: firmware_sim.exactness.base_decoder indices (0 transposed, 1 sub-pixel).
+CODEGEN_BASES = (0, 1)
 ATTEMPT_TIMEOUT_S = 60.0
 EXAMPLES_PER_OUTCOME = 3
 
@@ -42,6 +62,7 @@ class FuzzConfig:
     input_mutations: int = 200
     npz_mutations: int = 200
     firmware_mutations: int = 100
+    codegen_mutations: int = 500
     progress: bool = False
 
 
@@ -54,7 +75,8 @@ class FuzzResult:
     config: dict
 
     def failures(self, target: str) -> int:
-        return sum(self.counts.get(target, {}).get(o, 0) for o in FAILURES)
+        outcomes = CODEGEN_FAILURES if target == "codegen" else FAILURES
+        return sum(self.counts.get(target, {}).get(o, 0) for o in outcomes)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self) | {"failure_outcomes": list(FAILURES), "goals": goals(self)}
@@ -181,14 +203,22 @@ def _progress(iterable, total, desc, enabled):
 def run_fuzz(cfg: FuzzConfig) -> FuzzResult:
     from runtime.manifest import find_manifests
 
-    manifests = find_manifests(cfg.artifacts)
+    # The codegen target builds its own decoders: a run of it alone needs no export.
+    export_targets = (
+        cfg.model_mutations,
+        cfg.manifest_mutations,
+        cfg.input_mutations,
+        cfg.npz_mutations,
+        cfg.firmware_mutations,
+    )
+    manifests = find_manifests(cfg.artifacts) if any(export_targets) else {}
     vaes = [n for n, m in manifests.items() if m.kind == "vae"]
-    if not vaes:
+    if not vaes and any(export_targets):
         from runtime.errors import VaeEdgeError
 
         raise VaeEdgeError(f"no VAE export under {cfg.artifacts}; run make export (or pass --artifacts)")
-    model = cfg.model or ("vae2d_corr" if "vae2d_corr" in vaes else vaes[0])
-    folders = {model: manifests[model].folder}
+    model = cfg.model or ("vae2d_corr" if "vae2d_corr" in vaes else vaes[0]) if vaes else None
+    folders = {model: manifests[model].folder} if model else {}
     if "classifier" in manifests:
         folders["classifier"] = manifests["classifier"].folder
     tally, seconds = Tally(), {}
@@ -215,6 +245,7 @@ def run_fuzz(cfg: FuzzConfig) -> FuzzResult:
                     cfg.firmware_mutations,
                     lambda: _fuzz_firmware(scratch, worker, tally, cfg, model),
                 ),
+                ("codegen", cfg.codegen_mutations, lambda: _fuzz_codegen(Path(tmp), worker, tally, cfg)),
             ]
             for name, n, fn in targets:
                 if n > 0:
@@ -223,9 +254,10 @@ def run_fuzz(cfg: FuzzConfig) -> FuzzResult:
                     seconds[name] = round(time.perf_counter() - t0, 1)
         finally:
             worker.close()
-    always = ("refused", *FAILURES)  # zeros included: a report must show the failures it did not find
+    # zeros included: a report must show the failures it did not find
+    always = {t: ("refused", *(CODEGEN_FAILURES if t == "codegen" else FAILURES)) for t in tally.counts}
     return FuzzResult(
-        counts={t: {o: c.get(o, 0) for o in always} | dict(c) for t, c in tally.counts.items()},
+        counts={t: {o: c.get(o, 0) for o in always[t]} | dict(c) for t, c in tally.counts.items()},
         by_kind={t: {k: dict(c) for k, c in kinds.items()} for t, kinds in tally.by_kind.items()},
         examples=tally.examples,
         seconds=seconds,
@@ -442,6 +474,68 @@ def _fuzz_firmware(scratch: Scratch, worker: Worker, tally: Tally, cfg: FuzzConf
         tally.add("firmware", kind, outcome, detail)
 
 
+def _fuzz_codegen(tmp: Path, worker: Worker, tally: Tally, cfg: FuzzConfig) -> None:
+    """``cfg.codegen_mutations`` structured edits (tools/fuzz/graph_mutate.py) of small untrained decoders,
+    each through the C generator's CLI in the worker (worker.run_codegen): refused with one line and the
+    output folder untouched, or C that builds under ASan/UBSan, runs clean and equals the reference."""
+    from firmware_sim.exactness import base_decoder
+    from firmware_sim.synthetic import randomized_decoder
+
+    from . import graph_mutate
+
+    rng = np.random.default_rng([cfg.seed, 7])
+    work = tmp / "codegen"
+    work.mkdir()
+    seeds = []  # (graph kind, bytes): each base as converted, and with its numbers redrawn (per-channel too)
+    for index in CODEGEN_BASES:
+        base = base_decoder(work, index)
+        graph = "transpose" if "_transpose_" in base.name else "subpixel"
+        seeds += [(graph, base.read_bytes()), (graph, randomized_decoder(base.read_bytes(), rng))]
+    out, build = work / "out", work / "build"
+    out.mkdir()
+    # What the output folder holds before each attempt: an older pair of this name and another model's file.
+    pristine = {"fz_decoder.h": b"/* an older header */\n", "fz_decoder.c": b"/* an older source */\n"}
+    pristine["other_decoder.c"] = b"/* another model: never touched */\n"
+
+    def reset():
+        for p in out.iterdir():
+            if p.name not in pristine:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+        for name, data in pristine.items():
+            (out / name).write_bytes(data)
+
+    def attempt(graph: str, data: bytes, seed: int) -> tuple[str, str]:
+        path = work / f"fz_{graph}_int8_b1.tflite"
+        path.write_bytes(data)
+        reset()
+        status, payload = worker.run("codegen", path=str(path), out=str(out), build=str(build), seed=seed)
+        if status == "ok":
+            return payload["outcome"], payload["detail"]
+        if status == "refused":  # a VaeEdgeError outside the CLI (the worker's own steps)
+            return "traceback", str(payload)
+        return status, str(payload)
+
+    for k, (graph, data) in enumerate(seeds):
+        outcome, detail = attempt(graph, data, k)
+        if outcome != "ran":
+            raise RuntimeError(
+                f"the unmutated codegen seed {k} ({graph}) does not run cleanly: {outcome} {detail}"
+            )
+    for i in _progress(range(cfg.codegen_mutations), cfg.codegen_mutations, "codegen", cfg.progress):
+        graph, data = seeds[int(rng.integers(len(seeds)))]
+        for _ in range(20):
+            try:
+                kind, mutated = graph_mutate.mutate_graph(data, rng)
+            except Exception:  # the schema refused to pack this edit (a value out of its field's range)
+                continue
+            if mutated != data:
+                break
+        else:
+            kind, mutated = "none", data
+        outcome, detail = attempt(graph, mutated, i)
+        tally.add("codegen", f"{kind}:{graph}", outcome, detail)
+
+
 def goals(result: FuzzResult) -> dict:
     """The issue's goals, each with the figure it is judged on."""
     c = result.counts
@@ -450,6 +544,9 @@ def goals(result: FuzzResult) -> dict:
         if t in c:
             bad = {o: c[t].get(o, 0) for o in FAILURES}
             out[t] = {"failures": bad, "met": not any(bad.values())}
+    if "codegen" in c:
+        bad = {o: c["codegen"].get(o, 0) for o in CODEGEN_FAILURES}
+        out["codegen"] = {"failures": bad, "met": not any(bad.values())}
     for t in ("manifest", "manifest_cli", "input", "npz"):
         if t in c:
             bad = {

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from runtime.fileio import ensure_writable_dir, write_json_atomic, write_text_atomic
 
-from .harness import FAILURES, FuzzResult
+from .harness import CODEGEN_FAILURES, FAILURES, FuzzResult
 
 ORDER = (
     "refused",
@@ -18,6 +18,14 @@ ORDER = (
     "nonfinite_output",
     "escape_accepted",
     "ran_reference_differs",
+    "ran_reference_refused",
+    "silently_wrong",
+    "out_of_bounds",
+    "undefined_behaviour",
+    "c_does_not_compile",
+    "c_failed",
+    "destructive",
+    "half_written",
     "refusal_not_one_line",
     "traceback",
     "crash",
@@ -41,7 +49,11 @@ def markdown(result: FuzzResult) -> str:
         "",
         f"Model fuzzed: {cfg['fuzzed_model']} (+ the classifier when exported) under `{cfg['artifacts']}`; seed "
         f"{cfg['seed']}. Every attempt ran in a worker process (a crash or a hang is counted, then the worker "
-        "is restarted). Failure outcomes: " + ", ".join(FAILURES) + ".",
+        "is restarted). Failure outcomes: "
+        + ", ".join(FAILURES)
+        + "; for codegen: "
+        + ", ".join(CODEGEN_FAILURES)
+        + ".",
         "",
         "| target | attempts | " + " | ".join(outcomes) + " | seconds | goal |",
         "|---|---|" + "---|" * len(outcomes) + "---|---|",
@@ -61,7 +73,10 @@ def markdown(result: FuzzResult) -> str:
         "I/O check can see it; only the sha256 recorded by the exporter can. `silent_diff_io_detectable`: the same "
         "with tensors that differ from the manifest (the runtime's I/O check must refuse these: goal 0). "
         "Manifest, input and .npz goals: no crash, hang, traceback or multi-line refusal, and no manifest path "
-        "outside the export folder accepted (`escape_accepted`).",
+        "outside the export folder accepted (`escape_accepted`). `codegen`: edited .tflite graphs through "
+        "python -m firmware_sim.codegen; goal: each refused with one line and its output folder untouched, or "
+        "C that builds under ASan/UBSan, runs clean and equals the numpy reference (`ran`); the C of a graph the "
+        "reference does not take is still built and run (`ran_reference_refused`).",
         "",
         "## By mutation kind",
         "",

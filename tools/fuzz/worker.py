@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from pathlib import Path
 
 import numpy as np
 
@@ -132,6 +133,104 @@ def run_firmware(folder: str, artifact: str, latents: int = 2, seed: int = 0) ->
     return {"bit_exact": same}
 
 
+_HOST_BUILDS: dict[str, Path] = {}  # sha256 of a generated .h + .c -> its sanitized host_check (this worker)
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def run_codegen(path: str, out: str, build: str, seed: int = 0, latents: int = 6) -> dict:
+    """``python -m firmware_sim.codegen FILE --out OUT --name fz`` in-process on one (mutated) .tflite, then,
+    when it wrote C, that C built for the host under ASan/UBSan and run on int8 latents of the graph's own
+    input size, its logits compared with the numpy reference's. Payload: ``outcome`` (see
+    harness.CODEGEN_OUTCOMES) and ``detail``.
+
+    ``out`` holds an older pair ``fz_decoder.{h,c}`` and another model's file before the call: a refusal must
+    leave the folder byte for byte as it was (else ``destructive`` / ``half_written``); a success must replace
+    the pair with two files of this model (both naming its sha256) and touch nothing else."""
+    import contextlib
+    import hashlib
+    import io
+    import subprocess
+
+    from firmware_sim import measure
+    from firmware_sim.codegen import GeneratedDecoder, lower, main, parse_args, schedule
+    from firmware_sim.graph import load_graph
+    from firmware_sim.reference import IntegerReference
+
+    out_dir, build_dir = Path(out), Path(build)
+    before = _snapshot(out_dir)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(parse_args([path, "--out", out, "--name", "fz"]))
+    text = err.getvalue().strip()
+    after = _snapshot(out_dir)
+    if code != 0:
+        if after != before:
+            changed = sorted(k for k in before if after.get(k) != before[k])
+            extra = sorted(set(after) - set(before))
+            outcome = "destructive" if changed else "half_written"
+            return {"outcome": outcome, "detail": f"exit {code}; changed {changed}, new {extra}: {text}"}
+        if code == 2 and text.startswith("error: ") and "\n" not in text:
+            return {"outcome": "refused", "detail": text}
+        return {"outcome": "refusal_not_one_line", "detail": f"exit {code}: {text}"}
+    data = Path(path).read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    h_path, c_path = out_dir / "fz_decoder.h", out_dir / "fz_decoder.c"
+    others = {k: v for k, v in before.items() if not k.startswith("fz_decoder.")}
+    if (
+        set(after) != set(before)
+        or any(after[k] != v for k, v in others.items())
+        or not all(sha in after[p.name].decode(errors="replace").split("\n", 1)[0] for p in (h_path, c_path))
+    ):
+        return {"outcome": "half_written", "detail": f"after success the folder holds {sorted(after)}"}
+    graph = load_graph(path)
+    plan = lower(graph, name="fz", graph_kind="transpose", source=Path(path).name, source_sha256=sha)
+    gen = GeneratedDecoder(h_path, c_path, plan, schedule(plan))
+    key = hashlib.sha256(after["fz_decoder.h"] + after["fz_decoder.c"]).hexdigest()
+    exe = _HOST_BUILDS.get(key)
+    if exe is None or not exe.is_file():
+        folder = build_dir / key[:16]
+        folder.mkdir(parents=True, exist_ok=True)
+        # A copy of the pair: the next attempt rewrites fz_decoder.{h,c} in out.
+        (folder / "fz_decoder.h").write_bytes(after["fz_decoder.h"])
+        (folder / "fz_decoder.c").write_bytes(after["fz_decoder.c"])
+        gen = GeneratedDecoder(folder / "fz_decoder.h", folder / "fz_decoder.c", plan, gen.schedule)
+        try:
+            exe = measure.build_host_check(gen, folder)
+        except Exception as exc:  # a compiler error is the generator's failure, not a refusal
+            return {"outcome": "c_does_not_compile", "detail": " ".join(str(exc).split())[:600]}
+        _HOST_BUILDS[key] = exe
+    rng = np.random.default_rng(seed)
+    d = plan.latent_dim
+    zs = rng.integers(-128, 128, (latents, d)).astype(np.int8)
+    zs[0], zs[1] = -128, 127  # the corners: the largest sums
+    z_path, o_path = exe.parent / "latents.bin", exe.parent / "logits.bin"
+    zs.tofile(z_path)
+    res = subprocess.run([str(exe), str(z_path), str(o_path)], capture_output=True, text=True, timeout=60)
+    if res.returncode != 0:
+        tail = " | ".join((res.stderr or res.stdout).strip().splitlines()[-6:])
+        if "AddressSanitizer" in res.stderr:
+            return {"outcome": "out_of_bounds", "detail": tail}
+        if "runtime error" in res.stderr:
+            return {"outcome": "undefined_behaviour", "detail": tail}
+        return {"outcome": "c_failed", "detail": f"exit {res.returncode}: {tail}"}
+    ours = np.fromfile(o_path, np.int8).reshape(latents, -1)
+    try:
+        reference = IntegerReference(graph)
+        theirs = [np.asarray(reference.run(z.reshape(1, -1))).reshape(-1) for z in zs]
+    except Exception as exc:  # the reference does not take this graph: nothing to compare with
+        return {"outcome": "ran_reference_refused", "detail": f"{type(exc).__name__}: {exc}"[:300]}
+    wrong = sum(int(not np.array_equal(a, b)) for a, b in zip(ours, theirs, strict=True))
+    if wrong:
+        return {
+            "outcome": "silently_wrong",
+            "detail": f"{wrong} of {latents} latents differ from the reference",
+        }
+    return {"outcome": "ran", "detail": ""}
+
+
 def run_selftest(action: str) -> dict:
     """Endings the harness must tell apart (tests/test_fuzz.py): a segfault, a hang, a bare exception."""
     import signal
@@ -154,6 +253,7 @@ RUNNERS = {
     "input": run_input,
     "npz": run_npz,
     "firmware": run_firmware,
+    "codegen": run_codegen,
 }
 
 
