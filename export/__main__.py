@@ -20,7 +20,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from runtime.cli import cli_main, int_at_least, nonnegative_int, parser  # noqa: E402
-from runtime.errors import VaeEdgeError  # noqa: E402
+from runtime.errors import VaeEdgeError, os_error_line  # noqa: E402
 from runtime.vocab import ALL, ALL_MODELS, CLASSIFIER  # noqa: E402
 
 CALIBRATION_SOURCES = ("posterior", "prior")
@@ -71,32 +71,56 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 @cli_main
 def main(args: argparse.Namespace) -> int:
-    from .pipeline import Exporter
+    """Export each model as its own set. With ``--model all`` a model that fails (missing, corrupt, failing
+    validation) keeps its previous export and the others go on; the failures are listed at the end, one line
+    each, and the exit code is 2."""
     from .report import write_report
 
     root = Path(args.artifacts)
     names = list(ALL_MODELS) if args.model == ALL else [args.model]
     if not root.is_dir():
         raise VaeEdgeError(f"artifacts folder {root} not found; train first (make train) or pass --artifacts")
+    failures = []
     for name in names:
-        exporter = Exporter(
-            model_dir=root / name,
-            batches=(1, args.batch),
-            calibration_samples=args.calibration_samples,
-            validation_samples=args.validation_samples,
-            seed=args.seed,
-            progress=not args.quiet,
-            calibration=args.calibration,
-            data=args.data,
-        )
-        manifest = exporter.export_classifier() if name == CLASSIFIER else exporter.export_vae(name)
-        print(
-            f"{name}: {len(manifest['artifacts'])} artifacts validated -> {root / name / 'export' / 'manifest.json'}",
-            file=sys.stderr,
-        )
-    report = write_report(root, Path(args.reports))
-    print(f"report: {report}", file=sys.stderr)
+        if len(names) == 1:
+            export_one(args, root, name)  # a single model's error is the CLI's one error line
+            continue
+        try:
+            export_one(args, root, name)
+        except VaeEdgeError as exc:
+            failures.append(f"{name}: {' '.join(str(exc).split())}")
+        except OSError as exc:
+            failures.append(f"{name}: {os_error_line(exc)}")
+    if len(failures) < len(names):
+        report = write_report(root, Path(args.reports))
+        print(f"report: {report}", file=sys.stderr)
+    if failures:
+        print(f"export failed for {len(failures)} of {len(names)} models:", file=sys.stderr)
+        for line in failures:
+            print(f"  {line}", file=sys.stderr)
+        return 2
     return 0
+
+
+def export_one(args: argparse.Namespace, root: Path, name: str) -> None:
+    """Convert, validate and publish one model's artifacts (its previous export stays if anything fails)."""
+    from .pipeline import Exporter
+
+    exporter = Exporter(
+        model_dir=root / name,
+        batches=(1, args.batch),
+        calibration_samples=args.calibration_samples,
+        validation_samples=args.validation_samples,
+        seed=args.seed,
+        progress=not args.quiet,
+        calibration=args.calibration,
+        data=args.data,
+    )
+    manifest = exporter.export_classifier() if name == CLASSIFIER else exporter.export_vae(name)
+    print(
+        f"{name}: {len(manifest['artifacts'])} artifacts validated -> {root / name / 'export' / 'manifest.json'}",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

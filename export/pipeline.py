@@ -34,16 +34,17 @@ from runtime.models import decoder_pixels
 from runtime.vocab import (
     CLASSIFIER,
     IO,
-    SUBPIXEL_REWRITE_TOLERANCE,
     ArtifactSpec,
     Format,
     Graph,
     Precision,
     Role,
+    Tolerance,
 )
 from train.runset import verify_run_set
 
 from . import carray, convert
+from .bounds import DecoderBounds
 from .variants import classifier_variants, decoder_variants, encoder_variants
 
 MANIFEST = "manifest.json"
@@ -130,8 +131,9 @@ def error_figures(out: np.ndarray, ref: np.ndarray) -> dict:
     return {"max_abs_err": float(err.max()), "mean_abs_err": float(err.mean())}
 
 
-def check_tolerance(spec: ArtifactSpec, figures: dict) -> None:
-    broken = spec.tolerance.failures(
+def check_tolerance(spec: ArtifactSpec, figures: dict, tolerance: Tolerance | None = None) -> None:
+    """``tolerance``: a decoder's, derived from its weights (export/bounds.py); others use ``spec.tolerance``."""
+    broken = (tolerance or spec.tolerance).failures(
         max_abs_err=figures["max_abs_err"], mean_abs_err=figures.get("mean_abs_err", 0.0)
     )
     if broken:
@@ -163,7 +165,13 @@ def check_int8_graph(variant: ArtifactSpec, ops: list[dict]) -> None:
 
 
 def artifact_entry(
-    path: Path, variant: ArtifactSpec, model, figures: dict, ops: list[str], extra: dict
+    path: Path,
+    variant: ArtifactSpec,
+    model,
+    figures: dict,
+    ops: list[str],
+    extra: dict,
+    tolerance: Tolerance | None = None,
 ) -> dict:
     return {
         "path": path.name,
@@ -175,7 +183,7 @@ def artifact_entry(
         "ops": ops,
         "validation": {
             **figures,
-            "tolerance": variant.tolerance.to_json(),
+            "tolerance": (tolerance or variant.tolerance).to_json(),
             "passed": True,
         },
         **extra,
@@ -247,11 +255,13 @@ class Exporter:
                 keras_models[role, graph, batch] = builders[role, graph](batch)
             return keras_models[role, graph, batch]
 
-        # The rewrite must be exact in float before any of it is quantized.
+        # The rewrite must be exact in float (to float32 rounding) before any of it is quantized.
         sub = keras_model(Role.DECODER, Graph.SUBPIXEL, self.batches[-1])
+        bounds = DecoderBounds(decoder, sub, z_val, calibration, convert.LOGIT_CLIP)
         sub_out = np.concatenate([np.asarray(sub(c)) for c in convert.batches_of(z_val, self.batches[-1])])
         subpixel_err = error_figures(sub_out, reference[: len(sub_out)])["max_abs_err"]
-        broken = SUBPIXEL_REWRITE_TOLERANCE.failures(max_abs_err=subpixel_err, mean_abs_err=0.0)
+        subpixel_tolerance = bounds.subpixel_rewrite()
+        broken = subpixel_tolerance.failures(max_abs_err=subpixel_err, mean_abs_err=0.0)
         if broken:
             raise VaeEdgeError(f"the sub-pixel rewrite differs from the decoder: {broken[0]}")
 
@@ -271,11 +281,15 @@ class Exporter:
                     path = self._write(
                         staging, spec, self._convert_decoder(spec, model, calibration, onnx_float)
                     )
-                    entries.append(self._validate_decoder(path, spec, z_val, reference))
+                    entries.append(
+                        self._validate_decoder(path, spec, z_val, reference, bounds.tolerance(spec))
+                    )
                 bar.update()
             c_files = self._c_array(staging, model_name, entries)
             bar.update()
-            manifest = self._manifest(model_name, cfg, entries, c_files, subpixel_err, run_id)
+            manifest = self._manifest(
+                model_name, cfg, entries, c_files, (subpixel_err, subpixel_tolerance), run_id
+            )
             write_json_atomic(staging / MANIFEST, manifest)
         return manifest
 
@@ -317,12 +331,16 @@ class Exporter:
             np.float32
         )
 
-    def _validate_decoder(self, path: Path, v: ArtifactSpec, z: np.ndarray, reference: np.ndarray) -> dict:
+    def _validate_decoder(
+        self, path: Path, v: ArtifactSpec, z: np.ndarray, reference: np.ndarray, tolerance: Tolerance
+    ) -> dict:
+        """Run the artifact on the validation latents; its error against Keras must be within ``tolerance``
+        (derived from the decoder's weights and the artifact's arithmetic: export/bounds.py)."""
         model = open_model(path)
         out = decoder_pixels(run_batched(model, z, v.batch)[0], v.output_activation)
         figures = error_figures(out, reference)
         figures["samples"] = len(z)
-        check_tolerance(v, figures)
+        check_tolerance(v, figures, tolerance)
         ops = []
         if v.format is Format.TFLITE:
             details = TFLiteModel(path, delegates=False).op_details()
@@ -332,7 +350,7 @@ class Exporter:
         else:
             ops = model.op_names()
         extra = {"output_activation": v.output_activation} if v.output_activation else {}
-        return artifact_entry(path, v, model, figures, ops, extra)
+        return artifact_entry(path, v, model, figures, ops, extra, tolerance)
 
     def _validate_encoder(self, path: Path, v: ArtifactSpec, images, ref_mu, ref_logvar) -> dict:
         model = open_model(path)
@@ -391,7 +409,7 @@ class Exporter:
             )
         return out
 
-    def _manifest(self, model_name, cfg, entries, c_files, subpixel_err, run_id: str) -> dict:
+    def _manifest(self, model_name, cfg, entries, c_files, subpixel, run_id: str) -> dict:
         from train.provenance import provenance
 
         return {
@@ -428,7 +446,8 @@ class Exporter:
                 "samples": self.validation_samples,
                 "seed": self.seed + 1,
                 "reference": "Keras float32 decoder on the same prior samples",
-                "subpixel_float_max_abs_err": subpixel_err,
+                "subpixel_float_max_abs_err": subpixel[0],
+                "subpixel_float_tolerance": subpixel[1].to_json(),
             },
             "image": {"shape": [28, 28, 1], "range": [0.0, 1.0]},
             **provenance(),

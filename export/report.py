@@ -10,11 +10,12 @@ from runtime.vocab import INT8_SIZE_RATIO_GOAL
 
 
 def fmt_err(v: dict) -> str:
-    parts = []
-    if "max_abs_err" in v:
-        parts.append(f"max {v['max_abs_err']:.2e}")
-    if "mean_abs_err" in v:
-        parts.append(f"mean {v['mean_abs_err']:.2e}")
+    """The error figures, each with its bound (``≤ …``) where the manifest records one."""
+    parts, tol = [], v.get("tolerance", {})
+    for key, label in (("max_abs_err", "max"), ("mean_abs_err", "mean")):
+        if key in v:
+            bound = tol.get(key.removesuffix("_err"))
+            parts.append(f"{label} {v[key]:.2e}" + (f" (≤ {bound:.1e})" if bound is not None else ""))
     return ", ".join(parts)
 
 

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 
 from runtime.dump import dump_outputs
+from runtime.vocab import PLATFORM_TOLERANCE, Precision
 from tools.pi.check import (
     BOARDS,
     PiCheckError,
     compare_checks,
     compare_dumps,
     cpuinfo_for,
+    output_precisions,
     runtime_requirements,
     validate_pairing,
 )
@@ -57,6 +59,37 @@ def test_compare_dumps():
     assert not compare_dumps(host, {"a": host["a"]})["passed"]  # a missing output fails
 
 
+def test_each_precision_has_its_own_bound():
+    """Dynamic-range int8 outputs may move by what the Pi 5 showed (1.75e-3); float32 ones may not; integer
+    outputs must be bit-exact whatever the artifact."""
+    f32, dyn, i8 = (
+        "m::decoder_transpose_float32_b1.tflite",
+        "m::decoder_transpose_dynamic_int8_b1.tflite",
+        "m::x",
+    )
+    precisions = {f32: Precision.FLOAT32, dyn: Precision.DYNAMIC_INT8, i8: Precision.INT8}
+    host = {
+        f"{f32}::0": np.array([0.5, 0.25], np.float32),
+        f"{dyn}::0": np.array([0.5, 0.25], np.float32),
+        f"{i8}::0": np.array([1, -3], np.int8),
+    }
+    seen_on_pi5 = {**host, f"{dyn}::0": host[f"{dyn}::0"] + 1.75e-3}
+    res = compare_dumps(host, seen_on_pi5, precisions)
+    assert res["passed"], res
+    row = next(r for r in res["rows"] if r["output"] == f"{dyn}::0")
+    assert (
+        row["precision"] == "dynamic_int8"
+        and row["tolerance"] == PLATFORM_TOLERANCE[Precision.DYNAMIC_INT8].max_abs
+    )
+    assert not compare_dumps(host, {**host, f"{f32}::0": host[f"{f32}::0"] + 1.75e-3}, precisions)["passed"]
+    assert not compare_dumps(host, {**host, f"{dyn}::0": host[f"{dyn}::0"] + 0.25}, precisions)["passed"]
+    assert not compare_dumps(host, {**host, f"{i8}::0": np.array([1, -2], np.int8)}, precisions)["passed"]
+    assert not compare_dumps(host, {**host, f"{dyn}::0": host[f"{dyn}::0"] * np.nan}, precisions)["passed"]
+    # Unknown to the manifests: held to float32's bound.
+    assert not compare_dumps(host, seen_on_pi5)["passed"]
+    assert PLATFORM_TOLERANCE[Precision.FLOAT32].max_abs <= 1e-5
+
+
 def test_compare_checks():
     rec = {"model": "m", "artifact": "x", "mean_abs_err": 0.001, "digit_agreement": 0.99, "neg_elbo": 150.0}
     assert compare_checks({"records": [rec]}, {"records": [dict(rec)]})["passed"]
@@ -71,6 +104,9 @@ def test_dump_covers_every_model_artifact(exported):
     int8 = dump["vae2d_corr::decoder_subpixel_int8_b1.tflite::0"]
     assert int8.dtype == np.int8 and int8.shape == (8, 28, 28, 1)
     assert any(k.startswith("classifier::") for k in dump)
+    precisions = output_precisions(exported)
+    assert {k.rsplit("::", 1)[0] for k in dump} <= set(precisions)
+    assert precisions["vae2d_corr::decoder_transpose_dynamic_int8_b1.tflite"] is Precision.DYNAMIC_INT8
 
 
 def test_pi_bundle(exported, mnist_path, tmp_path):

@@ -34,9 +34,8 @@ import numpy as np
 from runtime.cli import cli_main, comma_list, parser, positive_int
 from runtime.dump import dump_outputs
 from runtime.errors import VaeEdgeError
-from runtime.vocab import ALL, VAE_MODELS
+from runtime.vocab import ALL, PLATFORM_TOLERANCE, VAE_MODELS, Precision
 
-FLOAT_TOLERANCE = 1e-5
 # The float32 reference decoder itself differs across ISAs by up to ~1e-5 per pixel (summation order), so the
 # check's figures agree to these absolute tolerances, not to the last bit (seen on the emulated Pi 4: 8e-8 on
 # pixel errors, 8e-6 nats on the ELBO, 2e-7 on Fréchet distances, digit agreement identical; the emulated Pi 5
@@ -161,15 +160,40 @@ def validate_pairing(qemu_cpu: str | None, cpuinfo: str) -> None:
         )
 
 
-def compare_dumps(host: dict, board: dict) -> dict:
+def output_precisions(artifacts: Path) -> dict[str, Precision]:
+    """``<model>::<file>`` -> the artifact's precision, for every artifact the bundle's manifests list."""
+    from runtime.manifest import find_manifests
+
+    return {
+        f"{name}::{entry['path']}": Precision(entry["precision"])
+        for name, m in find_manifests(artifacts).items()
+        for entry in m.artifacts
+    }
+
+
+def compare_dumps(host: dict, board: dict, precisions: dict[str, Precision] | None = None) -> dict:
+    """Each output of the board against the host's: integer outputs bit-exact, float outputs within the
+    PLATFORM_TOLERANCE of their artifact's precision (``precisions`` from :func:`output_precisions`; an
+    artifact it does not name is held to float32's)."""
+    precisions = precisions or {}
     rows, worst_float, worst_lsb, missing = [], 0.0, 0, sorted(set(host) - set(board))
     for key in sorted(set(host) & set(board)):
         a, b = host[key], board[key]
         if a.dtype.kind == "f":
             err = float(np.abs(a.astype(np.float64) - b).max())
-            ok = err <= FLOAT_TOLERANCE
+            precision = precisions.get(key.rsplit("::", 1)[0], Precision.FLOAT32)
+            tolerance = PLATFORM_TOLERANCE[precision]
             worst_float = max(worst_float, err)
-            rows.append({"output": key, "kind": "float", "max_abs_diff": err, "passed": ok})
+            rows.append(
+                {
+                    "output": key,
+                    "kind": "float",
+                    "precision": precision.value,
+                    "max_abs_diff": err,
+                    "tolerance": tolerance.max_abs,
+                    "passed": tolerance.passed(err),
+                }
+            )
         else:
             lsb = int(np.abs(a.astype(np.int32) - b.astype(np.int32)).max())
             worst_lsb = max(worst_lsb, lsb)
@@ -428,14 +452,15 @@ def pi_check(
     report = {
         "boards": {},
         "criteria": {
-            "float_max_abs": FLOAT_TOLERANCE,
+            "float_max_abs": {p.value: t.max_abs for p, t in PLATFORM_TOLERANCE.items()},
             "int8": "bit-exact",
             "check_figures_atol": CHECK_FIGURE_ATOL,
         },
         "check_samples": check_samples,
     }
+    precisions = output_precisions(art)
     for b, d in results.items():
-        dump = compare_dumps(host_dump, dict(np.load(d / "dump.npz")))
+        dump = compare_dumps(host_dump, dict(np.load(d / "dump.npz")), precisions)
         check = compare_checks(host_check, json.loads((d / "check.json").read_text()))
         bench = json.loads((d / "bench.json").read_text())
         report["boards"][b] = {
@@ -461,7 +486,8 @@ def pi_markdown(report: dict) -> str:
         "",
         "Debian 12 arm64 root under qemu-user, the runtime installed alone from aarch64 wheels (no TensorFlow), "
         "the `make pi-bundle` artifacts. Pass criteria: every artifact loads; float outputs within "
-        f"{FLOAT_TOLERANCE:g} of the host's; int8 outputs bit-exact; the check's figures equal the host's "
+        + ", ".join(f"{t.max_abs:g} ({p})" for p, t in PLATFORM_TOLERANCE.items())
+        + " of the host's, by the artifact's precision; int8 outputs bit-exact; the check's figures equal the host's "
         f"within the absolute tolerances {CHECK_FIGURE_ATOL} on {report['check_samples']} samples. Emulated timings are recorded "
         "but **meaningless for speed**.",
         "",
