@@ -5,6 +5,7 @@ refuses a file whose sha256 does not match, and answers keyboard, pointer and to
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
@@ -69,8 +70,9 @@ def test_build_is_self_contained(site):
     assert {f"models/vae2d_corr/{model.int8}", f"models/vae2d_corr/{model.float32}"} <= names
     assert "models/vae2d_corr/manifest.json" in names
     assert {path for path, _ in RUNTIME_FILES[site.runtime]} <= names
-    if site.runtime == "vae-edge-wasm":  # two small modules per model, nothing else to download
+    if site.runtime == "vae-edge-wasm":  # small modules per model (int8 twice: relaxed SIMD), nothing else
         assert (model.int8, model.float32) == ("decoder_int8.wasm", "decoder_float32.wasm")
+        assert "models/vae2d_corr/decoder_int8_relaxed.wasm" in names
         assert not any(n.startswith("runtime/") for n in names)
         assert site.site_bytes("vae2d_corr") < 3e6
     for page_file in ("index.html", "app.js", "backends.js"):  # no URL to any other host
@@ -120,6 +122,14 @@ def test_page_decodes_like_the_python_runtime(exported, site, browser, url):
     assert errors == []
     assert opened.requests and all(u.startswith(url) or u.startswith("data:") for u in opened.requests)
     page.context.close()
+    if site.runtime == "vae-edge-wasm":  # Chromium has relaxed SIMD: the page ran the relaxed int8 module
+        assert state["relaxedSimd"] and state["decoderFiles"]["int8"] == "decoder_int8_relaxed.wasm"
+        fallback = open_site_page(browser, url + "?relaxed=0")  # the SIMD module, as without relaxed SIMD
+        simd = fallback.page.evaluate("([p, z]) => vaeEdge.decode(p, z)", ["int8", z.tolist()])
+        state = fallback.page.evaluate("vaeEdge.state()")
+        assert not state["relaxedSimd"] and state["decoderFiles"]["int8"] == "decoder_int8.wasm"
+        assert np.array_equal(np.asarray(simd, np.float32), pages["int8"]) and fallback.errors == []
+        fallback.page.context.close()
 
 
 @pytest.mark.parametrize("runtime", parse_args(["bench"]).runtimes)
@@ -204,7 +214,12 @@ PAGE_FILES = [
 
 def test_a_modified_file_is_refused_with_a_visible_error(site, browser, tmp_path):
     names = {"INT8": site.models[0].int8, "FLOAT32": site.models[0].float32}
-    for i, (target, message) in enumerate(PAGE_FILES + RUNTIME_FILES[site.runtime]):
+    cases = [(target, message, "") for target, message in PAGE_FILES + RUNTIME_FILES[site.runtime]]
+    if site.runtime == "vae-edge-wasm":  # Chromium runs the relaxed int8 module; ?relaxed=0, the SIMD one
+        relaxed = "models/vae2d_corr/decoder_int8_relaxed.wasm"
+        cases = [(t, m, "?relaxed=0" if t.endswith("/INT8") else "") for t, m, _ in cases]
+        cases.append((relaxed, f"sha256 mismatch for {relaxed}", ""))
+    for i, (target, message, query) in enumerate(cases):
         for key, name in names.items():
             target, message = target.replace(key, name), message.replace(key, name)
         broken = tmp_path / f"site{i}"
@@ -213,7 +228,7 @@ def test_a_modified_file_is_refused_with_a_visible_error(site, browser, tmp_path
         data[len(data) // 2] ^= 0x01  # one bit: same size, different digest
         (broken / target).write_bytes(bytes(data))
         with serving(broken) as base:
-            page = open_site_page(browser, base).page
+            page = open_site_page(browser, base + query).page
             error = page.locator("#error")
             assert error.is_visible(), target
             assert message in error.inner_text(), target
@@ -263,26 +278,48 @@ console.log(JSON.stringify(out));
 """
 
 
-def test_wasm_int8_logits_are_tflm_bit_exact(exported, tmp_path):
-    """The int8 module (generated C, WebAssembly SIMD kernels and vector requantization) gives TFLite Micro's
-    int8 logits on every pixel of 200 latents, those at the edges of the int8 range included."""
-    node = shutil.which("node")
-    assert node, "node is needed (apt-get install nodejs)"
+# The same in Chromium (the engine the page runs in, relaxed SIMD included): a module's bytes in, logits out.
+PAGE_DECODE = """async ([b64, zs]) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const { instance } = await WebAssembly.instantiate(bytes, {});
+  const e = instance.exports, d = e.vae_edge_latent_dim(), out = [];
+  for (const z of zs) {
+    new Float32Array(e.memory.buffer, e.vae_edge_input(), d).set(z);
+    e.vae_edge_decode();
+    out.push(Array.from(new Float32Array(e.memory.buffer, e.vae_edge_output(), 784)));
+  }
+  return out;
+}"""
+
+
+@pytest.fixture(scope="module")
+def int8_modules(exported, tmp_path_factory):
+    """The tiny model's int8 modules: "int8" (WebAssembly SIMD), "int8_relaxed" (relaxed SIMD) and
+    "relaxed_stand_in" (the relaxed build before its calls of the exact stand-in became the instruction)."""
+    from firmware_sim.codegen import generate, relaxed_eligible
+    from tools.web.wasm import build_relaxed_module, int8_glue
+
+    out = tmp_path_factory.mktemp("wasm")
     manifest = load_manifest(exported / "vae2d_corr" / "export")
-    module = build_wasm_decoders(manifest, tmp_path)["int8"].path
-    tflite = manifest.folder / source_entries(manifest)["int8"]["path"]
+    modules = {k: d.path for k, d in build_wasm_decoders(manifest, out).items() if k != "float32"}
+    generated = generate(source=manifest.folder, out=out / "c", graph="subpixel", name=manifest.model)
+    assert relaxed_eligible(generated.plan) and "int8_relaxed" in modules
+    glue = out / "c" / "browser.c"
+    glue.write_text(int8_glue(manifest.model))
+    modules["relaxed_stand_in"] = build_relaxed_module(
+        [generated.source, glue], out / "stand_in.wasm", [out / "c"], patch=False
+    )
+    return manifest, modules
+
+
+def _latents() -> np.ndarray:
     z = np.random.default_rng(11).normal(0, 1.6, (200, 2)).astype(np.float32)
     z[:4] = [[-9, -9], [9, 9], [-9, 9], [0, 0]]  # saturate the int8 latent in every corner
-    (tmp_path / "decode.mjs").write_text(NODE_DECODE)
-    (tmp_path / "z.json").write_text(json.dumps(z.tolist()))
-    done = subprocess.run(
-        [node, str(tmp_path / "decode.mjs"), str(module), str(tmp_path / "z.json")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    logits = np.asarray(json.loads(done.stdout), np.float32)
+    return z
+
+
+def _assert_tflm_logits(tflite, z: np.ndarray, logits: np.ndarray) -> None:
+    """The module's float logits are s_out * (q - zp_out) of TFLite Micro's int8 logits q, on every pixel."""
     g = load_graph(tflite)
     tin, tout = g.tensors[g.inputs[0]], g.tensors[g.outputs[0]]
     zq = quantize_latents(z, tin.scale[0], int(tin.zero_point[0]))
@@ -293,3 +330,98 @@ def test_wasm_int8_logits_are_tflm_bit_exact(exported, tmp_path):
     tflm = TflmModel(data, smallest_arena(data, zq[:1]))
     expected = np.stack([tflm.run(row[None]).reshape(-1) for row in zq]).astype(np.int32)
     assert np.array_equal(q, expected)
+
+
+@pytest.mark.parametrize("module", ["int8", "relaxed_stand_in"])
+def test_wasm_int8_logits_are_tflm_bit_exact(int8_modules, module, tmp_path):
+    """The int8 module (generated C, WebAssembly SIMD kernels and vector requantization) gives TFLite Micro's
+    int8 logits on every pixel of 200 latents, those at the edges of the int8 range included; so does the
+    relaxed build's arithmetic (int8 activations in two planes, the high plane's corrections), run with the
+    exact stand-in of the relaxed dot product, in Node's V8 (which Chromium runs it in)."""
+    node = shutil.which("node")
+    assert node, "node is needed (apt-get install nodejs)"
+    manifest, modules = int8_modules
+    z = _latents()
+    (tmp_path / "decode.mjs").write_text(NODE_DECODE)
+    (tmp_path / "z.json").write_text(json.dumps(z.tolist()))
+    done = subprocess.run(
+        [node, str(tmp_path / "decode.mjs"), str(modules[module]), str(tmp_path / "z.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    _assert_tflm_logits(
+        manifest.folder / source_entries(manifest)["int8"]["path"],
+        z,
+        np.asarray(json.loads(done.stdout), np.float32),
+    )
+
+
+def test_wasm_relaxed_int8_logits_are_tflm_bit_exact_in_chromium(int8_modules, browser):
+    """The relaxed SIMD module, its dot products the real instruction, in Chromium (Node 20's V8 computes
+    i32x4.relaxed_dot_i8x16_i7x16_add_s wrongly, dropping its accumulator): TFLite Micro's logits on every
+    pixel, like the stand-in; and it is the stand-in module with each call of the stand-in (and nothing else)
+    rewritten into the instruction."""
+    from tools.web.wasm import RELAXED_DOT_STUB, patch_relaxed_dot
+
+    manifest, modules = int8_modules
+    relaxed = modules["int8_relaxed"].read_bytes()
+    assert RELAXED_DOT_STUB.encode() not in relaxed  # its export is gone with its calls
+    patched, calls = patch_relaxed_dot(modules["relaxed_stand_in"].read_bytes())
+    assert calls > 0 and patched == relaxed  # the stand-in's calls, and nothing else, became the instruction
+    z = _latents()
+    page = browser.new_page()
+    try:
+        assert page.evaluate(
+            "(b) => WebAssembly.validate(Uint8Array.from(atob(b), (c) => c.charCodeAt(0)))",
+            base64.b64encode(relaxed).decode(),
+        )
+        logits = page.evaluate(PAGE_DECODE, [base64.b64encode(relaxed).decode(), z.tolist()])
+    finally:
+        page.close()
+    _assert_tflm_logits(
+        manifest.folder / source_entries(manifest)["int8"]["path"], z, np.asarray(logits, np.float32)
+    )
+
+
+@pytest.mark.parametrize("seed", [3, 8])
+def test_wasm_relaxed_int8_is_tflm_bit_exact_on_randomized_decoders(exported, browser, tmp_path, seed):
+    """The tiny decoder with every scale, zero point, weight and bias drawn anew (per-channel shifts: the
+    requantization's scalar paths; other zero points: other input ranges in the two planes): the relaxed
+    module, its stand-in build and the SIMD module give TFLite Micro's logits, in Chromium."""
+    from firmware_sim.codegen import generate, relaxed_eligible
+    from firmware_sim.synthetic import randomized_decoder
+    from tools.web.wasm import EXPORTS, INT8_EXPORTS, build_relaxed_module, compile_module, int8_glue
+
+    manifest = load_manifest(exported / "vae2d_corr" / "export")
+    tflite = tmp_path / "decoder.tflite"
+    data = randomized_decoder(
+        (manifest.folder / source_entries(manifest)["int8"]["path"]).read_bytes(), np.random.default_rng(seed)
+    )
+    tflite.write_bytes(data)
+    generated = generate(source=tflite, out=tmp_path / "c", graph="subpixel", name="rnd")
+    assert relaxed_eligible(generated.plan)
+    glue = tmp_path / "c" / "browser.c"
+    glue.write_text(int8_glue("rnd"))
+    sources, include = [generated.source, glue], [tmp_path / "c"]
+    modules = {
+        "int8": compile_module(sources, tmp_path / "int8.wasm", include, EXPORTS + INT8_EXPORTS),
+        "relaxed": build_relaxed_module(sources, tmp_path / "relaxed.wasm", include),
+        "stand_in": build_relaxed_module(sources, tmp_path / "stand_in.wasm", include, patch=False),
+    }
+    z = np.random.default_rng(seed).normal(0, 2.5, (40, 2)).astype(np.float32)
+    z[:4] = [[-9, -9], [9, 9], [-9, 9], [0, 0]]
+    page = browser.new_page()
+    try:
+        logits = {
+            name: page.evaluate(PAGE_DECODE, [base64.b64encode(module.read_bytes()).decode(), z.tolist()])
+            for name, module in modules.items()
+        }
+    finally:
+        page.close()
+    for name in modules:
+        try:
+            _assert_tflm_logits(tflite, z, np.asarray(logits[name], np.float32))
+        except AssertionError as e:
+            raise AssertionError(f"{name}: logits differ from TFLite Micro's") from e

@@ -3,7 +3,7 @@
 wasm-ld (Debian: ``apt-get install clang lld``); no Emscripten, no libc.
 
     from tools.web.wasm import build_wasm_decoders
-    records = build_wasm_decoders(manifest, out_dir)   # {"int8": WasmDecoder, "float32": WasmDecoder}
+    records = build_wasm_decoders(manifest, out_dir)   # {"int8", "int8_relaxed", "float32": WasmDecoder}
 
 Each module exports the same four functions, so the page drives both alike:
 
@@ -18,6 +18,14 @@ logit of each int8 value, -128 .. 127), so the page takes the sigmoid of those 2
 pixels up: the same values as the sigmoid of every logit, without 784 exp() a decode. float32: the sub-pixel float32
 ``.tflite`` graph (FULLY_CONNECTED, RESHAPE, PAD, CONV_2D, DEPTH_TO_SPACE) lowered to calls of
 ``wasm/float_kernels.h``; its LOGISTIC is left to the page (it commutes with the layout ops after it).
+
+int8_relaxed (``decoder_int8_relaxed.wasm``, when :func:`firmware_sim.codegen.relaxed_eligible`): the same
+generated C built with ``-DVAE_EDGE_RELAXED_DOT`` for engines with WebAssembly relaxed SIMD (Chromium >= 114):
+``conv_row_relaxed`` does four multiply-accumulates per lane with ``i32x4.relaxed_dot_i8x16_i7x16_add_s``, its
+7-bit operand always in [0, 127] so that every engine computes the same integers (the same logits as the int8
+module, TFLite Micro's). clang 14 has no builtin for that instruction: the C calls an exact SIMD128 stand-in,
+exported, and :func:`patch_relaxed_dot` rewrites each call into the instruction. The page validates a tiny
+relaxed module and loads this one where it validates, the int8 module elsewhere.
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ EXPORTS = ("vae_edge_latent_dim", "vae_edge_input", "vae_edge_output", "vae_edge
 INT8_EXPORTS = ("vae_edge_output_int8", "vae_edge_dequantized")
 CFLAGS = ("--target=wasm32", "-O3", "-msimd128", "-nostdlib", "-ffreestanding", "-std=c99")
 PIXELS = 28 * 28
+# The int8 module for engines with WebAssembly relaxed SIMD (the page validates a tiny module to choose).
+RELAXED = "int8_relaxed"
 # Ops after which the float graph may only rearrange values (so its LOGISTIC can move to the page).
 LAYOUT_OPS = ("RESHAPE", "DEPTH_TO_SPACE")
 
@@ -80,16 +90,185 @@ def toolchain() -> str:
 
 
 def compile_module(
-    sources: list[Path], out: Path, include: list[Path], exports: tuple[str, ...] = EXPORTS
+    sources: list[Path],
+    out: Path,
+    include: list[Path],
+    exports: tuple[str, ...] = EXPORTS,
+    defines: tuple[str, ...] = (),
 ) -> Path:
     """Compile and link C sources into one freestanding WebAssembly module exporting ``exports``."""
-    cmd = [toolchain(), *CFLAGS, f"-I{WASM_DIR}", *(f"-I{d}" for d in include), "-o", str(out)]
+    cmd = [toolchain(), *CFLAGS, *(f"-D{d}" for d in defines), f"-I{WASM_DIR}"]
+    cmd += [*(f"-I{d}" for d in include), "-o", str(out)]
     cmd += ["-Wl,--no-entry", "-Wl,--strip-all", *(f"-Wl,--export={name}" for name in exports)]
     done = subprocess.run(
         [*cmd, *map(str, sources), str(WASM_DIR / "libc.c")], capture_output=True, text=True
     )
     if done.returncode != 0:
         raise VaeEdgeError(f"clang could not build {out.name}: {done.stderr.strip().splitlines()[0]}")
+    return out
+
+
+RELAXED_DOT_STUB = "vae_edge_relaxed_dot"
+RELAXED_DOT_OPCODE = b"\xfd\x93\x02"  # i32x4.relaxed_dot_i8x16_i7x16_add_s (0xfd 0x113)
+# SIMD (0xfd) opcodes by immediate: a memarg, a memarg and a lane, one lane byte, 16 bytes
+_SIMD_MEMARG = {*range(0, 12), 92, 93}
+_SIMD_MEMARG_LANE = set(range(84, 92))
+_SIMD_LANE = set(range(21, 35))
+_SIMD_BYTES16 = {12, 13}
+
+
+def _leb(data: bytes, i: int) -> tuple[int, int]:
+    """An unsigned LEB128 at data[i]: (value, the index after it)."""
+    value = shift = 0
+    while True:
+        b = data[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return value, i
+
+
+def _uleb(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, value = value & 0x7F, value >> 7
+        out.append(b | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _skip_leb(data: bytes, i: int) -> int:
+    while data[i] & 0x80:
+        i += 1
+    return i + 1
+
+
+def _patch_body(body: bytes, stub: int) -> tuple[bytes, int]:
+    """A function body with every ``call stub`` replaced by the relaxed dot instruction, and how many."""
+    out = bytearray()
+    i = 0
+    groups, i = _leb(body, i)
+    for _ in range(groups):
+        i = _skip_leb(body, i) + 1  # count, value type
+    out += body[:i]
+    calls = 0
+    while i < len(body):
+        start, op = i, body[i]
+        i += 1
+        if op in (0x02, 0x03, 0x04):  # block type: one byte (empty or a value type) or a type index (s33)
+            i = i + 1 if body[i] in (0x40, 0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F) else _skip_leb(body, i)
+        elif op in (0x0C, 0x0D, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x3F, 0x40, 0x41, 0x42, 0xD2):
+            i = _skip_leb(body, i)
+        elif op == 0x0E:  # br_table
+            n, i = _leb(body, i)
+            for _ in range(n + 1):
+                i = _skip_leb(body, i)
+        elif op == 0x10:
+            callee, i = _leb(body, i)
+            if callee == stub:
+                out += RELAXED_DOT_OPCODE
+                calls += 1
+                continue
+        elif op == 0x11:  # call_indirect: type, table
+            i = _skip_leb(body, _skip_leb(body, i))
+        elif op == 0x1C:  # select with types
+            n, i = _leb(body, i)
+            i += n
+        elif 0x28 <= op <= 0x3E:  # memarg: align, offset
+            i = _skip_leb(body, _skip_leb(body, i))
+        elif op == 0x43:
+            i += 4
+        elif op == 0x44:
+            i += 8
+        elif op == 0xD0:
+            i += 1
+        elif op == 0xFC:
+            sub, i = _leb(body, i)
+            for _ in range({8: 2, 9: 1, 10: 2, 11: 1, 12: 2, 13: 1, 14: 2, 15: 1, 16: 1, 17: 1}.get(sub, 0)):
+                i = _skip_leb(body, i)
+        elif op == 0xFD:
+            sub, i = _leb(body, i)
+            if sub in _SIMD_MEMARG or sub in _SIMD_MEMARG_LANE:
+                i = _skip_leb(body, _skip_leb(body, i)) + (sub in _SIMD_MEMARG_LANE)
+            elif sub in _SIMD_LANE:
+                i += 1
+            elif sub in _SIMD_BYTES16:
+                i += 16
+        elif not (op <= 0x01 or op in (0x05, 0x0B, 0x0F, 0x1A, 0x1B, 0xD1) or 0x45 <= op <= 0xC4):
+            raise VaeEdgeError(
+                f"opcode 0x{op:02x} at byte {start} of a function body: not one the patcher reads"
+            )
+        out += body[start:i]
+    return bytes(out), calls
+
+
+def patch_relaxed_dot(module: bytes) -> tuple[bytes, int]:
+    """``module`` with each call of the exported stub function replaced by i32x4.relaxed_dot_i8x16_i7x16_add_s
+    (the stub's parameters and result are the instruction's operands and result) and the stub's export removed;
+    and how many calls were replaced."""
+    if module[:8] != b"\0asm\1\0\0\0":
+        raise VaeEdgeError("not a WebAssembly module")
+    sections, i = [], 8
+    while i < len(module):
+        sid = module[i]
+        size, j = _leb(module, i + 1)
+        sections.append([sid, module[j : j + size]])
+        i = j + size
+    stub, calls = None, 0
+    for sec in sections:
+        if sec[0] == 7:  # exports: find the stub's function index, drop its entry
+            data, kept = sec[1], []
+            n, k = _leb(data, 0)
+            for _ in range(n):
+                start = k
+                length, k = _leb(data, k)
+                name = data[k : k + length].decode()
+                kind = data[k + length]
+                index, k = _leb(data, k + length + 1)
+                if name == RELAXED_DOT_STUB and kind == 0:
+                    stub = index
+                else:
+                    kept.append(data[start:k])
+            sec[1] = _uleb(len(kept)) + b"".join(kept)
+    if stub is None:
+        raise VaeEdgeError(f"the module does not export {RELAXED_DOT_STUB}")
+    for sec in sections:
+        if sec[0] == 10:  # code
+            data, bodies = sec[1], []
+            n, k = _leb(data, 0)
+            for _ in range(n):
+                size, k = _leb(data, k)
+                body, count = _patch_body(data[k : k + size], stub)
+                bodies.append(_uleb(len(body)) + body)
+                calls += count
+                k += size
+            sec[1] = _uleb(n) + b"".join(bodies)
+    out = bytearray(module[:8])
+    for sid, data in sections:
+        out += bytes([sid]) + _uleb(len(data)) + data
+    return bytes(out), calls
+
+
+def build_relaxed_module(sources: list[Path], out: Path, include: list[Path], *, patch: bool = True) -> Path:
+    """The int8 module for engines with relaxed SIMD: the generated C built with ``-DVAE_EDGE_RELAXED_DOT``
+    (conv_row_relaxed), then each call of its exact stand-in for the relaxed dot product replaced by the
+    instruction. Refuses a module where nothing was replaced. ``patch=False``: the stand-in's calls are kept
+    (the same integers in any WebAssembly SIMD engine; the tests check the kernel's arithmetic with it)."""
+    stub = out.with_name(out.name + ".stub")
+    try:
+        compile_module(
+            sources, stub, include, EXPORTS + INT8_EXPORTS + (RELAXED_DOT_STUB,), ("VAE_EDGE_RELAXED_DOT",)
+        )
+        if not patch:
+            out.write_bytes(stub.read_bytes())
+            return out
+        patched, calls = patch_relaxed_dot(stub.read_bytes())
+    finally:
+        stub.unlink(missing_ok=True)
+    if calls == 0:
+        raise VaeEdgeError(f"{out.name}: the generated C made no relaxed dot products; nothing to build")
+    out.write_bytes(patched)
     return out
 
 
@@ -274,7 +453,7 @@ def tflm_pixels(tflite: Path, z: np.ndarray) -> tuple[np.ndarray, float]:
 
 def build_wasm_decoders(manifest: Manifest, out_dir: Path) -> dict[str, WasmDecoder]:
     """Compile ``manifest``'s int8 and float32 sub-pixel decoders into ``out_dir``/decoder_{int8,float32}.wasm."""
-    from firmware_sim.codegen import generate
+    from firmware_sim.codegen import generate, relaxed_eligible
 
     toolchain()
     out_dir = Path(out_dir)
@@ -287,17 +466,19 @@ def build_wasm_decoders(manifest: Manifest, out_dir: Path) -> dict[str, WasmDeco
         glue.write_text(int8_glue(manifest.model))
         float_c = tmp / "float32.c"
         float_c.write_text(emit_float_decoder(manifest.verify(sources["float32"])))
+        int8_sources, int8_include = [generated.source, glue], [tmp / "int8"]
         built = {
             "int8": compile_module(
-                [generated.source, glue],
-                out_dir / "decoder_int8.wasm",
-                [tmp / "int8"],
-                EXPORTS + INT8_EXPORTS,
+                int8_sources, out_dir / "decoder_int8.wasm", int8_include, EXPORTS + INT8_EXPORTS
             ),
             "float32": compile_module([float_c], out_dir / "decoder_float32.wasm", []),
         }
+        if relaxed_eligible(generated.plan):
+            built[RELAXED] = build_relaxed_module(
+                int8_sources, out_dir / "decoder_int8_relaxed.wasm", int8_include
+            )
     for precision, path in built.items():
-        entry = sources[precision]
+        entry = sources["int8" if precision == RELAXED else precision]
         made[precision] = WasmDecoder(
             precision, path, _sha256(path), path.stat().st_size, entry["path"], entry["sha256"]
         )

@@ -11,6 +11,27 @@ const GRID_N = 15; // manifold grid: GRID_N x GRID_N digits
 const KEY_STEP = 0.1;
 const TIMES_KEPT = 200;
 
+// vae-edge-wasm builds its int8 decoder twice (tools/web/wasm.py): WebAssembly SIMD, and relaxed SIMD (an int8
+// dot product per four multiply-accumulates, the same logits bit for bit). The page runs the relaxed one where
+// the engine validates this module, () -> v128 computing i32x4.relaxed_dot_i8x16_i7x16_add_s of three zero
+// vectors; ?relaxed=0 keeps the SIMD one.
+const V128_ZERO = [0xfd, 0x0c, ...new Array(16).fill(0)];
+const RELAXED_SIMD_PROBE = new Uint8Array([
+  ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00], // magic, version
+  ...[0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b], // type section: () -> v128
+  ...[0x03, 0x02, 0x01, 0x00], // function section
+  ...[0x0a, 0x3d, 0x01, 0x3b, 0x00, ...V128_ZERO, ...V128_ZERO, ...V128_ZERO, 0xfd, 0x93, 0x02, 0x0b], // code
+]);
+const RELAXED_SIMD =
+  new URLSearchParams(location.search).get("relaxed") !== "0" &&
+  (() => {
+    try {
+      return WebAssembly.validate(RELAXED_SIMD_PROBE);
+    } catch {
+      return false;
+    }
+  })();
+
 const state = {
   site: null,
   runtime: null,
@@ -24,6 +45,7 @@ const state = {
   rng: null,
   samples: 0,
   phases: {}, // milestone -> ms since navigation start (shown to the bench)
+  decoderFiles: {}, // precision -> the file each model's decoder of that precision was loaded from (last model)
 };
 
 function mark(name) {
@@ -88,7 +110,8 @@ function fetchModelFiles(name) {
           PRECISIONS.map(async (precision) => {
             // A decoder the build compiled (vae-edge-wasm) is pinned by site.json; one copied from the export,
             // by the model's manifest.
-            const pinned = rec.decoders[precision];
+            const relaxed = precision === "int8" && RELAXED_SIMD ? rec.decoders.int8_relaxed : undefined;
+            const pinned = relaxed ?? rec.decoders[precision];
             const entry =
               typeof pinned === "object" ? pinned : manifest.artifacts.find((a) => a.path === pinned);
             if (!entry) throw new IntegrityError(`${rec.manifest.path} does not list ${pinned}`);
@@ -97,6 +120,7 @@ function fetchModelFiles(name) {
             }
             const bytes = await fetchVerified({ path: `models/${name}/${entry.path}`, sha256: entry.sha256 });
             decoders[precision] = { entry, bytes };
+            state.decoderFiles[precision] = entry.path;
           }),
         );
         return { manifest, decoders };
@@ -528,6 +552,8 @@ window.vaeEdge = {
     firstDecodeMs: state.firstDecodeMs,
     error: state.error,
     phases: { ...state.phases },
+    decoderFiles: { ...state.decoderFiles },
+    relaxedSimd: RELAXED_SIMD,
   }),
   selectModel: (name) => selectModel(name),
   idle: async () => {
