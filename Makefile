@@ -81,7 +81,7 @@ pi-bundle: setup  ## runtime + exported artifacts + MNIST test split -> dist/vae
 pi-check: setup  ## (root) runtime alone on emulated Pi 4/5 (qemu-user, Debian 12 arm64) vs the host -> reports/pi_check.*
 	$(PY) -m tools.pi.check --artifacts $(ARTIFACTS) --reports $(REPORTS) --boards pi4,pi5
 
-fuzz: setup  ## 1000+1000 mutated models, 200 manifests/inputs/.npz, 100 firmware graphs -> reports/fuzz.{json,md}
+fuzz: setup  ## mutated models, manifests, inputs, .npz, firmware graphs, C-generator graphs, run sets for export, CLI output paths -> reports/fuzz.{json,md}
 	$(PY) -m tools.fuzz --artifacts $(ARTIFACTS) --reports $(REPORTS) $(if $(VAE_EDGE_MNIST),--data $(VAE_EDGE_MNIST),)
 
 bench-decode: setup  ## peak RSS of decoding 1e4/1e5/1e6 latents, streamed vs one call -> reports/decode_rss.{json,md}

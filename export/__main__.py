@@ -103,7 +103,14 @@ def main(args: argparse.Namespace) -> int:
 
 
 def export_one(args: argparse.Namespace, root: Path, name: str) -> None:
-    """Convert, validate and publish one model's artifacts (its previous export stays if anything fails)."""
+    """Convert, validate and publish one model's artifacts (its previous export stays if anything fails).
+
+    The folder is checked first without TensorFlow (export/preflight.py): an edited config.json or a hostile
+    model file is refused in a second, as one line; TensorFlow is imported only for a folder that passed."""
+    from .preflight import check_model_folder, quiet_tensorflow_import
+
+    check_model_folder(root / name, name)
+    quiet_tensorflow_import()
     from .pipeline import Exporter
 
     exporter = Exporter(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import os
 import warnings
 import zipfile
@@ -45,6 +44,7 @@ from train.runset import verify_run_set
 
 from . import carray, convert
 from .bounds import DecoderBounds
+from .preflight import keras_layers, read_model_config, retrain_hint
 from .variants import classifier_variants, decoder_variants, encoder_variants
 
 MANIFEST = "manifest.json"
@@ -60,15 +60,8 @@ def load_keras(path: Path, model_name: str, architecture):
     refuse a file whose layers differ from ``architecture``, naming the first difference), the model is built
     by ``architecture`` (a ``train/model.py`` builder) and only the weights are read from the file.
     """
-    if not path.is_file():
-        raise VaeEdgeError(f"{path} not found; train it first: python -m train --model {model_name}")
     retrain = f"retrain it: python -m train --model {model_name}"
-    try:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-        found = [(layer["class_name"], layer["config"]["name"]) for layer in config["config"]["layers"]]
-    except (zipfile.BadZipFile, OSError, KeyError, TypeError, ValueError, EOFError) as exc:
-        raise VaeEdgeError(f"{path} is corrupt or truncated ({type(exc).__name__}); {retrain}") from None
+    found = keras_layers(path, model_name)  # plain JSON, size-capped; a hostile archive is a refusal
     model = architecture()
     expected = [(type(layer).__name__, layer.name) for layer in model.layers]
     if found != expected:
@@ -101,23 +94,16 @@ def load_keras(path: Path, model_name: str, architecture):
 
 
 def load_config(model_dir: Path, model_name: str):
+    """The model's config, its fields checked within bounds (export.preflight) before anything is built."""
     from train.model import config_from_json
 
-    path = model_dir / "config.json"
-    if not path.is_file():
-        raise VaeEdgeError(f"{path} not found; train the model first: python -m train --model {model_name}")
+    model = read_model_config(model_dir, model_name)
     try:
-        cfg = config_from_json(json.loads(path.read_text())["model"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        return config_from_json(model)
+    except (KeyError, TypeError, ValueError) as exc:  # InvalidInputError is a ValueError
         raise VaeEdgeError(
-            f"{path} is unreadable ({exc}); retrain: python -m train --model {model_name}"
+            f"{model_dir / 'config.json'} is unreadable ({exc}); {retrain_hint(model_dir, model_name)}"
         ) from None
-    if cfg.name != model_name:
-        raise VaeEdgeError(
-            f"{model_dir} holds the model {cfg.name!r}, not {model_name!r}; point --artifacts at the folder "
-            f"that contains {model_name}/"
-        )
-    return cfg
 
 
 @functools.lru_cache(maxsize=1)

@@ -2347,6 +2347,10 @@ def write_files_together(files: dict[Path, str]) -> None:
     import os
     import tempfile
 
+    from runtime.fileio import replaceable_target
+
+    for target in files:  # a device, pipe or folder in a target's place is refused before anything is written
+        replaceable_target(target)
     temps: dict[Path, Path] = {}
     backups: dict[Path, Path | None] = {}
     done: list[Path] = []

@@ -12,8 +12,11 @@ protobuf), so a truncated or corrupt model raises :class:`ModelLoadError` instea
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +61,42 @@ def quantize(x: np.ndarray, info: TensorInfo) -> np.ndarray:
 
 def dequantize(q: np.ndarray, info: TensorInfo) -> np.ndarray:
     return ((q.astype(np.int32) - info.zero_point) * np.float32(info.scale)).astype(np.float32)
+
+
+DELEGATE_BANNER = "Created TensorFlow Lite XNNPACK delegate"
+
+
+@contextlib.contextmanager
+def without_delegate_banner():
+    """Drop LiteRT's ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` from file descriptor 2.
+
+    Its C++ prints that line when it first creates the delegate, so a CLI that then refuses (a full disk while
+    writing a sample) showed two lines where one ``error:`` line is promised. Whatever else the native code
+    writes meanwhile is passed on to stderr. Where stderr has no file descriptor (captured by a test) there is
+    nothing to redirect."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), fd)
+        try:
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [
+                line
+                for line in tmp.read().decode(errors="replace").splitlines(keepends=True)
+                if DELEGATE_BANNER not in line
+            ]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def import_tflite_interpreter(preferred: tuple[str, ...] = TFLITE_BACKENDS):
@@ -122,8 +161,9 @@ class TFLiteModel:
                 kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         try:
             # The interpreter verifies the flatbuffer and raises ValueError on a malformed one.
-            self.interpreter = interpreter_cls(model_content=data, num_threads=num_threads, **kwargs)
-            self.interpreter.allocate_tensors()
+            with without_delegate_banner():
+                self.interpreter = interpreter_cls(model_content=data, num_threads=num_threads, **kwargs)
+                self.interpreter.allocate_tensors()
             # Tensor details of a corrupt file can hold anything (a bad dtype enum raises TypeError).
             self.inputs = [self._info(d) for d in self.interpreter.get_input_details()]
             self.outputs = [self._info(d) for d in self.interpreter.get_output_details()]

@@ -43,13 +43,15 @@ def cli_main(main: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
     return wrapper
 
 
-def _number(kind: type, minimum: float, what: str) -> Callable[[str], int | float]:
+def _number(
+    kind: type, minimum: float, what: str, maximum: float | None = None
+) -> Callable[[str], int | float]:
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        if value != value or value < minimum:  # NaN too
+        if value != value or value < minimum or (maximum is not None and value > maximum):  # NaN too
             raise argparse.ArgumentTypeError(f"{text} is not {what}")
         return value
 
@@ -60,6 +62,13 @@ def _number(kind: type, minimum: float, what: str) -> Callable[[str], int | floa
 def int_at_least(minimum: int, why: str = "") -> Callable[[str], int]:
     """An integer flag with a lower bound; ``why`` says what the bound protects."""
     return _number(int, minimum, f"an integer >= {minimum}" + (f" ({why})" if why else ""))
+
+
+def int_between(minimum: int, maximum: int, why: str = "") -> Callable[[str], int]:
+    """An integer flag with both bounds (``--port``: 65536 would only fail later, deep in the socket call)."""
+    return _number(
+        int, minimum, f"an integer from {minimum} to {maximum}" + (f" ({why})" if why else ""), maximum
+    )
 
 
 positive_int = int_at_least(1)

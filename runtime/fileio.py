@@ -198,12 +198,45 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 STAGING_MARK = "-staging-"
+# A staging folder is ".<target>-staging-<host>-<pid>.<8 random chars>" (swap_in may park the old folder at
+# that name + "-old"): like an atomic write's temporary it names its owner, so a run removes only the staging
+# folders of runs that are gone, never the one a concurrent run is still filling. Folders of the older form
+# (".<target>-staging-<8 random chars>", no owner) are removed as before.
+_ACTIVE_STAGING: set[str] = set()  # names of the staging folders this process's staged_folder blocks fill now
+_OWNED_STAGING = re.compile(r"([A-Za-z0-9]+)-([0-9]+)\.[A-Za-z0-9_]{8}(-old)?")
+
+
+def is_stale_staging(path: str | os.PathLike, target: str | os.PathLike) -> bool:
+    """Whether ``path`` is a staging folder of ``target`` left by a run that is gone (killed, crashed): one
+    written on this host by a pid that no longer exists, or one of the older kind that names no owner."""
+    prefix = f".{Path(target).name}{STAGING_MARK}"
+    name = Path(path).name
+    if not name.startswith(prefix):
+        return False
+    owner = _OWNED_STAGING.fullmatch(name[len(prefix) :])
+    if owner is None:
+        return True  # no owner recorded: written before staging folders named theirs
+    if owner.group(1) != _HOST:
+        return False
+    if (
+        int(owner.group(2)) == os.getpid()
+    ):  # ours: stale unless a staged_folder of this process still fills it
+        return name.removesuffix("-old") not in _ACTIVE_STAGING
+    return _process_gone(int(owner.group(2)))
 
 
 def remove_stale_staging(target: str | os.PathLike) -> list[Path]:
-    """Delete staging folders that a killed run left beside ``target`` (they never became ``target``)."""
+    """Delete the staging folders that killed runs left beside ``target`` (they never became ``target``).
+
+    A folder another live run is still filling is kept (two exports into one folder at once each finish, the
+    later one's set replacing the earlier's); so is one from another host sharing the folder, whose process
+    this host cannot see."""
     target = Path(target)
-    stale = sorted(target.parent.glob(f".{target.name}{STAGING_MARK}*"))
+    try:
+        candidates = sorted(target.parent.glob(f".{glob.escape(target.name)}{STAGING_MARK}*"))
+    except OSError:
+        return []
+    stale = [p for p in candidates if is_stale_staging(p, target) and not p.is_symlink()]
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
     return stale
@@ -249,14 +282,18 @@ def swap_in(staging: Path, target: Path) -> None:
 def staged_folder(target: str | os.PathLike) -> Iterator[Path]:
     """Write a whole folder as one set: yield an empty staging folder beside ``target``; when the block
     succeeds its contents replace ``target`` in one step (:func:`swap_in`); when it fails, or the process is
-    killed, ``target`` is untouched and the next run removes the leftover staging folder.
+    killed, ``target`` is untouched and the next run removes the leftover staging folder. The staging folder
+    names this process (:func:`is_stale_staging`), so a concurrent run into the same ``target`` never removes it.
 
         with staged_folder("artifacts/vae2d/export") as staging:
             (staging / "manifest.json").write_text(...)
     """
     target = Path(target)
     remove_stale_staging(target)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}{STAGING_MARK}"))
+    staging = Path(
+        tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}{STAGING_MARK}{_HOST}-{os.getpid()}.")
+    )
+    _ACTIVE_STAGING.add(staging.name)
     try:
         yield staging
         for path in staging.iterdir():
@@ -265,6 +302,7 @@ def staged_folder(target: str | os.PathLike) -> Iterator[Path]:
                     os.fsync(fh.fileno())
         swap_in(staging, target)
     finally:
+        _ACTIVE_STAGING.discard(staging.name)
         shutil.rmtree(staging, ignore_errors=True)
 
 

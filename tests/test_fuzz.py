@@ -25,6 +25,8 @@ def test_fuzz_subset_has_no_crash_traceback_or_detectable_silent_change(exported
         npz_mutations=40,
         firmware_mutations=8,
         codegen_mutations=0,  # its own test below
+        export_mutations=0,  # and the on-disk targets theirs
+        output_path_mutations=0,
     )
     result = run_fuzz(cfg)
     expected = {
@@ -61,6 +63,8 @@ def test_codegen_subset_has_no_traceback_crash_or_out_of_bounds(tmp_path):
         npz_mutations=0,
         firmware_mutations=0,
         codegen_mutations=30,
+        export_mutations=0,
+        output_path_mutations=0,
     )
     result = run_fuzz(cfg)
     c = result.counts["codegen"]
@@ -97,3 +101,35 @@ def test_model_mutations_are_seeded_and_always_change_the_file(exported, fmt):
     assert runs[0] == runs[1]
     assert all(out != data for _, out in runs[0])
     assert any(kind.startswith("structured_") for kind, _ in runs[0])
+
+
+def test_export_and_output_path_subset_destroy_nothing(exported, tmp_path):
+    """A seeded subset of the on-disk targets (tools/fuzz/ondisk.py) on the tiny export: edited run sets through
+    python -m export (each refused with one line and the artifacts byte-identical, or exported whole), and CLIs
+    writing to a read-only folder, a FIFO, a full disk or a non-empty folder. No traceback, crash, hang, and
+    nothing destroyed or half-written."""
+    from tools.fuzz.harness import ON_DISK_FAILURES
+
+    cfg = FuzzConfig(
+        artifacts=str(exported),
+        seed=3,
+        model_mutations=0,
+        manifest_mutations=0,
+        input_mutations=0,
+        npz_mutations=0,
+        firmware_mutations=0,
+        codegen_mutations=0,
+        export_mutations=24,
+        output_path_mutations=16,
+    )
+    result = run_fuzz(cfg)
+    assert {t: sum(c.values()) for t, c in result.counts.items()} == {"export": 24, "output_path": 16}
+    for target in ("export", "output_path"):
+        for kind, c in result.by_kind[target].items():
+            bad = {o: c.get(o, 0) for o in ("traceback", "crash", "hang", "destructive", "half_written")}
+            assert not any(bad.values()), (target, kind, c, result.examples[target])
+        assert result.counts[target]["refused"] > 0, result.counts[target]
+        assert result.counts[target].get("refusal_not_one_line", 0) == 0, result.examples[target]
+    assert set(ON_DISK_FAILURES) >= {"destructive", "half_written"}
+    js, _ = write_reports(result, tmp_path / "reports")
+    assert json.loads(js.read_text())["goals"]["export"]["met"]

@@ -416,3 +416,15 @@ def test_latents_out_of_range_are_not_called_a_corrupt_file(exported):
         decoder.decode(z)
     assert "corrupt" not in str(info.value)
     assert np.all(np.isfinite(decoder.decode(z[[0, 2]])))
+
+
+@pytest.mark.parametrize("port", ["70000", "65536", "-1"])
+def test_web_serve_port_out_of_range_is_refused_at_parse_time(port, capsys):
+    """`serve --port 70000` was an OverflowError traceback from the socket call."""
+    from tools.web.__main__ import parse_args
+
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["serve", "--port", port])
+    assert stop.value.code == 2
+    err = _one_line(capsys.readouterr().err)
+    assert f"--port: {port} is not an integer from 0 to 65535" in err, err

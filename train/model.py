@@ -17,6 +17,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from runtime.errors import InvalidInputError
 from runtime.prior import Prior
 
 IMAGE_SHAPE = (28, 28, 1)
@@ -37,8 +38,7 @@ class VAEConfig:
     kind: str = field(default="vae", init=False)
 
     def __post_init__(self):
-        if self.latent_dim < 1:
-            raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
+        _check_fields(self)  # types and sane bounds before Σ is built: a latent_dim of 1e9 would take minutes
         _ = self.prior  # validates Σ (shape, symmetry, positive definiteness) at construction time
 
     @property
@@ -71,6 +71,9 @@ class ClassifierConfig:
     dropout: float = 0.3
     kind: str = field(default="classifier", init=False)
 
+    def __post_init__(self):
+        _check_fields(self)
+
     def to_json(self) -> dict:
         return asdict(self)
 
@@ -78,6 +81,16 @@ class ClassifierConfig:
     def from_json(cls, obj: dict) -> ClassifierConfig:
         """Read a stored copy field by field; a field it predates keeps the dataclass default."""
         return cls(**_init_fields(cls, obj))
+
+
+def _check_fields(cfg: VAEConfig | ClassifierConfig) -> None:
+    """Refuse a config whose fields would build something absurd (train.configcheck holds the bounds, in plain
+    Python so that export can check a config.json before it imports TensorFlow)."""
+    from train.configcheck import model_config_problem
+
+    problem = model_config_problem({f.name: getattr(cfg, f.name) for f in fields(cfg)})
+    if problem:
+        raise InvalidInputError(f"{cfg.name if isinstance(cfg.name, str) else 'model'}: {problem}")
 
 
 def _init_fields(cls, obj: dict) -> dict:
@@ -99,6 +112,12 @@ VAE_NAMES = ("vae2d", "vae3d", "vae2d_corr")
 
 
 def config_from_json(obj: dict) -> VAEConfig | ClassifierConfig:
+    """The config a stored ``model`` object describes; InvalidInputError (a ValueError) names a bad field."""
+    from train.configcheck import model_config_problem
+
+    problem = model_config_problem(obj)  # before any field is converted: "ab" is not a pair of filters
+    if problem:
+        raise InvalidInputError(problem)
     return ClassifierConfig.from_json(obj) if obj.get("kind") == "classifier" else VAEConfig.from_json(obj)
 
 

@@ -36,6 +36,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=500,
         help="edited .tflite graphs through the C generator, each C built with ASan/UBSan and run (no export needed)",
     )
+    p.add_argument(
+        "--export-mutations",
+        type=nonnegative_int,
+        default=200,
+        help="edited run sets through python -m export (base: the --model folder under --artifacts, else a tiny "
+        "run set trained from --data)",
+    )
+    p.add_argument(
+        "--output-path-mutations",
+        type=nonnegative_int,
+        default=100,
+        help="CLIs writing to a read-only folder, a FIFO, a full disk (ulimit -f), a non-empty folder",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(argv)
 
@@ -59,6 +72,8 @@ def main(args: argparse.Namespace) -> int:
         npz_mutations=args.npz_mutations,
         firmware_mutations=args.firmware_mutations,
         codegen_mutations=args.codegen_mutations,
+        export_mutations=args.export_mutations,
+        output_path_mutations=args.output_path_mutations,
         progress=not args.quiet,
     )
     result = run_fuzz(cfg)

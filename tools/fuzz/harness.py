@@ -45,6 +45,10 @@ CODEGEN_FAILURES = (
     "destructive",  # a refusal changed a file that was in the output folder
     "half_written",  # a file left beside the pair, or a pair whose .h and .c come from different runs
 )
+# The on-disk targets' failures (tools/fuzz/ondisk.py): python -m export on edited run sets, and every CLI's
+# output path made hostile. Their clean endings: refused (one line, the disk as it was), exported / ran.
+ON_DISK_TARGETS = ("export", "output_path")
+ON_DISK_FAILURES = ("crash", "hang", "traceback", "refusal_not_one_line", "destructive", "half_written")
 # The seed decoders of the codegen target: firmware_sim.exactness.base_decoder indices (0 transposed, 1 sub-pixel).
 CODEGEN_BASES = (0, 1)
 ATTEMPT_TIMEOUT_S = 60.0
@@ -63,6 +67,8 @@ class FuzzConfig:
     npz_mutations: int = 200
     firmware_mutations: int = 100
     codegen_mutations: int = 500
+    export_mutations: int = 200  # edited run sets through python -m export (the base: artifacts, or trained)
+    output_path_mutations: int = 100  # CLIs writing to a read-only folder, a FIFO, a full disk...
     progress: bool = False
 
 
@@ -75,11 +81,16 @@ class FuzzResult:
     config: dict
 
     def failures(self, target: str) -> int:
-        outcomes = CODEGEN_FAILURES if target == "codegen" else FAILURES
-        return sum(self.counts.get(target, {}).get(o, 0) for o in outcomes)
+        return sum(self.counts.get(target, {}).get(o, 0) for o in failure_outcomes(target))
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self) | {"failure_outcomes": list(FAILURES), "goals": goals(self)}
+
+
+def failure_outcomes(target: str) -> tuple[str, ...]:
+    if target == "codegen":
+        return CODEGEN_FAILURES
+    return ON_DISK_FAILURES if target in ON_DISK_TARGETS else FAILURES
 
 
 class Worker:
@@ -247,6 +258,8 @@ def run_fuzz(cfg: FuzzConfig) -> FuzzResult:
                 ),
                 ("codegen", cfg.codegen_mutations, lambda: _fuzz_codegen(Path(tmp), worker, tally, cfg)),
             ]
+            if cfg.export_mutations or cfg.output_path_mutations:
+                targets += _on_disk_targets(cfg, Path(tmp), worker, tally)
             for name, n, fn in targets:
                 if n > 0:
                     t0 = time.perf_counter()
@@ -255,7 +268,7 @@ def run_fuzz(cfg: FuzzConfig) -> FuzzResult:
         finally:
             worker.close()
     # zeros included: a report must show the failures it did not find
-    always = {t: ("refused", *(CODEGEN_FAILURES if t == "codegen" else FAILURES)) for t in tally.counts}
+    always = {t: ("refused", *failure_outcomes(t)) for t in tally.counts}
     return FuzzResult(
         counts={t: {o: c.get(o, 0) for o in always[t]} | dict(c) for t, c in tally.counts.items()},
         by_kind={t: {k: dict(c) for k, c in kinds.items()} for t, kinds in tally.by_kind.items()},
@@ -536,6 +549,44 @@ def _fuzz_codegen(tmp: Path, worker: Worker, tally: Tally, cfg: FuzzConfig) -> N
         tally.add("codegen", f"{kind}:{graph}", outcome, detail)
 
 
+def _on_disk_targets(cfg: FuzzConfig, tmp: Path, worker: Worker, tally: Tally) -> list[tuple]:
+    """The export and output-path targets, on a trained model folder with an export: the one under
+    ``cfg.artifacts`` (copied, never written), else a tiny run set trained and exported here."""
+    from . import ondisk
+
+    base = ondisk.find_base(cfg.artifacts, cfg.model)
+    if base is None:
+        base = ondisk.train_tiny_base(tmp / "base", cfg.data)
+        argv = ["--model", base.name, "--artifacts", str(base.parent), "--reports", str(tmp / "base-reports")]
+        status, payload = worker.run(
+            "export_cli", timeout=ondisk.EXPORT_TIMEOUT_S, argv=[*argv, *ondisk.EXPORT_ARGS]
+        )
+        if status != "ok" or payload["code"] != 0:
+            raise RuntimeError(f"exporting the fuzz base failed ({status}): {payload}")
+
+    def progress(iterable, total, desc):
+        return _progress(iterable, total, desc, cfg.progress)
+
+    def export():
+        work = tmp / "export-fuzz"
+        work.mkdir()
+        rng = np.random.default_rng([cfg.seed, 8])
+        ondisk.fuzz_export(base, work, worker, tally, cfg.export_mutations, rng, progress)
+
+    def output_paths():
+        work = tmp / "output-fuzz"
+        work.mkdir()
+        rng = np.random.default_rng([cfg.seed, 9])
+        ondisk.fuzz_output_paths(
+            base.parent, base.name, work, tally, cfg.output_path_mutations, rng, progress
+        )
+
+    return [
+        ("export", cfg.export_mutations, export),
+        ("output_path", cfg.output_path_mutations, output_paths),
+    ]
+
+
 def goals(result: FuzzResult) -> dict:
     """The issue's goals, each with the figure it is judged on."""
     c = result.counts
@@ -547,6 +598,10 @@ def goals(result: FuzzResult) -> dict:
     if "codegen" in c:
         bad = {o: c["codegen"].get(o, 0) for o in CODEGEN_FAILURES}
         out["codegen"] = {"failures": bad, "met": not any(bad.values())}
+    for t in ON_DISK_TARGETS:
+        if t in c:
+            bad = {o: c[t].get(o, 0) for o in ON_DISK_FAILURES}
+            out[t] = {"failures": bad, "met": not any(bad.values())}
     for t in ("manifest", "manifest_cli", "input", "npz"):
         if t in c:
             bad = {

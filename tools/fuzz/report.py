@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from runtime.fileio import ensure_writable_dir, write_json_atomic, write_text_atomic
+from runtime.fileio import atomic_path, ensure_writable_dir
 
 from .harness import CODEGEN_FAILURES, FAILURES, FuzzResult
 
@@ -34,9 +35,14 @@ ORDER = (
 
 
 def write_reports(result: FuzzResult, reports: str | Path) -> tuple[Path, Path]:
+    """Both files or neither: each is written to its temporary first and the two are renamed only when both
+    are complete, so a full disk while writing fuzz.md leaves no new fuzz.json beside an old fuzz.md."""
     folder = ensure_writable_dir(reports)
-    j = write_json_atomic(folder / "fuzz.json", result.to_json())
-    m = write_text_atomic(folder / "fuzz.md", markdown(result))
+    j, m = folder / "fuzz.json", folder / "fuzz.md"
+    text = json.dumps(result.to_json(), indent=2, default=lambda o: o.tolist()) + "\n"  # numpy numbers
+    with atomic_path(j) as tmp_json, atomic_path(m) as tmp_md:
+        tmp_json.write_text(text)
+        tmp_md.write_text(markdown(result))
     return j, m
 
 

@@ -90,6 +90,20 @@ def run_sample_cli(artifacts: str, model: str, out: str) -> dict:
     raise RuntimeError(f"exit {code}: {text}")
 
 
+def run_export_cli(argv: list[str]) -> dict:
+    """``python -m export ARGV`` in-process (TensorFlow stays loaded between attempts): its exit code and the
+    lines it printed to sys.stderr. An exception other than VaeEdgeError/OSError escapes main as a traceback."""
+    import contextlib
+    import io
+
+    from export.__main__ import main, parse_args
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(parse_args(argv))
+    return {"code": code, "stderr": err.getvalue()}
+
+
 def run_input(folder: str, artifact: str, target: str, value, chunk_rows=None) -> dict:
     from runtime.manifest import load_manifest
 
@@ -254,6 +268,7 @@ RUNNERS = {
     "npz": run_npz,
     "firmware": run_firmware,
     "codegen": run_codegen,
+    "export_cli": run_export_cli,
 }
 
 

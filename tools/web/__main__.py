@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from runtime.cli import cli_main, comma_list, int_at_least, parser
+from runtime.cli import cli_main, comma_list, int_at_least, int_between, parser
 
 from .bench import FIRST_DECODE_LOADS, PRECISIONS, ROUNDS
 from .build import DEFAULT_RUNTIME, RUNTIMES
@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     s.add_argument("--site", default="dist/web", help="the built site (default dist/web)")
     s.add_argument(
         "--port",
-        type=int_at_least(0, "0 picks a free port"),
+        type=int_between(0, 65535, "a TCP port; 0 picks a free one"),
         default=8000,
         help="port on 127.0.0.1 (default 8000)",
     )
