@@ -150,13 +150,15 @@ def test_make_firmware(exported, tmp_path):
 def test_make_fuzz(exported, mnist_path, tmp_path):
     extra = [
         *("--model-mutations", "4", "--manifest-mutations", "4", "--input-mutations", "4"),
-        *("--npz-mutations", "2", "--firmware-mutations", "2", "--quiet"),
+        *("--npz-mutations", "2", "--firmware-mutations", "2", "--codegen-mutations", "2"),
+        *("--export-mutations", "2", "--output-path-mutations", "2", "--quiet"),
     ]
     ((module, argv),) = small("fuzz", extra, exported, tmp_path, VAE_EDGE_MNIST=str(mnist_path))
     assert argv[argv.index("--data") + 1] == str(mnist_path)
     assert run(module, argv) == 0
     counts = json.loads((tmp_path / "fuzz.json").read_text())["counts"]
     assert sum(counts["model_sha_updated"].values()) == 4
+    assert all(sum(counts[t].values()) == 2 for t in ("codegen", "export", "output_path"))
 
 
 def test_make_bench_decode(exported, tmp_path):
