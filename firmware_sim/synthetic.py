@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .fixedpoint import multiply_by_quantized_multiplier, quantize_multiplier
+from .reference import effective_scale
 
 SINGLE_OP_KINDS = (
     "FULLY_CONNECTED",
@@ -148,9 +149,8 @@ def _output_scale(s_in: float, s_w: np.ndarray, fan_in: int, rng) -> float:
 
 def multiplier_pair(s_in: float, s_w: float, s_out: float) -> tuple[tuple[int, int], tuple[int, int]]:
     """(TFLM's multiplier: the product in double, the multiplier with the product rounded to float32)."""
-    double = float(np.float32(s_in)) * float(np.float32(s_w)) / float(np.float32(s_out))
     single = float(np.float32(s_in) * np.float32(s_w)) / float(np.float32(s_out))
-    return quantize_multiplier(double), quantize_multiplier(single)
+    return quantize_multiplier(effective_scale(s_in, s_w, s_out)), quantize_multiplier(single)
 
 
 def boundary_accumulators(rng, tries: int = 400) -> tuple[float, float, float, int, np.ndarray]:

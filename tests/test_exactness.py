@@ -25,7 +25,7 @@ from firmware_sim.exactness import (
     check_single_ops,
     compare_runtimes,
 )
-from firmware_sim.fixedpoint import multiply_by_quantized_multiplier, quantize_multiplier
+from firmware_sim.fixedpoint import multiply_by_quantized_multiplier
 from firmware_sim.graph import _parse, load_graph
 from firmware_sim.reference import IntegerReference, effective_scale, fully_connected_multiplier
 from firmware_sim.synthetic import (
@@ -47,9 +47,7 @@ UNITS = 7 * 7 * 8
 
 def _float32_product_multiplier(inp, filt, out):
     """What TFLite's builtin kernels (and this project before the fix) computed for FULLY_CONNECTED."""
-    return quantize_multiplier(
-        float(np.float32(inp.scale[0]) * np.float32(filt.scale[0])) / float(out.scale[0])
-    )
+    return multiplier_pair(inp.scale[0], filt.scale[0], out.scale[0])[1]
 
 
 def _tflm(model: bytes, x: np.ndarray) -> np.ndarray:
@@ -110,10 +108,7 @@ def test_boundary_accumulators_match_tflm(kind, monkeypatch):
 
     def per_channel_float32(inp, filt, out, channels):
         pairs = [
-            quantize_multiplier(
-                float(np.float32(inp.scale[0]) * np.float32(filt.scale[c % len(filt.scale)]))
-                / float(out.scale[0])
-            )
+            multiplier_pair(inp.scale[0], filt.scale[c % len(filt.scale)], out.scale[0])[1]
             for c in range(channels)
         ]
         return np.array([m for m, _ in pairs], np.int64), np.array([s for _, s in pairs], np.int64)
