@@ -327,16 +327,24 @@ def _check_kernel(target: Target, kernel: str) -> list[str]:
 
 
 def build_target(
-    target: Target, gen: GeneratedDecoder, out: Path, *, latents: int, kernel: str
+    target: Target,
+    gen: GeneratedDecoder,
+    out: Path,
+    *,
+    latents: int,
+    kernel: str,
+    defines: tuple[str, ...] = (),
 ) -> TargetBuild:
-    """The decoder object (sized) and the harness ELF for one target and kernel."""
+    """The decoder object (sized) and the harness ELF for one target and kernel; ``defines`` go to the harness
+    (e.g. -DVAE_EDGE_CALIBRATION_LOOPS=N)."""
     emu = target.emulated
     if emu is None:
         raise VaeEdgeError(f"{target.name} has no 'emulated' entry; it can only be estimated (make simulate)")
     extra = _check_kernel(target, kernel)
     obj = out / f"decoder_{target.name}_{kernel}.o"
     _run([emu.compiler, *emu.cflags, *extra, "-c", str(gen.source), "-o", str(obj)])
-    elf = out / f"harness_{target.name}_{kernel}_{latents}.elf"
+    tag = "".join(d.replace("-DVAE_EDGE_", "_").replace("=", "") for d in defines)
+    elf = out / f"harness_{target.name}_{kernel}_{latents}{tag}.elf"
     _run(
         [
             emu.compiler,
@@ -344,6 +352,7 @@ def build_target(
             *extra,
             *_defines(gen),
             f"-DVAE_EDGE_CHECK_LATENTS={latents}",
+            *defines,
             *emu.link_flags,
             "-T",
             str(emu.linker_script),
