@@ -277,9 +277,6 @@ class TargetBuild:
     bss_bytes: int
 
 
-M4Build = TargetBuild  # the name before targets became data
-
-
 @dataclass(frozen=True)
 class Calibration:
     instructions: int  # the loop's, known from its length
@@ -301,10 +298,6 @@ def object_size(target: Target, obj: Path) -> tuple[int, int, int]:
     lines = _run([target.emulated.size, "-B", str(obj)]).strip().splitlines()
     text, data, bss = (int(v) for v in lines[1].split()[:3])
     return text, data, bss
-
-
-def arm_size(obj: Path) -> tuple[int, int, int]:
-    return object_size(CORTEX_M4, obj)
 
 
 def _check_kernel(target: Target, kernel: str) -> list[str]:
