@@ -96,14 +96,16 @@ class Target:
         }
 
 
+JSON_NAMES = {str: "string", int: "integer", list: "array", dict: "object"}
+
+
 def _field(entry: dict, key: str, kind, where: Path):
     if key not in entry:
         raise VaeEdgeError(f"{where}: no '{key}'; every target names it (see firmware_sim/targets.py)")
     value = entry[key]
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise VaeEdgeError(
-            f"{where}: '{key}' is {type(value).__name__}, not {getattr(kind, '__name__', kind)}"
-        )
+        wanted = "a number" if isinstance(kind, tuple) else f"a JSON {JSON_NAMES[kind]}"
+        raise VaeEdgeError(f"{where}: '{key}' is {json.dumps(value)[:40]}, not {wanted}")
     return value
 
 

@@ -149,6 +149,7 @@ def _edited(tmp_path, edit, name="cortex-m4"):
     "edit, expect",
     [
         (lambda e: e.pop("clock_hz"), "no 'clock_hz'"),
+        (lambda e: e.update(clock_hz="80M"), "'clock_hz' is \"80M\", not a number"),
         (lambda e: e["emulated"]["qemu"].update(args=["-nographic", "-semihosting"]), "-icount shift=0"),
         (lambda e: e["emulated"]["counter"].update(kind="instret"), "not what harness.c reads on arm"),
         (lambda e: e["emulated"].update(linker_script="nope.ld"), "'nope.ld' is in neither"),
