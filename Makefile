@@ -40,7 +40,7 @@ export: setup  ## convert every trained model to TFLite/ONNX (+ C array), valida
 simulate: setup  ## int8 decoders on simulated MCUs (TFLite Micro reference) -> reports/firmware.{json,md}
 	$(PY) -m firmware_sim --model all --target all --artifacts $(ARTIFACTS) --reports $(REPORTS)
 
-firmware: setup  ## int8 decoders as generated C: host + emulated Cortex-M4 (QEMU), vs TFLM -> reports/firmware_c.{json,md}
+firmware: setup  ## int8 decoders as generated C: host + emulated Cortex-M4/M7/M33/M55 and RV32IMAC (QEMU), vs TFLM -> reports/firmware_c.{json,md}
 	$(PY) -m firmware_sim.measure --model all --artifacts $(ARTIFACTS) --reports $(REPORTS)
 
 exactness: setup  ## TFLM vs numpy reference vs generated C on drawn one-op models and redrawn decoders -> reports/exactness.{json,md}

@@ -11,18 +11,23 @@ DEPLOYMENT_GRAPH = Graph.SUBPIXEL  # the graph whose C array export writes
 RAM_GOAL_BYTES = 48 * 1024  # the fused plan of the deployment graph
 
 
-MEASURED_TARGET = "cortex-m4"
-
-
 def load_measured(reports: Path) -> dict[tuple[str, str], dict]:
-    """The generated-C measurements of ``make firmware`` (reports/firmware_c.json), by (model, graph), if any."""
+    """The generated-C measurements of ``make firmware`` (reports/firmware_c.json), by (model, graph), if any;
+    a file from before targets were measured per core (no ``targets`` in its records) counts as none."""
     path = Path(reports) / "firmware_c.json"
     if not path.is_file():
         return {}
     try:
-        return {(r["model"], r["graph"]): r for r in json.loads(path.read_text())["records"]}
+        records = json.loads(path.read_text())["records"]
+        return {(r["model"], r["graph"]): r for r in records if isinstance(r["targets"], dict)}
     except (json.JSONDecodeError, KeyError, TypeError):
         return {}
+
+
+def measured_on(measured: dict, model: str, target: str) -> dict | None:
+    """The deployment graph's emulated measurement on ``target``, if make firmware ran it."""
+    m = measured.get((model, DEPLOYMENT_GRAPH), {}).get("targets", {}).get(target)
+    return m if m and m.get("emulated") else None
 
 
 def markdown(records: list[dict], targets: dict, measured: dict | None = None) -> str:
@@ -61,18 +66,21 @@ def markdown(records: list[dict], targets: dict, measured: dict | None = None) -
         "## Targets",
         "",
         "Fit = fused-plan RAM + 16 KB for the application ≤ the part's RAM, and the .tflite ≤ its flash. Latency is "
-        "an estimate from each layer's MACs and the MACs-per-cycle figures in `firmware_sim/targets.json` "
+        "an estimate from each layer's MACs and the MACs-per-cycle figures in `firmware_sim/targets/<target>/target.json` "
         "(engineering estimates; their basis is stated there and below).",
         "",
         "| model | target | fits | RAM free | TFLM arena fits too | est. latency |",
         "|---|---|---|---|---|---|",
     ]
+    shown = set()
     for r in records:
         for t, v in r["targets"].items():
-            m = measured.get((r["model"], DEPLOYMENT_GRAPH)) if t == MEASURED_TARGET else None
+            m = measured_on(measured, r["model"], t)
+            if m:
+                shown.add(t)
             latency = (
-                f"{m['latency_ms_at_80mhz']:.1f} ms (measured: {m['instructions_per_decode'] / 1e6:.2f} M instructions, "
-                f"CPI {m['assumed_cpi']})"
+                f"{m['estimated_ms']:.1f} ms (measured {m['instructions_per_decode'] / 1e6:.2f} M instructions, "
+                f"assumed CPI {m['assumed_cpi']})"
                 if m
                 else f"{v['latency_ms']:.1f} ms"
             )
@@ -80,12 +88,13 @@ def markdown(records: list[dict], targets: dict, measured: dict | None = None) -
                 f"| {r['model']} | {t} | {'yes' if v['fits'] else 'no'} | {v['ram_free_bytes'] / kb:.1f} KB | "
                 f"{'yes' if v['tflm_arena_fits'] else 'no'} | {latency} |"
             )
-    if measured:
+    if shown:
         lines += [
             "",
-            f"The {MEASURED_TARGET} latency is measured where `make firmware` ran (reports/firmware_c.md): the "
-            "generated C decoder's instructions per decode on QEMU's mps2-an386, times the stated cycles per "
-            "instruction, at 80 MHz; the other figures remain estimates.",
+            f"On {', '.join(sorted(shown))} the instructions are measured where `make firmware` ran "
+            "(reports/firmware_c.md): the generated C decoder on QEMU; the milliseconds stay estimates (those "
+            "instructions times the cycles per instruction assumed in the target's entry, at its clock). The "
+            "other figures are MAC-rate estimates.",
         ]
     lines += [""] + [f"- **{name}**: {t['description']}. Basis: {t['basis']}." for name, t in targets.items()]
     lines += [

@@ -1,6 +1,7 @@
-/* Start-up for QEMU's mps2-an386 (Cortex-M4) with newlib's semihosting library (--specs=rdimon.specs
- * -nostartfiles): a two-entry vector table, a reset handler that copies .data, zeroes .bss, opens the semihosting
- * handles and calls main. The default rdimon start-up locks up on this board, hence this file. */
+/* Start-up for QEMU's Cortex-M boards (mps2-an386 M4, mps2-an500 M7, mps2-an505 M33, mps3-an547 M55: every Arm
+ * target of firmware_sim/targets/) with newlib's semihosting library (--specs=rdimon.specs -nostartfiles): a
+ * two-entry vector table, a reset handler that copies .data, zeroes .bss, opens the semihosting handles and calls
+ * main. The default rdimon start-up locks up on these boards, hence this file. */
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -18,7 +19,8 @@ __attribute__((section(".vectors"), used)) const void *const vector_table[2] = {
 void reset_handler(void) {
   const uint32_t *src = &__data_load__;
   uint32_t *dst;
-  /* -mfloat-abi=hard: give the FPU (CP10, CP11) full access before any floating-point instruction runs. */
+  /* -mfloat-abi=hard: give the FPU (CP10, CP11; on the M55 also Helium) full access before any floating-point
+   * instruction runs. */
   *(volatile uint32_t *)0xE000ED88u |= 0xFu << 20;
   __asm__ volatile("dsb\n isb" ::: "memory");
   for (dst = &__data_start__; dst < &__data_end__;) *dst++ = *src++;
