@@ -3,7 +3,8 @@
     from runtime.pixels import pixel_lut
     grey = pixel_lut(scale, zero_point)[q + 128]     # q: an int8 logit of the decoder's output
 
-The exported C array (export/carray.py) and the generated C decoder (firmware_sim/codegen) both hold this table.
+The exported C array (export/carray.py) and the generated C decoder (firmware_sim/codegen) both hold this
+table.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""The C generator's kernels (firmware_sim/codegen/kernels/) are real C: each file compiles on its own, warnings
-as errors, for every instruction set it serves (portable C with gcc, Cortex-M4 DSP with arm-none-eabi-gcc, SSE2
-with gcc, WebAssembly SIMD and relaxed SIMD with clang), and the kernel set a generated decoder holds compiles to
-object code with every row kernel used, its per-stride inline asm assembled. No model or TensorFlow needed;
-fails (never skips) without gcc, arm-none-eabi-gcc or clang with the wasm32 target."""
+"""The C generator's kernels (firmware_sim/codegen/kernels/) are real C: each file compiles on its own,
+warnings as errors, for every instruction set it serves (portable C with gcc, Cortex-M4 DSP with
+arm-none-eabi-gcc, SSE2 with gcc, WebAssembly SIMD and relaxed SIMD with clang), and the kernel set a
+generated decoder holds compiles to object code with every row kernel used, its per-stride inline asm
+assembled. No model or TensorFlow needed; fails (never skips) without gcc, arm-none-eabi-gcc or clang with
+the wasm32 target."""
 
 from __future__ import annotations
 
@@ -100,8 +101,8 @@ def test_kernel_file_compiles_on_its_own(name, build, tmp_path):
 
 @pytest.mark.parametrize("build", list(BUILDS))
 def test_decoder_kernel_set_compiles_with_every_row_kernel(build, tmp_path):
-    """What a generated decoder holds (kernel_source: the files' copied lines, the strides written in), each of
-    its row kernels called: compiled and assembled for each instruction set."""
+    """What a generated decoder holds (kernel_source: the files' copied lines, the strides written in), each
+    of its row kernels called: compiled and assembled for each instruction set."""
     source = tmp_path / "kernels.c"
     source.write_text(
         "#include <stdint.h>\n#include <string.h>\n#define VAE_EDGE_RELAXED_OK 1\n"

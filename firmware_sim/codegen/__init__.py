@@ -23,13 +23,13 @@ broadcast against sixteen channels with no horizontal sums; WebAssembly also req
 The graph is not trusted (issue 23): before any C is written, :func:`check_graph` recomputes every op's output
 shape from its input, constants and options and checks it against the file, with each buffer's size, every
 index, stride, kernel, block, padding, scale and zero point, within the bounds of :mod:`.checks` (MAX_*);
-:func:`check_plan` bounds the multipliers (shift in [-31, 30]) and every int32 sum the C forms. A refusal is one
-:class:`~firmware_sim.graph.InvalidGraphError` line; the .h and .c are replaced together or not at all.
+:func:`check_plan` bounds the multipliers (shift in [-31, 30]) and every int32 sum the C forms. A refusal is
+one :class:`~firmware_sim.graph.InvalidGraphError` line; the .h and .c are replaced together or not at all.
 
 Modules: ``plan`` (the lowered form), ``checks`` (what is refused), ``lowering`` (graph -> plan, and its numpy
 run), ``scheduling`` (the row rings), ``layouts`` (each instruction set's weight layout), ``emit`` (the
-model-specific C; the kernels are the C files of ``kernels/``, copied in), ``generator`` (files in, files out),
-``__main__`` (the command line).
+model-specific C; the kernels are the C files of ``kernels/``, copied in), ``generator`` (files in, files
+out), ``__main__`` (the command line).
 """
 
 from __future__ import annotations
@@ -113,8 +113,8 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # The command line lives in __main__ (python -m firmware_sim.codegen); importing it here eagerly would make
-    # runpy warn that the module was already imported before it runs it.
+    # The command line lives in __main__ (python -m firmware_sim.codegen); importing it here eagerly would
+    # make runpy warn that the module was already imported before it runs it.
     if name in ("main", "parse_args"):
         from . import __main__ as cli
 

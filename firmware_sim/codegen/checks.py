@@ -2,8 +2,8 @@
 
 :func:`check_graph` recomputes every op's output shape from its input, constants and options and checks it
 against the file, with each buffer's size, every index, stride, kernel, block, padding, scale and zero point,
-within the bounds below (MAX_*); :func:`check_plan` bounds the multipliers (shift in [-31, 30]) and every int32
-sum the C forms; :func:`check_prior` the manifest's Cholesky factor. A refusal is one
+within the bounds below (MAX_*); :func:`check_plan` bounds the multipliers (shift in [-31, 30]) and every
+int32 sum the C forms; :func:`check_prior` the manifest's Cholesky factor. A refusal is one
 :class:`~firmware_sim.graph.InvalidGraphError` line (UnsupportedOpError for a real but unsupported variant).
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 
 from runtime.errors import VaeEdgeError
 
-from ..graph import REEXPORT, Graph, InvalidGraphError, Tensor, UnsupportedOpError
+from ..graph import REEXPORT, Graph, InvalidGraphError, Tensor, UnsupportedOpError, operands
 from .plan import DecoderPlan
 
 # What the generator accepts from a graph (issue 23: the C must never trust the file). The project's decoders
@@ -102,10 +102,6 @@ def _option(op, key: str, kind=int):
     return kind(op.options[key])
 
 
-def _activation_input(op) -> int:
-    return op.inputs[2] if op.kind == "TRANSPOSE_CONV" else op.inputs[0]
-
-
 # (fewest, most) inputs of each op the generator lowers: the activation, then constants (optional bias last).
 _ARITY = {
     "FULLY_CONNECTED": (2, 3),
@@ -145,7 +141,7 @@ def check_graph(graph: Graph) -> None:
         where = f"op {op.index} ({op.kind})"
         if not lo <= len(op.inputs) <= hi or len(op.outputs) != 1:
             raise _refuse(f"{where} has {len(op.inputs)} inputs and {len(op.outputs)} outputs")
-        x_i, o_i = _activation_input(op), op.outputs[0]
+        x_i, o_i = operands(op).x, op.outputs[0]
         if x_i != prev:
             raise UnsupportedOpError(
                 f"{where} reads tensor {x_i}, not the previous op's output {prev}: the generator lowers a "

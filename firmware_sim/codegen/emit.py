@@ -65,9 +65,9 @@ def _float(v: float) -> str:
     return f"{float(np.float32(v))!r}f"
 
 
-# The kernel files (package data): each copies the lines between these markers; an #include "<file>.h" of the
-# folder among them is replaced by that file's copied lines; dsp_strided.h's stride blocks are written once per
-# pixel stride. The rest of each file (include guards, includes) only lets it compile on its own.
+# The kernel files (package data): each copies the lines between these markers; an #include "<file>.h" of
+# the folder among them is replaced by that file's copied lines; dsp_strided.h's stride blocks are written
+# once per pixel stride. The rest of each file (include guards, includes) only lets it compile on its own.
 KERNEL_FILES = "kernels"
 KERNELS_TOP = "kernels.h"
 _COPIED = re.compile(r"^/\* vae-edge: copy begin \*/\n(.*?)^/\* vae-edge: copy end \*/\n", re.S | re.M)
@@ -87,7 +87,8 @@ def kernel_file(name: str) -> str:
     sections = _COPIED.findall(text)
     if not sections:
         raise VaeEdgeError(
-            f"firmware_sim/codegen/{KERNEL_FILES}/{name} has no copy begin/end markers; restore it from the repository"
+            f"firmware_sim/codegen/{KERNEL_FILES}/{name} has no copy begin/end markers; "
+            "restore it from the repository"
         )
     return _INCLUDE.sub(lambda m: kernel_file(m.group(1)), "".join(sections))
 

@@ -1,8 +1,8 @@
 """The weight layouts each instruction set's kernels read (firmware_sim/codegen/kernels/), and which layers
-the SIMD kernels take. The portable and Cortex-M DSP kernels read :func:`pack_weights`; the 128-bit SIMD build
-its own copy, :func:`simd_weights` (int16, in blocks of 16 output channels, so that two pixels' activation pairs
-are broadcast against sixteen channels with no horizontal sums); the WebAssembly relaxed SIMD build
-:func:`relaxed_weights` (int8, quads of inputs)."""
+the SIMD kernels take. The portable and Cortex-M DSP kernels read :func:`pack_weights`; the 128-bit SIMD
+build its own copy, :func:`simd_weights` (int16, in blocks of 16 output channels, so that two pixels'
+activation pairs are broadcast against sixteen channels with no horizontal sums); the WebAssembly relaxed
+SIMD build :func:`relaxed_weights` (int8, quads of inputs)."""
 
 from __future__ import annotations
 

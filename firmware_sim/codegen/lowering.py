@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..fixedpoint import multiply_by_quantized_multiplier
-from ..graph import Graph, UnsupportedOpError
+from ..graph import Graph, UnsupportedOpError, operands
 from ..reference import activation_range, fully_connected_multiplier, per_channel_multipliers, same_padding
 from .checks import check_graph, check_int8, check_plan
 from .plan import IMAGE_SHAPE, SUPPORTED_OPS, ConvLayer, DecoderPlan, DenseLayer, Phase
@@ -172,12 +172,8 @@ def _feeds_subpixel_conv(graph: Graph, op, nxt, only_consumer) -> bool:
 def _lower_conv(graph: Graph, op, views: dict, layer_shapes: list, bo: int) -> ConvLayer:
     t = graph.tensors
     transpose = op.kind == "TRANSPOSE_CONV"
-    x_i, w_i = (op.inputs[2], op.inputs[1]) if transpose else (op.inputs[0], op.inputs[1])
-    b_i = (
-        (op.inputs[3] if len(op.inputs) > 3 else -1)
-        if transpose
-        else (op.inputs[2] if len(op.inputs) > 2 else -1)
-    )
+    ops = operands(op)
+    x_i, w_i, b_i = ops.x, ops.weights, ops.bias
     inp, filt, out = t[x_i], t[w_i], t[op.outputs[0]]
     for tensor, what in ((inp, "input"), (out, "output")):
         check_int8(tensor, f"the {op.kind} {what}")
