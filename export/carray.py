@@ -8,8 +8,9 @@ uint8_t pixel = g_vae2d_decoder_int8_pixel_lut[logits[i] + 128];   // the decode
 
 from __future__ import annotations
 
-import math
 import re
+
+from runtime.pixels import pixel_lut  # (moved to runtime; still importable from here)
 
 BYTES_PER_LINE = 12
 
@@ -24,13 +25,6 @@ def symbol_for(model_name: str) -> str:
 
 def lut_symbol_for(model_name: str) -> str:
     return _c_prefix(model_name) + "_pixel_lut"
-
-
-def pixel_lut(scale: float, zero_point: int) -> list[int]:
-    """round(255 · sigmoid(scale · (q − zero_point))) for q = −128 … 127: int8 logits -> 8-bit grey."""
-    # exp() is capped below its overflow (e^709 ~ 8e307): a logit scale that large maps those steps to 0, as the
-    # exact sigmoid does, instead of an OverflowError; every smaller argument is computed as before.
-    return [round(255 / (1 + math.exp(min(-scale * (q - zero_point), 709.0)))) for q in range(-128, 128)]
 
 
 def c_sources(

@@ -54,6 +54,27 @@ class Op:
     options: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Operands:
+    """Which inputs of an op are its activation, its weights and its bias (-1: the op has none)."""
+
+    x: int
+    weights: int = -1
+    bias: int = -1
+
+
+# Ops with weights, and where their (activation, weights, bias) sit among their inputs; the bias is optional.
+_WEIGHTED = {"FULLY_CONNECTED": (0, 1, 2), "CONV_2D": (0, 1, 2), "TRANSPOSE_CONV": (2, 1, 3)}
+
+
+def operands(op: Op) -> Operands:
+    """An op's activation, weights and bias as tensor indices: TRANSPOSE_CONV's inputs are (output shape,
+    filter, activation[, bias]), FULLY_CONNECTED's and CONV_2D's (activation, weights[, bias]); any other op
+    reads its activation first. What the C generator (int8) and the browser's float decoder both read."""
+    x, w, b = (op.inputs[k] if 0 <= k < len(op.inputs) else -1 for k in _WEIGHTED.get(op.kind, (0, -1, -1)))
+    return Operands(x, w, b)
+
+
 @dataclass
 class Graph:
     tensors: list[Tensor]

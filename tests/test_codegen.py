@@ -212,9 +212,9 @@ def test_sample_quantizes_like_tflite_and_maps_through_the_pixel_table(built, tm
     """<model>_sample(z float): TFLite's input quantization (round half away from zero), decode, pixel table."""
     import ctypes
 
-    from export.carray import pixel_lut
     from firmware_sim.fixedpoint import tflite_round
     from firmware_sim.tflm import TflmModel, smallest_arena
+    from runtime.pixels import pixel_lut
 
     b = built["subpixel"]
     lib_path = tmp_path / "decoder.so"

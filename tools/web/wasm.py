@@ -282,7 +282,8 @@ def _c_floats(name: str, values: np.ndarray) -> str:
 
 def emit_float_decoder(tflite: Path) -> str:
     """C for the float32 decoder graph: one static buffer per activation, constant weights, kernel calls."""
-    from firmware_sim.graph import load_graph
+    from firmware_sim.graph import load_graph, operands
+    from firmware_sim.reference import same_padding
 
     g = load_graph(tflite)
     (z,), (out,) = g.inputs, g.outputs
@@ -308,7 +309,8 @@ def emit_float_decoder(tflite: Path) -> str:
         relu = int(op.options.get("activation", "NONE") == "RELU")
         if op.options.get("activation", "NONE") not in ("NONE", "RELU"):
             raise VaeEdgeError(f"{tflite.name}: op {i} {op.kind} has activation {op.options['activation']}")
-        x = op.inputs[0]
+        ops = operands(op)
+        x = ops.x
         src = buffer[x]
         if op.kind in ("RESHAPE", "LOGISTIC"):
             if op.kind == "LOGISTIC" and any(k not in LAYOUT_OPS for k in kinds[i + 1 :]):
@@ -321,12 +323,14 @@ def emit_float_decoder(tflite: Path) -> str:
             else:
                 buffer[op.outputs[0]] = src
             continue
+        if op.kind in ("FULLY_CONNECTED", "CONV_2D") and ops.bias < 0:
+            raise VaeEdgeError(f"{tflite.name}: op {i} {op.kind} has no bias; re-export the decoder")
         y = dest(op.outputs[0])
         if op.kind == "FULLY_CONNECTED":
-            w, b = (g.tensors[k].data for k in op.inputs[1:3])
+            w, b = g.tensors[ops.weights].data, g.tensors[ops.bias].data
             n, d = w.shape
             body.append(
-                f"  dense({src}, {d}, {const(op.inputs[1], w.T)}, {const(op.inputs[2], b)}, {n}, {relu}, {y});\n"
+                f"  dense({src}, {d}, {const(ops.weights, w.T)}, {const(ops.bias, b)}, {n}, {relu}, {y});\n"
             )
         elif op.kind == "PAD":
             p = g.tensors[op.inputs[1]].data
@@ -339,17 +343,18 @@ def emit_float_decoder(tflite: Path) -> str:
                 or op.options.get("dilationWFactor", 1) != 1
             ):
                 raise VaeEdgeError(f"{tflite.name}: op {i} CONV_2D is strided or dilated; not supported")
-            k, b = (g.tensors[j].data for j in op.inputs[1:3])
+            k, b = g.tensors[ops.weights].data, g.tensors[ops.bias].data
             oc, kh, kw, ic = k.shape
             _, h, w_, c = shape[x]
             _, oh, ow, _ = shape[op.outputs[0]]
             if oc > 512:
                 raise VaeEdgeError(f"{tflite.name}: op {i} has {oc} output channels (the kernel holds 512)")
-            top = max((oh - 1) + kh - h, 0) // 2 if op.options.get("padding") == "SAME" else 0
-            left = max((ow - 1) + kw - w_, 0) // 2 if op.options.get("padding") == "SAME" else 0
-            kernel = const(op.inputs[1], k.transpose(1, 2, 3, 0))
+            same = op.options.get("padding") == "SAME"  # TFLite's SAME: the smaller half before
+            top = same_padding(1, h, kh, oh) if same else 0
+            left = same_padding(1, w_, kw, ow) if same else 0
+            kernel = const(ops.weights, k.transpose(1, 2, 3, 0))
             body.append(
-                f"  conv2d({src}, {h}, {w_}, {c}, {kernel}, {const(op.inputs[2], b)}, {kh}, {kw}, {top}, {left}, "
+                f"  conv2d({src}, {h}, {w_}, {c}, {kernel}, {const(ops.bias, b)}, {kh}, {kw}, {top}, {left}, "
                 f"{oh}, {ow}, {oc}, {relu}, {y});\n"
             )
         elif op.kind == "DEPTH_TO_SPACE":

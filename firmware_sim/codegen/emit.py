@@ -1,0 +1,427 @@
+"""C emission: ``<model>_decoder.h`` and ``<model>_decoder.c`` from a lowered plan and its row schedule.
+
+Only what is model-specific is written here: the header (sizes, quantization, the prior), the constant tables
+(weights in each instruction set's layout, taps, biases, multipliers, the pixel table), the static rings, and
+the per-layer call sequence (``dense_row``, ``ensure<k>``, ``<model>_decode``). The kernels are C files in
+``kernels/``, copied in as they are (:func:`kernel_source`); the C picks its inner loops at compile time:
+Cortex-M4 DSP (SMLAD), portable C (``-DVAE_EDGE_PORTABLE``), and 128-bit SIMD on x86 (SSE2) and WebAssembly
+(``-msimd128``), with WebAssembly relaxed SIMD where every layer suits it (``-DVAE_EDGE_RELAXED_DOT``).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from importlib import resources
+
+import numpy as np
+
+from runtime.errors import VaeEdgeError
+from runtime.pixels import pixel_lut
+
+from ..graph import UnsupportedOpError
+from .checks import check_prior
+from .layouts import (
+    pack_weights,
+    relaxed_eligible,
+    relaxed_weights,
+    simd_eligible,
+    simd_weights,
+    uniform_right_shift,
+)
+from .plan import DecoderPlan
+from .scheduling import schedule
+
+
+def c_identifier(name: str) -> str:
+    ident = re.sub(r"[^0-9a-zA-Z_]", "_", name)
+    return ident if not ident[:1].isdigit() else "m_" + ident
+
+
+def _array(ctype: str, name: str, values, per_line: int = 16, static: bool = True) -> str:
+    vals = [str(int(v)) for v in np.asarray(values).reshape(-1)]
+    if not vals:
+        vals = ["0"]
+    lines = [", ".join(vals[i : i + per_line]) for i in range(0, len(vals), per_line)]
+    storage = "static const" if static else "const"
+    return f"{storage} {ctype} {name}[{len(vals)}] = {{\n  " + ",\n  ".join(lines) + "\n};\n"
+
+
+def _smallest_int(values) -> str:
+    v = np.asarray(values)
+    for ctype, bits in (("int8_t", 8), ("int16_t", 16)):
+        if v.size and v.min() >= -(2 ** (bits - 1)) and v.max() < 2 ** (bits - 1):
+            return ctype
+    return "int32_t"
+
+
+def _words(name: str, words: np.ndarray, per_line: int = 8) -> str:
+    vals = [f"0x{int(v):08x}u" for v in words]
+    lines = [", ".join(vals[i : i + per_line]) for i in range(0, len(vals), per_line)]
+    return f"static const uint32_t {name}[{len(vals)}] = {{\n  " + ",\n  ".join(lines) + "\n};\n"
+
+
+def _float(v: float) -> str:
+    return f"{float(np.float32(v))!r}f"
+
+
+# The kernel files (package data): each copies the lines between these markers; an #include "<file>.h" of
+# the folder among them is replaced by that file's copied lines; dsp_strided.h's stride blocks are written
+# once per pixel stride. The rest of each file (include guards, includes) only lets it compile on its own.
+KERNEL_FILES = "kernels"
+KERNELS_TOP = "kernels.h"
+_COPIED = re.compile(r"^/\* vae-edge: copy begin \*/\n(.*?)^/\* vae-edge: copy end \*/\n", re.S | re.M)
+_INCLUDE = re.compile(r'^#include "([a-z0-9_]+\.h)"\n', re.M)
+_EACH_STRIDE = re.compile(
+    r"^#if VAE_EDGE_EACH_STRIDE\n(.*?)^#endif /\* VAE_EDGE_EACH_STRIDE \*/\n", re.S | re.M
+)
+# The pixel strides sb with a DSP kernel: LDRD's immediate offset reaches 1020 bytes, and the second pixel is
+# 2·sb − 8 bytes on (8 <= 2·sb <= 1028).
+DSP_STRIDES = range(4, 515)
+
+
+@functools.cache
+def kernel_file(name: str) -> str:
+    """The copied lines of kernels/``name``, its includes of other kernel files replaced by theirs."""
+    text = resources.files(__package__).joinpath(KERNEL_FILES, name).read_text(encoding="utf-8")
+    sections = _COPIED.findall(text)
+    if not sections:
+        raise VaeEdgeError(
+            f"firmware_sim/codegen/{KERNEL_FILES}/{name} has no copy begin/end markers; "
+            "restore it from the repository"
+        )
+    return _INCLUDE.sub(lambda m: kernel_file(m.group(1)), "".join(sections))
+
+
+def kernel_source(strides: list[int]) -> str:
+    """The kernels as a generated decoder holds them, with the Cortex-M DSP kernels for each pixel stride
+    (input channels · Q) in ``strides`` that LDRD reaches (the others take the C kernels)."""
+    reach = [sb for sb in strides if sb in DSP_STRIDES]
+
+    def each_stride(m: re.Match) -> str:
+        return "".join(m.group(1).replace("{sb}", str(sb)).replace("{qoff}", str(2 * sb - 8)) for sb in reach)
+
+    return _EACH_STRIDE.sub(each_stride, kernel_file(KERNELS_TOP))
+
+
+def _preprocessor_choice(branches: list[tuple[str, str]], default: str) -> str:
+    """``#if A`` text ``#elif B`` text ... ``#else`` default ``#endif`` (default alone when there are none)."""
+    if not branches:
+        return default
+    out = "".join(f"#{'if' if i == 0 else 'elif'} {cond}\n{text}" for i, (cond, text) in enumerate(branches))
+    return f"{out}#else\n{default}#endif\n"
+
+
+def emit_c(
+    plan: DecoderPlan, *, prior_cholesky: np.ndarray | None = None, prior_note: str = ""
+) -> tuple[str, str]:
+    """(header, source) of the generated decoder. Deterministic: the same plan gives the same bytes."""
+    m = c_identifier(plan.name)
+    M = m.upper()
+    sched = schedule(plan)
+    D = plan.latent_dim
+    L = check_prior(prior_cholesky, D)
+    d = plan.dense
+    lut = pixel_lut(plan.logits_scale, plan.logits_zp)
+    relaxed = relaxed_eligible(plan)
+    shapes = [d.out_shape] + [c.out_shape for c in plan.convs]
+    ring_values = [sched.ring_rows[k] * shapes[k][1] * shapes[k][2] for k in range(len(sched.ring_rows))]
+    acc_values = 2 * max(c.out_shape[2] for c in plan.convs)
+    static_bytes = 2 * sum(ring_values) + 4 * acc_values + D
+    provenance = f"{plan.source} (sha256 {plan.source_sha256})" if plan.source else "a TFLite decoder"
+    guard = f"VAE_EDGE_{M}_DECODER_H_"
+    chol = ", ".join(_float(v) for v in L.reshape(-1))
+    header = f"""/* Generated by python -m firmware_sim.codegen from {provenance}, {plan.graph_kind} graph. Do not edit.
+ *
+ * int8 decoder of {plan.name}, bit-exact with TensorFlow Lite Micro: integer arithmetic only, no malloc,
+ * {static_bytes} bytes of static buffers, weights in const arrays ({plan.real_macs} multiply-accumulates per decode).
+ *
+ *   int8_t logits[{M}_PIXELS];
+ *   {m}_decode(z_int8, logits);             // z_int8[i] = quantized latent, see {M}_LATENT_SCALE
+ *   uint8_t pixels[{M}_PIXELS];
+ *   {m}_sample(z_float, pixels);            // quantize z, decode, grey 0..255 (0 = black)
+ *
+ * Drawing from the prior N(0, S): z = L eps with eps ~ N(0, I) and L = {m}_prior_cholesky (row-major, lower).
+ */
+#ifndef {guard}
+#define {guard}
+
+#include <stdint.h>
+
+#define {M}_LATENT_DIM {D}
+#define {M}_IMAGE_ROWS 28
+#define {M}_IMAGE_COLS 28
+#define {M}_PIXELS 784
+/* Latent quantization: z_int8 = clamp(round(z / scale) + zero_point, -128, 127). */
+#define {M}_LATENT_SCALE {_float(plan.latent_scale)}
+#define {M}_LATENT_ZERO_POINT ({plan.latent_zp})
+/* Output logits: logit = scale * (q - zero_point); pixel = {m}_pixel_lut[q + 128]. */
+#define {M}_LOGITS_SCALE {_float(plan.logits_scale)}
+#define {M}_LOGITS_ZERO_POINT ({plan.logits_zp})
+#define {M}_STATIC_RAM_BYTES {static_bytes}
+
+/* The prior's Cholesky factor L (S = L L^T){(", " + prior_note) if prior_note else ""}. */
+extern const float {m}_prior_cholesky[{D * D}];
+/* round(255 * sigmoid(logit)) for q = -128 .. 127. */
+extern const uint8_t {m}_pixel_lut[256];
+
+/* Decode one int8 latent into 28x28 int8 logits (row-major). Returns 0. */
+int {m}_decode(const int8_t z[{M}_LATENT_DIM], int8_t logits[{M}_PIXELS]);
+/* Quantize a float latent as the model's input expects. */
+void {m}_quantize_latent(const float z[{M}_LATENT_DIM], int8_t z_int8[{M}_LATENT_DIM]);
+/* Quantize, decode and map through the pixel table: 784 grey levels. */
+void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]);
+
+#endif /* {guard} */
+"""
+    parts = [
+        f"/* Generated by python -m firmware_sim.codegen from {provenance}, {plan.graph_kind} graph. Do not edit. */\n",
+        f'#include "{m}_decoder.h"\n\n#include <string.h>\n',
+        f"/* Whether every layer suits conv_row_relaxed (WebAssembly relaxed SIMD, -DVAE_EDGE_RELAXED_DOT). */\n"
+        f"#define VAE_EDGE_RELAXED_OK {int(relaxed)}\n",
+        kernel_source(sorted({c.Q * c.in_shape[2] for c in plan.convs})),
+        "\n/* ---- model constants ---- */\n",
+        f"const float {m}_prior_cholesky[{D * D}] = {{{chol}}};\n",
+        _array("uint8_t", f"{m}_pixel_lut", lut, static=False),
+        _array("int8_t", "dense_w", d.weights),
+        _array(_smallest_int(d.bias), "dense_bias", d.bias),
+    ]
+    strides = []
+    simd_layers = [simd_eligible(c) for c in plan.convs]
+    for k, c in enumerate(plan.convs, start=1):
+        tap_start, dys, dxs, w_start, ws = [0], [], [], [], []
+        offset = 0
+        for ph in c.phases:
+            dys += [t[0] for t in ph.taps]
+            dxs += [t[1] for t in ph.taps]
+            tap_start.append(len(dys))
+            w_start.append(offset)
+            ws.append(
+                np.concatenate([pack_weights(ph.weights[:, t : t + 1, :]) for t in range(len(ph.taps))])
+            )
+            offset += ws[-1].size
+        shared = all(
+            np.array_equal(getattr(ph, f), getattr(c.phases[0], f))
+            for ph in c.phases
+            for f in ("bias", "mult", "shift")
+        )
+        params = c.phases[:1] if shared else c.phases
+        if max(abs(v) for v in dys + dxs) > 127 or tap_start[-1] > 127:
+            raise UnsupportedOpError("a layer has taps the generator's int8 tap tables cannot hold")
+        weight_branches = []
+        if relaxed:
+            w7, w7_start = relaxed_weights(c)
+            weight_branches.append(
+                (
+                    "VAE_EDGE_RELAXED",
+                    _array("int8_t", f"l{k}_w7", w7)
+                    + _array("int32_t", f"l{k}_w7_start", w7_start)
+                    + f"#define l{k}_w ((const uint32_t *)0) /* conv_row_relaxed reads l{k}_w7 */\n",
+                )
+            )
+        if simd_layers[k - 1]:
+            w16, w16_start = simd_weights(c)
+            weight_branches.append(
+                (
+                    "VAE_EDGE_SIMD128",
+                    _array("int16_t", f"l{k}_w16", w16)
+                    + _array("int32_t", f"l{k}_w16_start", w16_start)
+                    + f"#define l{k}_w ((const uint32_t *)0) /* conv_row_simd reads l{k}_w16 */\n",
+                )
+            )
+        words = _preprocessor_choice(weight_branches, _words(f"l{k}_w", np.concatenate(ws)))
+        parts += [
+            f"\n/* layer {k}: {c.kind}, {c.in_shape} -> {c.out_shape}, {c.P}x{c.P} phases, "
+            f"{c.stored_weights} real weights */\n",
+            _array("int8_t", f"l{k}_tap_start", tap_start),
+            _array("int8_t", f"l{k}_dy", dys),
+            _array("int8_t", f"l{k}_dx", dxs),
+            _array("int32_t", f"l{k}_w_start", w_start),
+            words,
+            _array("int32_t", f"l{k}_bias", np.concatenate([ph.bias for ph in params])),
+            _array("int32_t", f"l{k}_mult", np.concatenate([ph.mult for ph in params])),
+            _array("int8_t", f"l{k}_shift", np.concatenate([ph.shift for ph in params])),
+        ]
+        strides.append(0 if shared else c.out_shape[2])
+    parts.append(
+        "\n/* ---- activations: a ring of rows per image; the last layer writes the caller's logits ---- */\n"
+    )
+    parts.append(f"static int8_t latent[{D}];\n")
+    for k, rows in enumerate(sched.ring_rows):
+        parts.append(
+            f"static int16_t ring{k}[{ring_values[k]}] VAE_EDGE_ALIGN4; /* {rows} rows of {shapes[k][1]}x{shapes[k][2]} */\n"
+        )
+    acc_decl = f"static int32_t acc[{acc_values}];\n"
+    if all(simd_layers):  # the SIMD kernel keeps its sums in registers
+        acc_decl = f"#if !VAE_EDGE_SIMD128\n{acc_decl}#endif\n"
+    parts.append(f"{acc_decl}static int rows_done[{len(shapes)}];\n")
+    parts.append("static int8_t *logits_out;\n")
+    for k, c in enumerate(plan.convs, start=1):
+        parts.append(
+            f"static const conv_layer_t layer{k} = {{{c.in_shape[0]}, {c.in_shape[1]}, {c.in_shape[2]}, "
+            f"{sched.ring_rows[k - 1]}, ring{k - 1}, {c.out_shape[1]}, {c.out_shape[2]}, {c.P}, {c.Q}, "
+            f"{c.out_zp}, {c.lo}, {c.hi}, {-plan.convs[k].in_zp if k < len(plan.convs) else 0}, l{k}_tap_start, l{k}_dy, l{k}_dx, l{k}_w_start, l{k}_w, "
+            f"l{k}_bias, l{k}_mult, l{k}_shift, {strides[k - 1]}}};\n"
+        )
+    dh, dw, dc = d.out_shape
+    dense_simd = ""
+    if d.shift <= 0 and (dw * dc) % 4 == 0:  # requantize4: a shared right shift, whole vectors of 4 outputs
+        dense_simd = f"""#if VAE_EDGE_REQUANTIZE4
+  for (j = 0; j < {dw * dc}; j += 4) {{
+    int32_t sums[4];
+    int q;
+    v128 v;
+    for (q = 0; q < 4; ++q) {{
+      const int n = r * {dw * dc} + j + q;
+      int32_t sum = dense_bias[n];
+      for (i = 0; i < {D}; ++i) sum += (int32_t)dense_w[n * {D} + i] * ((int32_t)latent[i] - ({d.in_zp}));
+      sums[q] = sum;
+    }}
+    v = requantize4(V_LOAD(sums), wasm_i32x4_splat({d.mult}), {-d.shift}, {d.out_zp}, {d.lo}, {d.hi}, {-plan.convs[0].in_zp});
+    wasm_v128_store64_lane(out + j, wasm_i16x8_narrow_i32x4(v, v), 0);
+  }}
+  return;
+#endif
+"""
+    if relaxed:  # conv_row_relaxed reads u = value - zero point in two byte planes of ring0
+        nz = -plan.convs[0].in_zp
+        sums = f"""    int32_t sum = dense_bias[n];
+    for (i = 0; i < {D}; ++i) sum += (int32_t)dense_w[n * {D} + i] * ((int32_t)latent[i] - ({d.in_zp}));
+"""
+        if d.shift <= 0 and (dw * dc) % 4 == 0:
+            store = f"""  for (j = 0; j < {dw * dc}; j += 4) {{
+    int32_t sums[4];
+    int q;
+    v128 v;
+    for (q = 0; q < 4; ++q) {{
+      const int n = r * {dw * dc} + j + q;
+  {sums.replace(chr(10) + "    ", chr(10) + "      ")}      sums[q] = sum;
+    }}
+    v = requantize4(V_LOAD(sums), wasm_i32x4_splat({d.mult}), {-d.shift}, {d.out_zp}, {d.lo}, {d.hi}, {nz});
+    v = wasm_i16x8_narrow_i32x4(v, v);
+    v = wasm_u8x16_narrow_i16x8(v, v);
+    wasm_v128_store32_lane(out8 + j, wasm_v128_and(v, wasm_i8x16_splat(127)), 0);
+    wasm_v128_store32_lane(out8 + j + {ring_values[0]}, wasm_v128_and(wasm_i8x16_lt(v, wasm_i8x16_splat(0)), wasm_i8x16_splat(64)), 0);
+  }}
+"""
+        else:
+            store = f"""  for (j = 0; j < {dw * dc}; ++j) {{
+    const int n = r * {dw * dc} + j;
+{sums}    sum = requantize(sum, {d.mult}, {d.shift}, {d.out_zp}, {d.lo}, {d.hi}) + ({nz});
+    out8[j] = (int8_t)(sum & 127);
+    out8[j + {ring_values[0]}] = (int8_t)((sum & 128) >> 1);
+  }}
+"""
+        dense_simd = f"""#if VAE_EDGE_RELAXED
+  int8_t *out8 = (int8_t *)(void *)ring0 + (size_t)(r % {sched.ring_rows[0]}) * {dw * dc}; /* bytes, not out */
+  (void)out;
+{store}  return;
+#endif
+{dense_simd}"""
+    parts.append(
+        f"""
+/* Row r of the FULLY_CONNECTED output image ({dh}x{dw}x{dc}). */
+static void dense_row(int r, int16_t *out) {{
+  int j, i;
+{dense_simd}  for (j = 0; j < {dw * dc}; ++j) {{
+    const int n = r * {dw * dc} + j;
+    int32_t sum = dense_bias[n];
+    for (i = 0; i < {D}; ++i) sum += (int32_t)dense_w[n * {D} + i] * ((int32_t)latent[i] - ({d.in_zp}));
+    out[j - j % {dc} + ACT_INDEX(j % {dc})] =
+        (int16_t)(requantize(sum, {d.mult}, {d.shift}, {d.out_zp}, {d.lo}, {d.hi}) + ({-plan.convs[0].in_zp}));
+  }}
+}}
+
+static void ensure0(int upto) {{
+  while (rows_done[0] <= upto) {{
+    dense_row(rows_done[0], ring0 + (size_t)(rows_done[0] % {sched.ring_rows[0]}) * {dw * dc});
+    rows_done[0]++;
+  }}
+}}
+"""
+    )
+    n = len(plan.convs)
+    for k, c in enumerate(plan.convs, start=1):
+        need = ", ".join(str(h) for h in sched.need_hi[k - 1])
+        oh, ow, oc = c.out_shape
+        if k < n:
+            dest = f"ring{k} + (size_t)(r % {sched.ring_rows[k]}) * {ow * oc}, NULL"
+        else:
+            dest = f"NULL, logits_out + (size_t)r * {ow * oc}"
+        right = uniform_right_shift(c)
+        call_branches = []
+        if relaxed:
+            dest8 = (  # the ring's low plane, its high plane one plane further (ring_values[k] bytes)
+                f"(int8_t *)(void *)ring{k} + (size_t)(r % {sched.ring_rows[k]}) * {ow * oc}, {ring_values[k]}"
+                if k < n
+                else f"logits_out + (size_t)r * {ow * oc}, 0"
+            )
+            call_branches.append(
+                (
+                    "VAE_EDGE_RELAXED",
+                    f"    conv_row_relaxed(&layer{k}, l{k}_w7, l{k}_w7_start, r, {dest8}, {right});\n",
+                )
+            )
+        if simd_layers[k - 1]:
+            call_branches.append(
+                (
+                    "VAE_EDGE_SIMD128",
+                    f"    conv_row_simd(&layer{k}, l{k}_w16, l{k}_w16_start, r, {dest}, {right});\n",
+                )
+            )
+        call = _preprocessor_choice(call_branches, f"    conv_row(&layer{k}, r, {dest}, acc);\n").rstrip("\n")
+        parts.append(
+            f"""
+static void ensure{k}(int upto) {{
+  static const int8_t need_hi[{c.P}] = {{{need}}};
+  while (rows_done[{k}] <= upto) {{
+    const int r = rows_done[{k}];
+    const int hi = {c.Q} * (r / {c.P}) + need_hi[r % {c.P}];
+    ensure{k - 1}(hi < {c.in_shape[0] - 1} ? hi : {c.in_shape[0] - 1});
+{call}
+    rows_done[{k}]++;
+  }}
+}}
+"""
+        )
+    parts.append(
+        f"""
+int {m}_decode(const int8_t z[{M}_LATENT_DIM], int8_t logits[{M}_PIXELS]) {{
+  memcpy(latent, z, sizeof latent);
+  memset(rows_done, 0, sizeof rows_done);
+  logits_out = logits;
+  ensure{n}({plan.convs[-1].out_shape[0] - 1});
+  return 0;
+}}
+
+void {m}_quantize_latent(const float z[{M}_LATENT_DIM], int8_t z_int8[{M}_LATENT_DIM]) {{
+  int i;
+  for (i = 0; i < {M}_LATENT_DIM; ++i) {{
+    /* TFLite's QUANTIZE: round half away from zero of z / scale (float), plus the zero point, clamped. */
+    const float v = z[i] / {M}_LATENT_SCALE;
+    float r;
+    if (!(v == v)) r = 0.0f;
+    else if (v > 1000.0f) r = 1000.0f;
+    else if (v < -1000.0f) r = -1000.0f;
+    else {{
+      r = (float)(int32_t)v; /* truncation toward zero; the difference below is exact */
+      if (v >= 0.0f && v - r >= 0.5f) r += 1.0f;
+      else if (v < 0.0f && r - v >= 0.5f) r -= 1.0f;
+    }}
+    {{
+      int32_t q = (int32_t)r + {M}_LATENT_ZERO_POINT;
+      z_int8[i] = (int8_t)(q < -128 ? -128 : q > 127 ? 127 : q);
+    }}
+  }}
+}}
+
+void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]) {{
+  int8_t zq[{M}_LATENT_DIM];
+  int i;
+  {m}_quantize_latent(z, zq);
+  {m}_decode(zq, (int8_t *)pixels); /* logits written in place, then mapped to grey levels */
+  for (i = 0; i < {M}_PIXELS; ++i) pixels[i] = {m}_pixel_lut[(int8_t)pixels[i] + 128];
+}}
+"""
+    )
+    return header, "".join(parts)

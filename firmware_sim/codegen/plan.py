@@ -1,0 +1,101 @@
+"""The lowered form the C is emitted from: a FULLY_CONNECTED layer read as an image, then a chain of *phase
+convolutions* (see the package docstring). Built by :func:`firmware_sim.codegen.lowering.lower`, evaluated in
+numpy by :func:`firmware_sim.codegen.lowering.run_plan`, written as C by :mod:`firmware_sim.codegen.emit`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from runtime.vocab import Graph as GraphKind
+
+GRAPHS = (GraphKind.TRANSPOSE.value, GraphKind.SUBPIXEL.value)
+IMAGE_SHAPE = (28, 28, 1)
+SUPPORTED_OPS = ("FULLY_CONNECTED", "RESHAPE", "PAD", "CONV_2D", "TRANSPOSE_CONV", "DEPTH_TO_SPACE")
+
+
+@dataclass(frozen=True)
+class DenseLayer:
+    """FULLY_CONNECTED (per-tensor) whose output is read as an image of ``out_shape`` (H, W, C)."""
+
+    weights: np.ndarray  # (N, D) int8
+    bias: np.ndarray  # (N,) int64
+    in_zp: int
+    mult: int
+    shift: int
+    out_zp: int
+    lo: int
+    hi: int
+    out_shape: tuple[int, int, int]
+
+    @property
+    def real_macs(self) -> int:
+        return int(self.weights.size)
+
+
+@dataclass(frozen=True)
+class Phase:
+    taps: tuple[tuple[int, int], ...]  # (dy, dx) in input pixels, relative to (Q·Y, Q·X)
+    weights: np.ndarray  # (OC, ntaps, IC) int8
+    bias: np.ndarray  # (OC,) int64
+    mult: np.ndarray  # (OC,) int64
+    shift: np.ndarray  # (OC,) int64
+
+
+@dataclass(frozen=True)
+class ConvLayer:
+    """out[P·Y+py, P·X+px, c] = requantize(bias + Σ_taps Σ_i w · (in[Q·Y+dy, Q·X+dx, i] − in_zp))."""
+
+    kind: str  # the TFLite op it came from, for reports
+    in_shape: tuple[int, int, int]
+    in_zp: int
+    out_shape: tuple[int, int, int]
+    P: int
+    Q: int
+    phases: tuple[Phase, ...]  # index py·P + px
+    out_zp: int
+    lo: int
+    hi: int
+
+    def phase_pixels(self, py: int, px: int) -> tuple[int, int]:
+        oh, ow, _ = self.out_shape
+        return (oh - py + self.P - 1) // self.P, (ow - px + self.P - 1) // self.P
+
+    @property
+    def real_macs(self) -> int:
+        """Products of a real (stored) weight and an input pixel inside the image."""
+        ih, iw, ic = self.in_shape
+        total = 0
+        for p, ph in enumerate(self.phases):
+            ny, nx = self.phase_pixels(p // self.P, p % self.P)
+            ys, xs = np.arange(ny) * self.Q, np.arange(nx) * self.Q
+            for dy, dx in ph.taps:
+                inside = int(np.count_nonzero((ys + dy >= 0) & (ys + dy < ih))) * int(
+                    np.count_nonzero((xs + dx >= 0) & (xs + dx < iw))
+                )
+                total += inside * ic * ph.weights.shape[0]
+        return total
+
+    @property
+    def stored_weights(self) -> int:
+        return int(sum(ph.weights.size for ph in self.phases))
+
+
+@dataclass(frozen=True)
+class DecoderPlan:
+    name: str
+    graph_kind: str
+    source: str
+    source_sha256: str
+    latent_dim: int
+    latent_scale: float
+    latent_zp: int
+    logits_scale: float
+    logits_zp: int
+    dense: DenseLayer
+    convs: tuple[ConvLayer, ...]
+
+    @property
+    def real_macs(self) -> int:
+        return self.dense.real_macs + sum(c.real_macs for c in self.convs)
