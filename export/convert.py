@@ -40,14 +40,25 @@ def batches_of(samples: np.ndarray, batch: int) -> list[np.ndarray]:
     return [samples[i : i + batch] for i in range(0, len(samples) - batch + 1, batch)]
 
 
-def to_tflite(model, precision: str, io_type: str = "float", calibration: np.ndarray | None = None) -> bytes:
+def to_tflite(
+    model,
+    precision: str,
+    io_type: str = "float",
+    calibration: np.ndarray | None = None,
+    ranges: str = "minmax",
+    per_channel: bool = False,
+) -> bytes:
     """``precision``: float32 | float16 (fp16 weights) | dynamic_int8 | int8 (full integer, calibrated).
 
     For int8, ``io_type="int8"`` also makes the input and output tensors int8 (what an MCU runs), and the
     Dense layer is quantized per tensor: per-channel tables for its 3136 outputs (scale, zero point, min, max)
-    cost ~60 KB — more than its weights — for no accuracy the tolerance needs.
+    cost ~60 KB — more than its weights — for no accuracy the tolerance needs. ``ranges`` is how the hidden
+    activations' int8 ranges are set (export/calibrate.py's RangeMethod); ``per_channel`` gives the convolutions
+    (not the Dense layer) one weight scale per output channel.
     """
     import tensorflow as tf
+
+    from . import calibrate
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if precision != "float32":
@@ -64,7 +75,7 @@ def to_tflite(model, precision: str, io_type: str = "float", calibration: np.nda
         # Per-tensor scales throughout: the per-channel tables (scale, int64 zero point per channel, on weights
         # and biases) cost ~3 KB here, and on the Dense layer's 3136 outputs ~60 KB, more than its weights.
         # The pixel error is the same either way.
-        converter._experimental_disable_per_channel = True
+        converter._experimental_disable_per_channel = not per_channel
         converter._experimental_disable_per_channel_quantization_for_dense_layers = True
         if io_type == "int8":
             converter.inference_input_type = tf.int8
@@ -72,7 +83,12 @@ def to_tflite(model, precision: str, io_type: str = "float", calibration: np.nda
     elif precision not in ("float32", "dynamic_int8"):
         raise ValueError(f"unknown TFLite precision {precision!r}")
     with quiet():
-        model = converter.convert()
+        if precision == "int8" and calibrate.RangeMethod(ranges) is not calibrate.RangeMethod.MINMAX:
+            calibrated = calibrate.calibrated_model(converter, chunks)
+            narrowed, _ = calibrate.narrow_ranges(calibrated, chunks, calibrate.RangeMethod(ranges))
+            model = calibrate.quantize_calibrated(narrowed, io_type=io_type, per_channel=per_channel)
+        else:
+            model = converter.convert()
     if precision != "int8":
         return model
     return clip_logistic_input_range(strip_internal_names(model))
