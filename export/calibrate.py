@@ -15,7 +15,11 @@ Pure: bytes in, bytes out.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import os
+import sys
+from collections.abc import Iterator
 
 import numpy as np
 from tensorflow.lite.python.schema_py_generated import BuiltinOperator
@@ -40,6 +44,20 @@ CLIP_FRACTIONS = np.linspace(0.05, 1.0, 96)
 HISTOGRAM_BINS = 40_960
 
 
+@contextlib.contextmanager
+def native_stdout_silenced() -> Iterator[None]:
+    """File descriptor 1 pointed at /dev/null for the block (what C++ code writes there is dropped)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def calibrated_model(converter, chunks: list[np.ndarray]) -> bytes:
     """The converter's float model with each tensor's calibrated min/max attached (no quantization yet)."""
     converter._experimental_calibrate_only = True
@@ -53,13 +71,14 @@ def quantize_calibrated(calibrated: bytes, *, io_type: str, per_channel: bool = 
     from tensorflow.lite.python import convert
 
     io = tf.int8 if io_type == "int8" else tf.float32
-    return convert.mlir_quantize(
-        calibrated,
-        disable_per_channel=not per_channel,
-        input_data_type=io,
-        output_data_type=io,
-        disable_per_channel_for_dense_layers=True,
-    )
+    with native_stdout_silenced():  # the quantizer prints its options from C++, past Python's redirects
+        return convert.mlir_quantize(
+            calibrated,
+            disable_per_channel=not per_channel,
+            input_data_type=io,
+            output_data_type=io,
+            disable_per_channel_for_dense_layers=True,
+        )
 
 
 def activation_values(

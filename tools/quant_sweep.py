@@ -50,8 +50,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--ranges",
         type=comma_list(str, tuple(RangeMethod)),
-        default=["minmax", "mse"],
-        help="activation-range methods, comma list of " + ", ".join(RangeMethod) + " (default minmax,mse)",
+        default=["minmax", "mse", "p99", "p99.9", "p99.99"],
+        help="activation-range methods, comma list of "
+        + ", ".join(RangeMethod)
+        + " (default minmax,mse,p99,p99.9,p99.99)",
     )
     p.add_argument(
         "--weights",
