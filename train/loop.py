@@ -37,7 +37,8 @@ LEGACY_SETTINGS: dict = {"validation": 0, "posterior": "diagonal"}
 
 
 def cpu_has_bf16() -> bool:
-    """True where oneDNN has bf16 matrix units (AMX or AVX512-BF16): there mixed bf16 trains ~1.4x faster."""
+    """True where oneDNN has bf16 matrix units (AMX or AVX512-BF16), where mixed bf16 is meant to train faster
+    (not measured on this code: README, Training)."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -240,6 +241,7 @@ class Trainer:
 
     def __init__(
         self,
+        *,
         name: str,
         models: dict[str, keras.Model],
         optimizer: keras.optimizers.Optimizer,
