@@ -1,9 +1,10 @@
 """The training loop shared by the VAEs and the classifier: seeded, checkpointed every epoch, resumable.
 
-One epoch = one seeded shuffle of the 60k training split, batches of 128, ``steps_per_call`` steps per
-``tf.function`` call (so Python runs once per chunk, not per step). After every epoch the weights and
-optimizer state go to ``checkpoint.npz`` atomically, so a killed run loses at most one epoch and
-``resume=True`` continues bit-for-bit on the same data order and noise (seeds derive from seed + epoch).
+One epoch = one seeded shuffle of the training split (less the validation hold-out), in batches of
+``batch_size``, ``steps_per_call`` steps per ``tf.function`` call (so Python runs once per chunk, not per
+step). After every epoch the weights and optimizer state go to ``checkpoint.npz`` atomically, so a killed run
+loses at most one epoch and ``resume=True`` continues bit-for-bit on the same data order and noise (seeds
+derive from seed + epoch).
 
 Everything runs under a ``tf.distribute`` strategy (the default one here): a multi-GPU user passes a
 ``MirroredStrategy`` and nothing else changes.
