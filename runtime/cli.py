@@ -73,7 +73,6 @@ def int_between(minimum: int, maximum: int, why: str = "") -> Callable[[str], in
 
 positive_int = int_at_least(1)
 nonnegative_int = int_at_least(0)
-positive_float = _number(float, 1e-300, "a positive number")
 nonnegative_float = _number(float, 0.0, "a non-negative number")
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from .backends import ModelLoadError, OnnxModel, TensorInfo, TFLiteModel, run_batched
 from .errors import InvalidInputError
 from .manifest import Manifest
-from .vocab import Role
+from .vocab import Precision, Role, default_decoder_graph
 
 # Images are probabilities in [0, 1]; float16/int8 round-trips may overshoot a hair, 0..255 bytes may not.
 IMAGE_RANGE_TOLERANCE = 1e-3
@@ -197,8 +197,8 @@ class Decoder(_Artifact):
         io: str | None = None,
         num_threads: int | None = None,
     ) -> Decoder:
-        if graph is None:
-            graph = "subpixel" if precision == "int8" else "transpose"
+        if graph is None and precision in tuple(Precision):  # an unknown precision: select's error names it
+            graph = default_decoder_graph(precision)
         if io is None and precision == "int8" and format == "tflite":
             io = "int8"
         entry = manifest.select(

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from enum import StrEnum
 
+# The built-in VAEs, in training order. Each one's config, training defaults and goal are its entry in
+# train/registry.py (which the shipped runtime cannot import); tests/test_registry.py checks the two agree.
 VAE_MODELS = ("vae2d", "vae3d", "vae2d_corr")
 CLASSIFIER = "classifier"
 ALL_MODELS = (*VAE_MODELS, CLASSIFIER)

@@ -37,22 +37,15 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
 
 
-TINY_TRAIN = [
-    "--train-limit",
-    "1024",
-    "--validation",
-    "0",
-    "--test-limit",
-    "200",
-    "--iw-samples",
-    "100",
-    "--epochs",
-    "1",
-    "--quiet",
-    "--no-figures",
-    "--precision",
-    "float32",
-]
+# One epoch on 1,024 images, by TrainSettings field (tools/fuzz/ondisk.py writes the same as flags).
+TINY_SETTINGS = {
+    "train_limit": 1024,
+    "validation": 0,
+    "test_limit": 200,
+    "iw_samples": 100,
+    "epochs": 1,
+    "precision": "float32",
+}
 TINY_EXPORT_BATCH = 4
 
 
@@ -61,17 +54,18 @@ def exported(tmp_path_factory, mnist_path) -> Path:
     """artifacts/ with vae2d_corr and the classifier trained for a few steps and exported (batch 1 and 4)."""
     from export.__main__ import main as export_main
     from export.__main__ import parse_args as export_args
-    from train.__main__ import main as train_main
-    from train.__main__ import parse_args as train_args
+    from train.pipeline import train_models
+    from train.registry import builtin
 
     root = tmp_path_factory.mktemp("artifacts")
-    for model in ("vae2d_corr", "classifier"):
-        assert (
-            train_main(
-                train_args(["--model", model, "--data", str(mnist_path), "--out", str(root), *TINY_TRAIN])
-            )
-            == 0
-        )
+    train_models(
+        models=[builtin(model).config for model in ("vae2d_corr", "classifier")],
+        out=root,
+        data=mnist_path,
+        settings=TINY_SETTINGS,
+        progress=False,
+        figures=False,
+    )
     for model in ("vae2d_corr", "classifier"):
         args = [
             "--model",

@@ -45,8 +45,12 @@ BAD_FLAGS = [
     ("train", ["--iw-samples", "-3"]),
     ("train", ["--validation", "-1"]),
     ("train", ["--seed", "-1"]),
+    ("train", ["--model", "vae4d"]),
+    ("train", ["--model", "vae4d", "--latent-dim", "0"]),
+    ("train", ["--model", "vae3d", "--latent-dim", "3"]),
     ("train.bench", ["--epochs", "0"]),
     ("train.results", ["--seeds", "x"]),
+    ("train.results", ["--models", "vae4d"]),
 ]
 
 

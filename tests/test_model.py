@@ -22,6 +22,7 @@ from train.model import (
     log_normal_diag,
     log_prior,
 )
+from train.registry import vae_names
 
 MC_SAMPLES = 400_000
 MC_SIGMAS = 5.0  # the closed form must lie within 5 Monte-Carlo standard errors of the estimate
@@ -94,9 +95,9 @@ def test_bce_from_logits_matches_probability_form():
     np.testing.assert_allclose(np.asarray(bce_sum_from_logits(x, logits)), ref, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["vae2d", "vae3d", "vae2d_corr"])
+@pytest.mark.parametrize("name", [*vae_names(), "a_new_5d"])
 def test_architecture_shapes(name):
-    cfg = PRESETS[name]
+    cfg = PRESETS[name] if name in PRESETS else VAEConfig(name, 5)  # any latent size: the same architecture
     enc, dec = build_encoder(cfg), build_decoder(cfg, batch_size=4)
     mu, log_var = enc(np.zeros((4, 28, 28, 1), np.float32))
     assert mu.shape == log_var.shape == (4, cfg.latent_dim)

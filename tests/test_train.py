@@ -13,17 +13,17 @@ import numpy as np
 import pytest
 
 from runtime.errors import VaeEdgeError
-from train.__main__ import SETTING_FLAGS, main, parse_args, settings_for
+from train.__main__ import main, parse_args
+from train.flags import SETTING_FLAGS, given_settings
 from train.model import VAEConfig
+from train.registry import BUILTINS, vae_names
 from train.settings import (
-    CLASSIFIER_DEFAULTS,
-    CLASSIFIER_EPOCHS,
     DEFAULTS,
     PREDATED,
-    VAE_DEFAULTS,
     SettingError,
     TrainSettings,
     model_defaults,
+    model_settings,
 )
 
 SMALL = [
@@ -155,6 +155,65 @@ def test_study_posterior_variant_trains_and_is_recorded(tmp_path, mnist_path):
     assert metrics["test_iw_nll"] < metrics["test_neg_elbo"]
 
 
+def test_a_new_model_trains_at_any_latent_size_into_a_run_set_export_accepts(tmp_path, mnist_path, capsys):
+    """``--model NAME --latent-dim K --prior-cov ...``: the built-ins' architecture under a new name, the same
+    run-set files as a built-in, and a config.json that records its name, latent size and prior."""
+    from export.preflight import check_model_folder
+    from train.registry import config_from_json
+    from train.runset import verify_run_set
+
+    cov = [[1.0, 0.4, 0.0, 0.0], [0.4, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.5]]
+    rows = ";".join(",".join(f"{v:g}" for v in row) for row in cov)
+    tiny = ["--train-limit", "640", "--validation", "128", "--test-limit", "100", "--iw-samples", "20"]
+    flags = ["--model", "digits4", "--latent-dim", "4", "--prior-cov", rows, *tiny]
+    assert train(tmp_path, mnist_path, *flags, "--epochs", "1") == 0
+    folder = tmp_path / "digits4"
+    assert [p.name for p in tmp_path.iterdir()] == ["digits4"]
+    run_files = [name for name in VAE_FILES if not name.endswith(".png")]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [*run_files, "loss_curves.png"]
+    )  # no 2-D/3-D plots
+    config = json.loads((folder / "config.json").read_text())
+    assert (config["model"]["name"], config["model"]["latent_dim"]) == ("digits4", 4)
+    assert config["model"]["prior_cov"] == config["model"]["prior"]["cov"] == cov
+    assert config_from_json(config["model"]) == VAEConfig("digits4", 4, tuple(map(tuple, cov)))
+    assert (
+        config["training"]
+        == TrainSettings(
+            **{
+                **DEFAULTS,
+                "epochs": 1,
+                "train_limit": 640,
+                "validation": 128,
+                "test_limit": 100,
+                "iw_samples": 20,
+            }
+        ).to_json()
+    )  # the shared defaults: a new model has no own ones
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["model"] == "digits4" and len(metrics["kl_per_dim"]) == 4
+    assert math.isfinite(metrics["test_neg_elbo"]) and metrics["test_neg_elbo"] < UNTRAINED_BCE
+    assert verify_run_set(folder) == metrics["run_id"]
+    check_model_folder(folder, "digits4")  # what export checks before it reads a model folder
+    decoder = keras.models.load_model(folder / "decoder.keras")
+    assert decoder.input_shape == (None, 4) and decoder.output_shape == (None, 28, 28, 1)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert train(tmp_path, mnist_path, *flags, "--epochs", "1", "--resume") == 0  # finished: left alone
+    assert "nothing to do" in capsys.readouterr().err
+    other = ["--model", "digits4", "--latent-dim", "3", "--epochs", "1", "--resume", *tiny]
+    assert train(tmp_path, mnist_path, *other) == 2
+    assert "trained with latent_dim=4, but this run gives latent_dim=3" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_prior_cov_reads_rows_or_json():
+    rows = parse_args(["--model", "vae2d_corr", "--prior-cov", "1,0.3; 0.3,0.5"]).prior_cov_matrix
+    assert (
+        rows == parse_args(["--model", "vae2d_corr", "--prior-cov", "[[1,0.3],[0.3,0.5]]"]).prior_cov_matrix
+    )
+    assert rows == ((1.0, 0.3), (0.3, 0.5))
+
+
 @pytest.mark.parametrize("decay", ["0.5", "0.999"])
 def test_the_run_keeps_the_weights_with_the_lower_validation_elbo(tmp_path, mnist_path, decay):
     # 0.999 over 40 steps averages in the near-untrained start (worse); 0.5 follows the last steps closely.
@@ -250,6 +309,16 @@ def test_missing_data(tmp_path, capsys):
         (["--model", "vae2d_corr", "--prior-cov", "[[1, 2], [2, 1]]"], "not positive definite"),
         (["--model", "vae2d_corr", "--prior-cov", "[[1, 0.4]"], "not valid JSON"),
         (["--model", "vae3d", "--prior-cov", "[[1, 0], [0, 1]]"], "applies to vae2d_corr only"),
+        (["--model", "vae2d_corr", "--prior-cov", "1,0.4;0.4"], "not a numeric matrix"),
+        (["--model", "vae2d_corr", "--prior-cov", "1,x;x,1"], "not a matrix of numbers"),
+        (["--model", "vae4d"], "not a built-in model"),
+        (["--model", "vae2d", "--latent-dim", "4"], "'vae2d' is a built-in model"),
+        (["--model", "all", "--latent-dim", "4"], "means every built-in model"),
+        (["--model", "../up", "--latent-dim", "4"], "is not a model name"),
+        (["--model", ".hidden", "--latent-dim", "4"], "is not a model name"),
+        (["--model", "vae4d", "--latent-dim", "0"], "--latent-dim"),
+        (["--model", "vae4d", "--latent-dim", "513"], "--latent-dim"),
+        (["--model", "vae4d", "--latent-dim", "4", "--prior-cov", "1,0;0,1"], "give a 4x4 matrix"),
     ],
 )
 def test_bad_flag_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, flags, fragment):
@@ -271,26 +340,30 @@ def test_defaults_come_from_the_settings_dataclass(capsys):
         if field != "epochs":
             assert getattr(args, dest) == DEFAULTS[field], dest
     assert args.epochs is None and args.explicit == {}
-    assert settings_for("vae", args, "float32") == TrainSettings()
-    classifier = settings_for("classifier", args, "float32")
-    assert classifier.epochs == CLASSIFIER_EPOCHS
-    assert classifier.learning_rate == CLASSIFIER_DEFAULTS["learning_rate"] != DEFAULTS["learning_rate"]
-    assert classifier.adam_beta_2 == CLASSIFIER_DEFAULTS["adam_beta_2"] != DEFAULTS["adam_beta_2"]
+
+    def settings_of(model, *argv):  # what python -m train ARGV trains MODEL with
+        return model_settings(model, given_settings(parse_args(list(argv))))
+
+    assert settings_of("a_new_model") == TrainSettings()  # a model that is not built in: the shared defaults
+    classifier = settings_of("classifier")
+    own = BUILTINS["classifier"].defaults
+    assert classifier.epochs == own["epochs"] != DEFAULTS["epochs"]
+    assert classifier.learning_rate == own["learning_rate"] != DEFAULTS["learning_rate"]
+    assert classifier.adam_beta_2 == own["adam_beta_2"] != DEFAULTS["adam_beta_2"]
     assert classifier.ema_decay == 0.0
-    assert settings_for("classifier", parse_args(["--lr", "2e-3"]), "float32").learning_rate == 2e-3
-    # a VAE's own defaults (VAE_DEFAULTS) apply to that model only, and a flag still wins over them
-    assert settings_for("vae", args, "float32", "vae3d") == TrainSettings(**VAE_DEFAULTS["vae3d"])
-    assert settings_for("vae", args, "float32", "vae3d").batch_size != DEFAULTS["batch_size"]
-    assert settings_for("vae", args, "float32", "vae2d_corr") == TrainSettings()
-    assert settings_for("vae", parse_args(["--batch-size", "128"]), "float32", "vae3d").batch_size == 128
-    assert (
-        settings_for("vae", parse_args(["--adam-epsilon", "1e-7"]), "float32", "vae3d").adam_epsilon == 1e-7
-    )
+    assert settings_of("classifier", "--lr", "2e-3").learning_rate == 2e-3
+    # a VAE's own defaults (its registry entry) apply to that model only, and a flag still wins over them
+    assert settings_of("vae3d") == TrainSettings(**BUILTINS["vae3d"].defaults)
+    assert settings_of("vae3d").batch_size != DEFAULTS["batch_size"]
+    assert settings_of("vae2d_corr") == TrainSettings()
+    assert settings_of("vae3d", "--batch-size", "128").batch_size == 128
+    assert settings_of("vae3d", "--adam-epsilon", "1e-7").adam_epsilon == 1e-7
     train_help = " ".join(train_help.split())  # argparse wraps the help text
-    for model, own in VAE_DEFAULTS.items():  # --help names every model's own default
+    for model in vae_names():  # --help names every model's own default
+        own = BUILTINS[model].defaults
         assert all(f"{value:g} for {model}" in train_help for value in own.values()), model
-    assert model_defaults("vae3d")["batch_size"] == VAE_DEFAULTS["vae3d"]["batch_size"]
-    assert model_defaults("classifier")["learning_rate"] == CLASSIFIER_DEFAULTS["learning_rate"]
+    assert model_defaults("vae3d")["batch_size"] == BUILTINS["vae3d"].defaults["batch_size"]
+    assert model_defaults("classifier")["learning_rate"] == BUILTINS["classifier"].defaults["learning_rate"]
     assert parse_args(["--lr", "2e-3", "--seed", "1"]).explicit == {"learning_rate": "--lr", "seed": "--seed"}
     stored = TrainSettings(seed=3, batch_size=64)
     assert TrainSettings.from_json(json.loads(json.dumps(stored.to_json()))) == stored
@@ -450,7 +523,7 @@ def test_bench_reads_vae_edge_from_a_finished_run_and_refuses_other_settings(tmp
     metrics = json.loads((tmp_path / "vae2d" / "metrics.json").read_text())
     assert row["test_neg_elbo"] == metrics["test_neg_elbo"] and len(row["epoch_seconds"]) == 2
     assert row["from_run"]["run_id"] == metrics["run_id"]
-    assert row["batch_size"] == VAE_DEFAULTS["vae2d"]["batch_size"]  # its own, not the reference's 128
+    assert row["batch_size"] == BUILTINS["vae2d"].defaults["batch_size"]  # its own, not the reference's 128
     from train.bench import REFERENCE_BATCH, bench_markdown
 
     reference = {

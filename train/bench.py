@@ -26,12 +26,25 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from runtime.cli import cli_main, parser  # noqa: E402
 from runtime.fileio import ensure_writable_dir, write_json_atomic, write_text_atomic  # noqa: E402
 
+from .registry import BUILTINS  # noqa: E402
 from .settings import DEFAULTS, PRECISIONS, SettingError, TrainSettings, check_setting, model_defaults  # noqa: E402
 
 SPEEDUP_GOAL = 1.3  # vae-edge must train at least this much faster per epoch than the reference
 # the keras-io example's batch; vae-edge trains at its models' own defaults (vae2d and vae3d: 32)
 REFERENCE_BATCH = 128
-MODEL_FOR_LATENTS = {2: "vae2d", 3: "vae3d"}
+
+
+def isotropic_builtins() -> dict[int, str]:
+    """latent size -> the first built-in VAE with the prior N(0, I) at that size (vae2d, vae3d): the models the
+    reference, which has no other prior, is compared with."""
+    out: dict[int, str] = {}
+    for name, entry in BUILTINS.items():
+        if entry.kind == "vae" and entry.config.prior_cov is None:
+            out.setdefault(entry.config.latent_dim, name)
+    return out
+
+
+MODEL_FOR_LATENTS = isotropic_builtins()
 
 
 def _comma_list(kind, allowed):
@@ -234,10 +247,10 @@ def vae_edge_row(run: Path, latent_dim: int, settings: TrainSettings, metrics: d
 
 
 def run_vae_edge(data, latent_dim: int, epochs: int, seed: int, precision: str, validation: int) -> dict:
-    from .model import PRESETS
+    from .registry import builtin
     from .vae import train_vae
 
-    settings = TrainSettings(  # the model's own defaults (VAE_DEFAULTS), as python -m train uses them
+    settings = TrainSettings(  # the model's own defaults (train/registry.py), as python -m train uses them
         **{
             **model_defaults(MODEL_FOR_LATENTS[latent_dim]),
             "epochs": epochs,
@@ -249,7 +262,7 @@ def run_vae_edge(data, latent_dim: int, epochs: int, seed: int, precision: str, 
     )
     with tempfile.TemporaryDirectory() as tmp:
         metrics = train_vae(
-            PRESETS[MODEL_FOR_LATENTS[latent_dim]],
+            builtin(MODEL_FOR_LATENTS[latent_dim]).config,
             data,
             Path(tmp),
             settings,

@@ -14,10 +14,9 @@ from . import figures
 from .loop import Trainer, TrainSettings, dtype_policy, make_dataset
 from .model import ClassifierConfig, build_classifier, copy_weights
 from .optim import make_optimizer
+from .registry import builtin
 from .runset import remove_stale_temporaries
 from .vae import EVAL_BATCH, publish_run
-
-TARGET_TEST_ACCURACY = 0.99
 
 
 def make_logits_fn(model):
@@ -76,14 +75,14 @@ def train_classifier(
         }
 
     trainer = Trainer(
-        "classifier",
-        {"classifier": model},
-        optimizer,
-        step,
-        settings,
-        out_dir,
-        strategy,
-        progress,
+        name=cfg.name,
+        models={"classifier": model},
+        optimizer=optimizer,
+        step_fn=step,
+        settings=settings,
+        out_dir=out_dir,
+        strategy=strategy,
+        progress=progress,
         model_config=cfg.to_json(),
     )
     if resume and trainer.load_checkpoint() and progress:
@@ -105,7 +104,7 @@ def train_classifier(
         "train_images": len(x_train),
         "validation_images": len(x_val),
         "test_images": len(x_test),
-        "target_test_accuracy": TARGET_TEST_ACCURACY,
+        "target_test_accuracy": builtin(cfg.name).goal.value,  # its goal in train/registry.py
     }
     out_dir = Path(out_dir)
     publish_run(

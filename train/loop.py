@@ -1,9 +1,10 @@
 """The training loop shared by the VAEs and the classifier: seeded, checkpointed every epoch, resumable.
 
-One epoch = one seeded shuffle of the 60k training split, batches of 128, ``steps_per_call`` steps per
-``tf.function`` call (so Python runs once per chunk, not per step). After every epoch the weights and
-optimizer state go to ``checkpoint.npz`` atomically, so a killed run loses at most one epoch and
-``resume=True`` continues bit-for-bit on the same data order and noise (seeds derive from seed + epoch).
+One epoch = one seeded shuffle of the training split (less the validation hold-out), in batches of
+``batch_size``, ``steps_per_call`` steps per ``tf.function`` call (so Python runs once per chunk, not per
+step). After every epoch the weights and optimizer state go to ``checkpoint.npz`` atomically, so a killed run
+loses at most one epoch and ``resume=True`` continues bit-for-bit on the same data order and noise (seeds
+derive from seed + epoch).
 
 Everything runs under a ``tf.distribute`` strategy (the default one here): a multi-GPU user passes a
 ``MirroredStrategy`` and nothing else changes.
@@ -37,7 +38,8 @@ LEGACY_SETTINGS: dict = {"validation": 0, "posterior": "diagonal"}
 
 
 def cpu_has_bf16() -> bool:
-    """True where oneDNN has bf16 matrix units (AMX or AVX512-BF16): there mixed bf16 trains ~1.4x faster."""
+    """True where oneDNN has bf16 matrix units (AMX or AVX512-BF16), where mixed bf16 is meant to train faster
+    (not measured on this code: README, Training)."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -240,6 +242,7 @@ class Trainer:
 
     def __init__(
         self,
+        *,
         name: str,
         models: dict[str, keras.Model],
         optimizer: keras.optimizers.Optimizer,

@@ -1,7 +1,8 @@
-"""Model definitions for vae-edge: configs, builders and the VAE loss terms. No side effects.
+"""Model definitions for vae-edge: builders and the VAE loss terms. No side effects.
 
-Everything that defines *what* a model is lives here; the training loop (``train/loop.py``) and the
-exporter (``export/``) import it, and nothing here trains, reads data or writes files.
+The Keras graphs of a config (``train/registry.py`` holds the config dataclasses and the built-in models,
+TensorFlow-free; they are importable from here too) and the loss terms; the training loop (``train/loop.py``)
+and the exporter (``export/``) import it, and nothing here trains, reads data or writes files.
 
     from train.model import PRESETS, build_encoder, build_decoder
     cfg = PRESETS["vae2d_corr"]
@@ -11,114 +12,22 @@ exporter (``export/``) import it, and nothing here trains, reads data or writes 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping
 
 import keras
 import numpy as np
 from keras import layers, ops
 
-from runtime.errors import InvalidInputError
 from runtime.prior import Prior
+
+from .registry import CONFIGS, ClassifierConfig, VAEConfig
+from .registry import config_from_json as config_from_json  # re-exported: export/ reads configs through here
 
 IMAGE_SHAPE = (28, 28, 1)
 NUM_PIXELS = 28 * 28
 NUM_CLASSES = 10
-DEFAULT_CORRELATED_COV = ((1.0, 0.4), (0.4, 0.5))
-
-
-@dataclass(frozen=True)
-class VAEConfig:
-    """Architecture and prior of one VAE. ``prior_cov=None`` means the isotropic prior N(0, I)."""
-
-    name: str
-    latent_dim: int
-    prior_cov: tuple[tuple[float, ...], ...] | None = None
-    conv_filters: tuple[int, int] = (32, 64)
-    dense_units: int = 16
-    kind: str = field(default="vae", init=False)
-
-    def __post_init__(self):
-        _check_fields(self)  # types and sane bounds before Σ is built: a latent_dim of 1e9 would take minutes
-        _ = self.prior  # validates Σ (shape, symmetry, positive definiteness) at construction time
-
-    @property
-    def prior(self) -> Prior:
-        if self.prior_cov is None:
-            return Prior.isotropic(self.latent_dim)
-        return Prior(self.latent_dim, tuple(tuple(float(v) for v in row) for row in self.prior_cov))
-
-    def to_json(self) -> dict:
-        out = asdict(self)
-        out["prior"] = self.prior.to_json()
-        return out
-
-    @classmethod
-    def from_json(cls, obj: dict) -> VAEConfig:
-        """Read a stored copy field by field; a field it predates keeps the dataclass default."""
-        values = _init_fields(cls, obj)
-        cov = values.get("prior_cov")
-        values["prior_cov"] = None if cov is None else tuple(tuple(row) for row in cov)
-        return cls(**values)
-
-
-@dataclass(frozen=True)
-class ClassifierConfig:
-    """The MNIST digit classifier used as the judge of generated samples."""
-
-    name: str = "classifier"
-    conv_filters: tuple[int, int] = (32, 64)
-    feature_units: int = 128
-    dropout: float = 0.3
-    kind: str = field(default="classifier", init=False)
-
-    def __post_init__(self):
-        _check_fields(self)
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, obj: dict) -> ClassifierConfig:
-        """Read a stored copy field by field; a field it predates keeps the dataclass default."""
-        return cls(**_init_fields(cls, obj))
-
-
-def _check_fields(cfg: VAEConfig | ClassifierConfig) -> None:
-    """Refuse a config whose fields would build something absurd (train.configcheck holds the bounds, in plain
-    Python so that export can check a config.json before it imports TensorFlow)."""
-    from train.configcheck import model_config_problem
-
-    problem = model_config_problem({f.name: getattr(cfg, f.name) for f in fields(cfg)})
-    if problem:
-        raise InvalidInputError(f"{cfg.name if isinstance(cfg.name, str) else 'model'}: {problem}")
-
-
-def _init_fields(cls, obj: dict) -> dict:
-    """The constructor arguments of dataclass ``cls`` found in ``obj`` (JSON lists back to tuples)."""
-    return {
-        f.name: tuple(obj[f.name]) if isinstance(obj[f.name], list) else obj[f.name]
-        for f in fields(cls)
-        if f.init and f.name in obj
-    }
-
-
-PRESETS: dict[str, VAEConfig | ClassifierConfig] = {
-    "vae2d": VAEConfig("vae2d", 2),
-    "vae3d": VAEConfig("vae3d", 3),
-    "vae2d_corr": VAEConfig("vae2d_corr", 2, DEFAULT_CORRELATED_COV),
-    "classifier": ClassifierConfig(),
-}
-VAE_NAMES = ("vae2d", "vae3d", "vae2d_corr")
-
-
-def config_from_json(obj: dict) -> VAEConfig | ClassifierConfig:
-    """The config a stored ``model`` object describes; InvalidInputError (a ValueError) names a bad field."""
-    from train.configcheck import model_config_problem
-
-    problem = model_config_problem(obj)  # before any field is converted: "ab" is not a pair of filters
-    if problem:
-        raise InvalidInputError(problem)
-    return ClassifierConfig.from_json(obj) if obj.get("kind") == "classifier" else VAEConfig.from_json(obj)
+# name -> config of every built-in model, read from train/registry.py's BUILTINS at each lookup
+PRESETS: Mapping[str, VAEConfig | ClassifierConfig] = CONFIGS
 
 
 # --------------------------------------------------------------------------------------------- builders

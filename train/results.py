@@ -4,8 +4,9 @@
     python -m train.results --seeds 0 --models vae2d --epochs 5 --out artifacts/probe
     python -m train.results --collect-only                    # summarise runs already under --out
 
-Each run is ``python -m train --model M --seed S --out OUT/seed-S --resume`` (so an interrupted ``make results``
-continues where it stopped) with the defaults of train/settings.py unless flags say otherwise. The summary reads
+Each run is what ``python -m train --model M --seed S --out OUT/seed-S --resume`` trains (so an interrupted
+``make results`` continues where it stopped), with each model's defaults (train/registry.py) unless
+``--train-flags`` say otherwise; models and goals are the built-ins' entries in train/registry.py. The summary reads
 each run's metrics.json (after ``verify_run_set``) and writes ``<reports>/results.json`` and ``results.md``: per
 model the mean, the sample standard deviation and the range over seeds of the test figures, with the machine
 named, because a figure moves between machines and seeds and a single run is one draw.
@@ -25,7 +26,8 @@ from runtime.cli import cli_main, parser  # noqa: E402
 from runtime.errors import VaeEdgeError  # noqa: E402
 from runtime.fileio import ensure_writable_dir, write_json_atomic, write_text_atomic  # noqa: E402
 
-MODELS = ("vae2d", "vae3d", "vae2d_corr", "classifier")
+from .registry import BUILTINS  # noqa: E402
+
 FIGURES = (
     "test_neg_elbo",
     "test_iw_nll",
@@ -36,12 +38,6 @@ FIGURES = (
     "validation_neg_elbo_ema",
     "test_accuracy",
 )
-GOALS = {  # issue 15's goals, judged on the mean over seeds
-    "vae2d": ("test_neg_elbo", "≤", 148.0),
-    "vae2d_corr": ("test_neg_elbo", "≤", 149.0),
-    "vae3d": ("test_neg_elbo", "≤", 133.0),
-    "classifier": ("test_accuracy", "≥", 0.99),
-}
 
 
 def _seeds(text: str) -> list[int]:
@@ -56,16 +52,21 @@ def _seeds(text: str) -> list[int]:
 
 def _models(text: str) -> list[str]:
     models = [v for v in text.split(",") if v]
-    bad = [m for m in models if m not in MODELS]
+    bad = [m for m in models if m not in BUILTINS]
     if bad or not models:
-        raise argparse.ArgumentTypeError(f"{bad or text!r}: choose from {', '.join(MODELS)}")
+        raise argparse.ArgumentTypeError(f"{bad or text!r}: choose from {', '.join(BUILTINS)}")
     return models
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = parser("python -m train.results", __doc__)
     p.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="comma list (default 0,1,2)")
-    p.add_argument("--models", type=_models, default=list(MODELS), help="comma list (default: all four)")
+    p.add_argument(
+        "--models",
+        type=_models,
+        default=list(BUILTINS),
+        help=f"comma list of built-in models (default: all of them, {','.join(BUILTINS)})",
+    )
     p.add_argument("--out", default="artifacts/results", help="runs go to OUT/seed-S/<model>/")
     p.add_argument("--reports", default="reports", help="results.{json,md} go here (default reports/)")
     p.add_argument("--data", default=None, help="MNIST path (default $VAE_EDGE_MNIST)")
@@ -84,18 +85,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def train_runs(
     *, seeds: list[int], models: list[str], out: Path, data: str | None, train_flags: list[str]
 ) -> None:
-    """Train every (seed, model) pair that is not complete yet; raise VaeEdgeError on the first failure."""
-    from .__main__ import main as train_main
-    from .__main__ import parse_args as train_args
+    """Train every (seed, model) pair that is not complete yet; raise VaeEdgeError on the first failure.
+
+    ``train_flags`` are ``python -m train``'s flags (a bad one exits 2 with its one-line error, as there)."""
+    from .flags import parse_args as train_args
+    from .flags import train_options
+    from .pipeline import train_models
 
     for seed in seeds:
         for model in models:
             argv = ["--model", model, "--seed", str(seed), "--out", str(out / f"seed-{seed}"), "--resume"]
             argv += ["--data", data] if data else []
-            if train_main(train_args([*argv, *train_flags])) != 0:
+            try:
+                train_models(**train_options(train_args([*argv, *train_flags])))
+            except VaeEdgeError as exc:
                 raise VaeEdgeError(
-                    f"training {model} with seed {seed} failed (see above); rerun to resume it"
-                )
+                    f"training {model} with seed {seed} failed: {exc}; rerun to resume it"
+                ) from None
 
 
 def summarise(*, seeds: list[int], models: list[str], out: Path) -> dict:
@@ -127,11 +133,8 @@ def summarise(*, seeds: list[int], models: list[str], out: Path) -> dict:
                 else 0.0
             )
             figures[name] = {"mean": mean, "sd": sd, "min": min(values), "max": max(values), "values": values}
-        goal = GOALS.get(model)
-        met = None
-        if goal and goal[0] in figures:
-            mean = figures[goal[0]]["mean"]
-            met = mean <= goal[2] if goal[1] == "≤" else mean >= goal[2]
+        goal = BUILTINS[model].goal
+        met = goal.met(figures[goal.figure]["mean"]) if goal and goal.figure in figures else None
         summary[model] = {
             "runs": [
                 {**{k: v for k, v in r.items() if k != "metrics"}, "weights": r["metrics"].get("weights")}
@@ -140,7 +143,7 @@ def summarise(*, seeds: list[int], models: list[str], out: Path) -> dict:
             "figures": figures,
             "goal": None
             if goal is None
-            else {"figure": goal[0], "op": goal[1], "value": goal[2], "met": met},
+            else {"figure": goal.figure, "op": goal.op, "value": goal.value, "met": met},
         }
     return summary
 

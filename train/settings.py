@@ -1,32 +1,27 @@
-"""Training settings: the one place where every training default and every rule on its value is stated.
+"""Training settings: the one place where every shared training default and every rule on a value is stated.
 
 ``TrainSettings`` is a frozen dataclass validated in ``__post_init__``; ``python -m train`` takes its argparse
 defaults from the dataclass's fields and validates each flag with the same rules (:func:`check_setting`) at
-parse time; ``from_json`` reads a stored copy (config.json, checkpoint.npz) field by field. No TensorFlow here,
-so ``--help`` and flag errors are instant.
+parse time; ``from_json`` reads a stored copy (config.json, checkpoint.npz) field by field. A built-in model's
+own defaults are in its entry in train/registry.py; :func:`model_settings` puts the three together. No
+TensorFlow here, so ``--help`` and flag errors are instant.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
 from runtime.errors import InvalidInputError
+from runtime.vocab import CLASSIFIER
 
 PRECISIONS = ("float32", "bfloat16")
 # How the training sample is drawn: "diagonal" z = μ + σ ⊙ ε from q(z|x) = N(μ, diag σ²) (vae-edge);
 # "study" z = μ + L ε (the source study's variant, kept to measure what it costs; docs/correlated_prior.md).
 POSTERIORS = ("diagonal", "study")
-# The classifier's settings where its flags are not given (VAEs: TrainSettings' defaults). It reaches 99.2 %
-# with these; the VAEs' learning rate, β₂ and weight average were chosen on VAEs and not measured on it.
-CLASSIFIER_DEFAULTS = {"epochs": 8, "learning_rate": 1e-3, "adam_beta_2": 0.999}
-CLASSIFIER_EPOCHS = CLASSIFIER_DEFAULTS["epochs"]
-# A VAE's settings that differ from TrainSettings' defaults where no flag is given, each chosen on that
-# model's validation split (docs/levers.md): batch 32 for vae2d and vae3d, and Adam's ε 1e-4 for vae3d.
-# vae2d_corr at batch 32 was not better (worse on seed 0); vae2d and vae2d_corr were not measured at ε 1e-4.
-VAE_DEFAULTS = {"vae2d": {"batch_size": 32}, "vae3d": {"batch_size": 32, "adam_epsilon": 1e-4}}
 # Values that reproduce the behaviour of the code before a field existed: a stored copy (checkpoint.npz,
 # config.json) that lacks the field was trained that way.
 PREDATED = {"ema_decay": 0.0, "adam_beta_2": 0.999, "adam_epsilon": 1e-7}
@@ -110,7 +105,7 @@ class Split:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    epochs: int = 30  # VAEs; the classifier's default is CLASSIFIER_EPOCHS
+    epochs: int = 30  # VAEs; the classifier's own default is its entry's in train/registry.py
     batch_size: int = 128
     # The peak of the warm-up / hold / cosine schedule: 3e-3 beat 1e-3 on the validation split (README).
     learning_rate: float = 3e-3
@@ -191,10 +186,28 @@ DEFAULTS = {f.name: f.default for f in fields(TrainSettings)}
 
 
 def own_defaults(model: str | None) -> dict:
-    """The values where one model's defaults differ from TrainSettings' (the classifier's, or that VAE's)."""
-    return CLASSIFIER_DEFAULTS if model == "classifier" else VAE_DEFAULTS.get(model, {})
+    """The values where one model's defaults differ from TrainSettings' (a built-in's entry in
+    train/registry.py; a model that is not built in has none)."""
+    from .registry import BUILTINS  # imported here: the registry checks its entries with this module's rules
+
+    entry = BUILTINS.get(model)
+    return dict(entry.defaults) if entry else {}
 
 
 def model_defaults(model: str) -> dict:
-    """The defaults of one model: TrainSettings' with the classifier's or that VAE's own values over them."""
+    """The defaults of one model: TrainSettings' with the model's own values over them."""
     return {**DEFAULTS, **own_defaults(model)}
+
+
+# Settings that shape a VAE's objective or the weights it keeps, which the classifier's loop has no use for:
+# the classifier trains with these whatever the flags say.
+CLASSIFIER_FIXED = {"kl_warmup_epochs": 0.0, "posterior": DEFAULTS["posterior"], "ema_decay": 0.0}
+
+
+def model_settings(model: str, given: Mapping[str, object] | None = None) -> TrainSettings:
+    """One model's TrainSettings: :func:`model_defaults` with ``given`` (the settings a user set, by field name)
+    over them; the classifier keeps ``CLASSIFIER_FIXED``."""
+    values = {**model_defaults(model), **(given or {})}
+    if model == CLASSIFIER:
+        values.update(CLASSIFIER_FIXED)
+    return TrainSettings(**values)

@@ -1,4 +1,4 @@
-"""Training, evaluation and outputs of one VAE (vae2d, vae3d or vae2d_corr).
+"""Training, evaluation and outputs of one VAE (a built-in of train/registry.py, or any VAEConfig).
 
 Training objective: BCE summed over the 784 pixels + β·KL, averaged over the batch, with β warming up
 from 0 to 1 over the first ``kl_warmup_epochs`` (so a latent dimension is not switched off before the
@@ -260,14 +260,14 @@ def train_vae(
         settings.posterior,
     )
     trainer = Trainer(
-        cfg.name,
-        {"encoder": encoder, "decoder": decoder_logits},
-        optimizer,
-        step,
-        settings,
-        out_dir,
-        strategy,
-        progress,
+        name=cfg.name,
+        models={"encoder": encoder, "decoder": decoder_logits},
+        optimizer=optimizer,
+        step_fn=step,
+        settings=settings,
+        out_dir=out_dir,
+        strategy=strategy,
+        progress=progress,
         model_config=cfg.to_json(),
     )
     if resume and trainer.load_checkpoint() and progress:

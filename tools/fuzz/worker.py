@@ -130,8 +130,8 @@ def run_npz(path: str) -> dict:
 
 def run_firmware(folder: str, artifact: str, latents: int = 2, seed: int = 0) -> dict:
     """firmware_sim's loading path: runtime check, flatbuffer graph, integer reference, TFLM arena and run."""
-    from firmware_sim.__main__ import integer_reference
     from firmware_sim.graph import load_graph
+    from firmware_sim.simulate import integer_reference
     from firmware_sim.tflm import TflmModel, smallest_arena
     from runtime.manifest import load_manifest
     from runtime.models import Decoder
