@@ -12,6 +12,12 @@ on the validation latents, through the model's own layers (:func:`rounding_bound
     a = W x + b computed as â = fl(W x̂ + b), |x̂ − x| ≤ e:   |â − a| ≤ |W| e + γ(n+1) (|W| (|x| + e) + |b|)
     γ(m) = m u / (1 − m u), u = 2⁻²⁴;  ReLU and sigmoid: the exact image of the interval [a − ε, a + ε]
 
+The same terms cover the layers of a decoder brought by the user (export/byom.py), whose graph is walked in
+topological order: depthwise convolutions (fan-in kh·kw), Add (γ(k−1) over the k perturbed inputs),
+Concatenate and data movement (exact), relu6 and LeakyReLU (the image of the interval, plus α's product), a
+BatchNormalization of the Keras reference (γ(16) over its per-channel affine map: the artifacts fold it), and a
+tanh or linear output besides the sigmoid.
+
 ``n`` is the layer's fan-in as written (kernel taps × input channels; the zero taps of a sub-pixel kernel add
 exact zeros). γ covers any summation order, blocking or fused multiply-add (Higham, *Accuracy and Stability of
 Numerical Algorithms*, §3.1), so every kernel that sums products (GEMM, im2col, XNNPACK, oneDNN's direct
@@ -25,10 +31,11 @@ range and bounds nothing. They get the mean abs error the quantization-noise mod
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from runtime.manifest import NONE, SIGMOID, TANH
 from runtime.vocab import (
     NOISE_MODEL_MARGIN,
     SIGMOID_KERNEL_ABS_ERROR,
@@ -59,13 +66,6 @@ TANH_KERNEL_ABS_ERROR = 2.0**-19
 # A BatchNormalization layer of the Keras reference computes x·a + (β − μ·a) with a = γ·rsqrt(σ² + ε), or an
 # equivalent order (oneDNN fuses it): about eight roundings, rsqrt's few ulps among them. γ(16) covers them twice.
 BATCH_NORM_ROUNDINGS = 16
-# Output activations: the manifest's words for the function between the decoder's last linear layer and its
-# output ("none": the output is that layer's value).
-SIGMOID, TANH, NONE = "sigmoid", "tanh", "none"
-OUTPUT_ACTIVATIONS = (SIGMOID, TANH, NONE)
-# Activations a hidden layer may apply (as its ``activation`` or as a layer of its own); sigmoid and tanh only
-# as the decoder's output activation, where the head of the int8 graph handles them.
-HIDDEN_ACTIVATIONS = ("linear", "relu", "relu6", "leaky_relu")
 
 
 def _relu(a):
@@ -385,16 +385,10 @@ def layer_chain(model) -> Chain:
     for step in steps:
         if isinstance(step, _Linear | _Merge | _Act | _Affine):
             n = len(step.inputs)
-            step = _replace(step, slots=tuple(range(slots, slots + n)))
+            step = replace(step, slots=tuple(range(slots, slots + n)))
             slots += n
         numbered.append(step)
     return Chain(tuple(numbered), source, out, activation, slots)
-
-
-def _replace(step, **changes):
-    from dataclasses import replace
-
-    return replace(step, **changes)
 
 
 def _output_function(activation: str):

@@ -34,9 +34,13 @@ MANIFEST_VERSION = 2
 MNIST_MANIFEST_VERSION = 1
 MODEL_FORMATS = ("tflite", "onnx")
 KINDS = ("vae", "classifier")
-OUTPUT_ACTIVATIONS = ("sigmoid", "tanh", "none")
+# A decoder's output activation: the function between its last linear layer and its output ("none": the output
+# is that layer's value). Sigmoid decoders end their full-int8 graphs at int8 logits (output_activation
+# "sigmoid" in those entries); tanh and none stay in the graph.
+SIGMOID, TANH, NONE = "sigmoid", "tanh", "none"
+OUTPUT_ACTIVATIONS = (SIGMOID, TANH, NONE)
 # The values each output activation produces (none: unbounded).
-IMAGE_RANGES = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "none": None}
+IMAGE_RANGES = {SIGMOID: (0.0, 1.0), TANH: (-1.0, 1.0), NONE: None}
 MNIST_IMAGE_SHAPE = (28, 28, 1)
 MAX_IMAGE_SIDE = 4096
 
@@ -250,7 +254,7 @@ class Manifest:
     @property
     def output_activation(self) -> str:
         """The decoder's output activation (sigmoid, tanh or none): sigmoid unless the manifest says."""
-        return self.data.get("image", {}).get("activation") or "sigmoid"
+        return self.data.get("image", {}).get("activation") or SIGMOID
 
     @property
     def image_range(self) -> tuple[float, float] | None:

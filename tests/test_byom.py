@@ -403,3 +403,53 @@ def test_manifest_schema_of_the_image(tmp_path, version, image, fragment):
     else:
         with pytest.raises(ManifestError, match=fragment):
             load_manifest(tmp_path)
+
+
+@pytest.mark.parametrize("build", [batchnorm_residual_tanh_decoder, depthwise_rgb_decoder], ids=["bn", "rgb"])
+def test_a_wrong_conversion_fails_the_bounds(tmp_path, build):
+    """The bounds of a rebuilt decoder (folded BatchNormalization, Add, Concatenate, depthwise, tanh and linear
+    outputs) pass its correct float32 and int8 artifacts and fail one whose weights carry 3% of noise."""
+    from export import convert
+    from export.bounds import DecoderBounds
+    from export.byom import deployment_model
+    from export.pipeline import convert_decoder, validate_decoder
+
+    decoder = build()
+    latent = decoder.inputs[0].shape[1]
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((64, latent)).astype(np.float32)
+    calibration = np.clip(rng.standard_normal((256, latent)), -3, 3).astype(np.float32)
+    rebuilt = deployment_model(decoder, BATCH)
+    bounds = DecoderBounds(
+        decoder,
+        None,
+        z,
+        calibration,
+        convert.LOGIT_CLIP,
+        graphs={"transpose": rebuilt},
+        inexact={"transpose"},
+    )
+    reference = np.asarray(decoder(z))
+    activation = bounds.activation
+    for precision, io in (("float32", "float"), ("int8", "int8")):
+        spec = ArtifactSpec("decoder", "tflite", precision, io, "transpose", BATCH)
+        path = tmp_path / spec.filename
+        path.write_bytes(convert_decoder(spec, rebuilt, calibration, {}, activation))
+        entry = validate_decoder(
+            path, spec, z, reference, bounds.tolerance(spec), activation=activation, fused_relu=False
+        )
+        assert entry["validation"]["passed"]
+    wrong = deployment_model(decoder, BATCH)
+    for layer in wrong.layers:
+        if layer.weights:
+            kernel, *rest = layer.get_weights()
+            layer.set_weights(
+                [kernel * (1 + 0.03 * rng.standard_normal(kernel.shape)).astype(np.float32), *rest]
+            )
+    spec = ArtifactSpec("decoder", "tflite", "float32", "float", "transpose", BATCH)
+    path = tmp_path / "wrong.tflite"
+    path.write_bytes(convert_decoder(spec, wrong, calibration, {}, activation))
+    with pytest.raises(VaeEdgeError, match="validation failed for decoder_transpose_float32_b2.tflite"):
+        validate_decoder(
+            path, spec, z, reference, bounds.tolerance(spec), activation=activation, fused_relu=False
+        )
