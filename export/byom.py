@@ -19,6 +19,7 @@ export/bounds.py, and the full-int8 decoders must load and run in the pinned TFL
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -360,23 +361,32 @@ def export_user_decoder(
     cal = calibration_latents(
         source=calibration, prior=prior, samples=calibration_samples, seed=seed, encoder=encoder, data=data
     )
-    return export_decoder(
-        decoder=decoder,
-        name=name,
-        prior=prior,
-        out_dir=Path(artifacts) / name / EXPORT_DIR,
-        calibration=cal,
-        # One graph, the decoder as given ("transpose": the decoder as trained), rebuilt for conversion.
-        graphs=(
-            DecoderGraph(Graph.TRANSPOSE, lambda b: deployment_model(decoder, b), "rebuilt", exact=False),
-        ),
-        batches=(1, batch),
-        validation_samples=validation_samples,
-        seed=seed,
-        encoder=encoder,
-        encoder_build=(lambda b: deployment_model(encoder, b)) if encoder is not None else None,
-        source=source,
-        fused_relu=False,
-        artifact_check=check_tflm,
-        progress=progress,
-    )
+    out_dir = Path(artifacts) / name / EXPORT_DIR
+    created = [p for p in (Path(artifacts), out_dir.parent, out_dir) if not p.exists()]
+    try:
+        return export_decoder(
+            decoder=decoder,
+            name=name,
+            prior=prior,
+            out_dir=out_dir,
+            calibration=cal,
+            # One graph, the decoder as given ("transpose": the decoder as trained), rebuilt for conversion.
+            graphs=(
+                DecoderGraph(Graph.TRANSPOSE, lambda b: deployment_model(decoder, b), "rebuilt", exact=False),
+            ),
+            batches=(1, batch),
+            validation_samples=validation_samples,
+            seed=seed,
+            encoder=encoder,
+            encoder_build=(lambda b: deployment_model(encoder, b)) if encoder is not None else None,
+            source=source,
+            fused_relu=False,
+            artifact_check=check_tflm,
+            progress=progress,
+        )
+    except BaseException:
+        # A refused first export leaves no empty folders behind (a previous export stays: staged_folder).
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if still empty
+        raise

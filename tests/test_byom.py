@@ -453,3 +453,15 @@ def test_a_wrong_conversion_fails_the_bounds(tmp_path, build):
         validate_decoder(
             path, spec, z, reference, bounds.tolerance(spec), activation=activation, fused_relu=False
         )
+
+
+def test_failed_validation_writes_nothing(tmp_path, monkeypatch, capsys):
+    """An artifact outside its bound refuses the whole set: exit 2, one line, no folder left behind."""
+    path = tmp_path / "decoder.keras"
+    upsampling_decoder().save(path)
+    monkeypatch.setattr("export.bounds.NOISE_MODEL_MARGIN", 1e-6)  # int8 bounds a millionth of their size
+    root = tmp_path / "artifacts"
+    assert export_cli(path, root, "mine") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "validation failed for decoder_transpose_dynamic_int8_b1.tflite" in err[0], err
+    assert not root.exists()
