@@ -12,6 +12,12 @@ on the validation latents, through the model's own layers (:func:`rounding_bound
     a = W x + b computed as â = fl(W x̂ + b), |x̂ − x| ≤ e:   |â − a| ≤ |W| e + γ(n+1) (|W| (|x| + e) + |b|)
     γ(m) = m u / (1 − m u), u = 2⁻²⁴;  ReLU and sigmoid: the exact image of the interval [a − ε, a + ε]
 
+The same terms cover the layers of a decoder brought by the user (export/byom.py), whose graph is walked in
+topological order: depthwise convolutions (fan-in kh·kw), Add (γ(k−1) over the k perturbed inputs),
+Concatenate and data movement (exact), relu6 and LeakyReLU (the image of the interval, plus α's product), a
+BatchNormalization of the Keras reference (γ(16) over its per-channel affine map: the artifacts fold it), and a
+tanh or linear output besides the sigmoid.
+
 ``n`` is the layer's fan-in as written (kernel taps × input channels; the zero taps of a sub-pixel kernel add
 exact zeros). γ covers any summation order, blocking or fused multiply-add (Higham, *Accuracy and Stability of
 Numerical Algorithms*, §3.1), so every kernel that sums products (GEMM, im2col, XNNPACK, oneDNN's direct
@@ -25,10 +31,11 @@ range and bounds nothing. They get the mean abs error the quantization-noise mod
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from runtime.manifest import NONE, SIGMOID, TANH
 from runtime.vocab import (
     NOISE_MODEL_MARGIN,
     SIGMOID_KERNEL_ABS_ERROR,
@@ -53,6 +60,67 @@ def round_to_float16(w: np.ndarray) -> np.ndarray:
     return np.asarray(w, np.float32).astype(np.float16).astype(np.float64)
 
 
+# The float tanh kernels against float64 on 400,000 float32 inputs over [-20, 20]: at most 3.0e-7 (TFLite),
+# 2.8e-7 (Keras), 2.6e-7 (ONNX Runtime), 6.0e-8 (numpy). 2^-19 (1.9e-6) is a margin of 6, as for the sigmoid.
+TANH_KERNEL_ABS_ERROR = 2.0**-19
+# A BatchNormalization layer of the Keras reference computes x·a + (β − μ·a) with a = γ·rsqrt(σ² + ε), or an
+# equivalent order (oneDNN fuses it): about eight roundings, rsqrt's few ulps among them. γ(16) covers them twice.
+BATCH_NORM_ROUNDINGS = 16
+
+
+def _relu(a):
+    return np.maximum(a, 0.0)
+
+
+def _relu6(a):
+    return np.minimum(np.maximum(a, 0.0), 6.0)
+
+
+def _sigmoid(a):
+    return 0.5 * (1.0 + np.tanh(0.5 * a))
+
+
+def _identity(a):
+    return a
+
+
+def _leaky(alpha: float):
+    return lambda a: np.where(a > 0, a, alpha * a)
+
+
+OUTPUT_FUNCTIONS = {SIGMOID: _sigmoid, TANH: np.tanh, NONE: _identity}
+OUTPUT_KERNEL_ERRORS = {SIGMOID: SIGMOID_KERNEL_ABS_ERROR, TANH: TANH_KERNEL_ABS_ERROR, NONE: 0.0}
+
+
+@dataclass(frozen=True)
+class _Activation:
+    """A monotone non-decreasing activation: ``f`` and where its slope is 1 (``alpha`` elsewhere, 0 for ReLU)."""
+
+    name: str
+    f: object
+    alpha: float = 0.0  # the slope of leaky_relu below 0
+    upper: float | None = None  # relu6: the slope is 0 above 6 too
+
+    def slope_mask(self, a: np.ndarray):
+        """Where the slope is 1 (elsewhere it is ``alpha``)."""
+        if self.upper is None:
+            return a > 0
+        return (a > 0) & (a < self.upper)
+
+
+def hidden_activation(name: str, alpha: float = 0.0) -> _Activation | None:
+    """The activation ``name`` as a hidden layer applies it (None: linear); ValueError for any other."""
+    if name == "linear":
+        return None
+    if name == "relu":
+        return _Activation("relu", _relu)
+    if name == "relu6":
+        return _Activation("relu6", _relu6, upper=6.0)
+    if name == "leaky_relu":
+        return _Activation("leaky_relu", _leaky(alpha), alpha=alpha)
+    raise ValueError(f"activation {name!r} has no error bound here")
+
+
 @dataclass(frozen=True)
 class _Linear:
     """One layer as float64 callables: ``apply(kernel, x)`` is the layer's linear map without bias."""
@@ -63,58 +131,268 @@ class _Linear:
     fan_in: int
     activation: str
     apply: object  # (kernel, x) -> y
+    inputs: tuple = ()  # tensor ids (see layer_chain)
+    output: int = 0
+    slots: tuple = ()  # indexes of its quantized inputs in Forward.inputs
+    act: _Activation | None = None
 
 
 @dataclass(frozen=True)
 class _Move:
-    """A layer that only moves values (Reshape, ZeroPadding2D, DepthToSpace): applied to values and bounds alike."""
+    """A layer that only moves values (Reshape, ZeroPadding2D, DepthToSpace, nearest upsampling): applied to
+    values and bounds alike. ``apply`` None: the output activation, which the caller applies."""
 
     name: str
     apply: object  # x -> y
+    inputs: tuple = ()
+    output: int = 0
+
+
+@dataclass(frozen=True)
+class _Affine:
+    """An inference-mode BatchNormalization of the Keras reference, y = x·scale + shift per channel (the artifact
+    graphs have it folded into the layer before it)."""
+
+    name: str
+    scale: np.ndarray
+    shift: np.ndarray
+    magnitude: np.ndarray  # |β| + |μ·scale|: the terms its float32 computation rounds besides |x·scale|
+    inputs: tuple = ()
+    output: int = 0
+    slots: tuple = ()  # its input is recorded (the reference's bound needs it), never quantized
+
+
+@dataclass(frozen=True)
+class _Merge:
+    """Add (sum of its inputs) or Concatenate (along ``axis``). Every input is a quantized tensor in int8."""
+
+    name: str
+    kind: str  # "add" | "concat"
+    axis: int
+    inputs: tuple = ()
+    output: int = 0
+    slots: tuple = ()
+
+
+@dataclass(frozen=True)
+class _Act:
+    """A hidden activation as a layer of its own (ReLU, LeakyReLU, Activation)."""
+
+    name: str
+    act: _Activation
+    inputs: tuple = ()
+    output: int = 0
+    slots: tuple = ()
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A decoder's layers after its input in topological order, each reading and writing tensor ids.
+
+    ``activation``: the output activation (sigmoid, tanh, none); ``slots``: how many inputs the layers record,
+    one :class:`Forward` input each: the quantized ones (the int8 tensors a quantized artifact rounds: inputs
+    of linear, Add, Concatenate and activation layers) and BatchNormalization's (never quantized: the artifact
+    graphs fold it).
+    """
+
+    steps: tuple
+    input: int
+    output: int
+    activation: str
+    slots: int
+
+    def __iter__(self):
+        return iter(self.steps)
+
+    def __len__(self):
+        return len(self.steps)
 
 
 def _float64_clone(layer, **overrides):
     return type(layer).from_config({**layer.get_config(), "dtype": "float64", **overrides})
 
 
-def layer_chain(model) -> list:
-    """The model's layers after its input, each as a :class:`_Linear` or :class:`_Move` running in float64.
+def graph_nodes(model) -> tuple[int, list[tuple], tuple[int, ...]]:
+    """(input tensor id, [(layer, input tensor ids, output tensor id, input shapes)] in topological order,
+    output tensor ids) of a single-input Keras model (functional or sequential), read from its graph.
 
-    Only chains of Dense, Conv2D, Conv2DTranspose (with ``relu`` or no activation), data-movement layers and a
-    final sigmoid are understood; anything else raises, so a new layer cannot silently escape the bound.
+    Keras keeps each tensor's producer (``_keras_history``); a layer of a sequential model may have several
+    inbound nodes, so the graph is walked back from the outputs through the nodes the tensors name.
     """
-    out = []
-    for layer in model.layers[1:]:
-        kind = type(layer).__name__
-        if kind in ("Dense", "Conv2D", "Conv2DTranspose"):
-            kernel, bias = (np.asarray(w, np.float64) for w in layer.get_weights())
-            activation = layer.get_config()["activation"]
-            if activation not in ("relu", "linear"):
-                raise ValueError(f"{layer.name}: activation {activation!r} has no error bound here")
-            clone = _float64_clone(layer, activation="linear", use_bias=False)
-            clone.build(tuple(layer.input.shape))
-            if kind == "Dense":
-                fan_in = kernel.shape[0]
-            elif kind == "Conv2D":  # (kh, kw, in, out)
-                fan_in = kernel.shape[0] * kernel.shape[1] * kernel.shape[2]
-            else:  # Conv2DTranspose (kh, kw, out, in)
-                fan_in = kernel.shape[0] * kernel.shape[1] * kernel.shape[3]
+    if len(model.inputs) != 1:
+        raise ValueError(f"the model must have one input, has {len(model.inputs)}")
+    source = id(model.inputs[0])
+    order, seen = [], set()
 
-            def apply(k, x, clone=clone):
-                clone.kernel.assign(k)
-                return np.asarray(clone(x), np.float64)
+    def visit(tensor):
+        key = id(tensor)
+        if key in seen or key == source:
+            return
+        seen.add(key)
+        layer, node_index, _ = tensor._keras_history
+        node = layer._inbound_nodes[node_index]
+        if len(node.output_tensors) != 1:
+            raise ValueError(
+                f"{layer.name}: a layer with {len(node.output_tensors)} outputs is not supported"
+            )
+        ins = list(node.input_tensors)
+        if not ins:  # an InputLayer that is not the model's input
+            raise ValueError(f"{layer.name}: the model must have a single input")
+        for t in ins:
+            visit(t)
+        order.append((layer, tuple(id(t) for t in ins), key, tuple(tuple(t.shape) for t in ins)))
 
-            out.append(_Linear(layer.name, kernel, bias, fan_in, activation, apply))
-        elif kind in ("Reshape", "ZeroPadding2D", "DepthToSpace"):
-            clone = _float64_clone(layer)
-            out.append(_Move(layer.name, lambda x, clone=clone: np.asarray(clone(x), np.float64)))
-        elif kind == "Activation" and layer.get_config()["activation"] == "sigmoid":
-            out.append(_Move(layer.name, None))  # the final sigmoid, handled by the caller
+    for out in model.outputs:
+        visit(out)
+    return source, order, tuple(id(t) for t in model.outputs)
+
+
+def batch_norm_affine(layer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An inference-mode BatchNormalization as float64 (scale, shift, |β| + |μ·scale|): y = x·scale + shift."""
+    w = {v.path.split("/")[-1]: np.asarray(v.numpy(), np.float64) for v in layer.weights}
+    mean, variance = w["moving_mean"], w["moving_variance"]
+    gamma, beta = w.get("gamma", np.ones_like(mean)), w.get("beta", np.zeros_like(mean))
+    scale = gamma / np.sqrt(variance + layer.get_config()["epsilon"])
+    return scale, beta - mean * scale, np.abs(beta) + np.abs(mean * scale)
+
+
+def _linear(layer, inputs, output, shapes, activation: str | None = None) -> _Linear:
+    """A Dense or convolution layer; ``activation`` overrides its own (linear: the output activation is split off)."""
+    kind = type(layer).__name__
+    weights = [np.asarray(w, np.float64) for w in layer.get_weights()]
+    kernel = weights[0]
+    clone = _float64_clone(layer, activation="linear", use_bias=False)
+    clone.build(shapes[0])
+    if kind == "Dense":
+        fan_in, channels = kernel.shape[0], kernel.shape[1]
+    elif kind == "Conv2D":  # (kh, kw, in, out)
+        fan_in, channels = kernel.shape[0] * kernel.shape[1] * kernel.shape[2], kernel.shape[3]
+    elif kind == "DepthwiseConv2D":  # (kh, kw, in, multiplier): each output reads one input channel
+        fan_in, channels = kernel.shape[0] * kernel.shape[1], kernel.shape[2] * kernel.shape[3]
+    else:  # Conv2DTranspose (kh, kw, out, in)
+        fan_in, channels = kernel.shape[0] * kernel.shape[1] * kernel.shape[3], kernel.shape[2]
+    bias = weights[1] if len(weights) > 1 else np.zeros(channels, np.float64)
+    activation = activation or layer.get_config()["activation"]
+    act = hidden_activation(activation, 0.2)  # Keras's leaky_relu activation string has slope 0.2
+
+    def apply(k, x, clone=clone):
+        clone.kernel.assign(k)
+        return np.asarray(clone(x), np.float64)
+
+    return _Linear(layer.name, kernel, bias, fan_in, activation, apply, inputs, output, (), act)
+
+
+def _nearest_upsampling(rows: int, cols: int):
+    return lambda x: np.repeat(np.repeat(x, rows, axis=1), cols, axis=2)
+
+
+def _step(layer, inputs, output, shapes):
+    """The layer as one step of a :class:`Chain`, or None for the output activation (handled by the caller)."""
+    kind = type(layer).__name__
+    config = layer.get_config()
+    if kind in ("Dense", "Conv2D", "Conv2DTranspose", "DepthwiseConv2D"):
+        return _linear(layer, inputs, output, shapes)
+    if kind in ("Reshape", "ZeroPadding2D", "DepthToSpace", "Flatten", "Cropping2D"):
+        clone = _float64_clone(layer)
+        return _Move(layer.name, lambda x, clone=clone: np.asarray(clone(x), np.float64), inputs, output)
+    if kind == "UpSampling2D" and config.get("interpolation", "nearest") == "nearest":
+        rows, cols = config["size"]
+        return _Move(layer.name, _nearest_upsampling(rows, cols), inputs, output)
+    if kind == "NearestUpsampling":  # export/byom.py's stand-in for UpSampling2D
+        return _Move(layer.name, _nearest_upsampling(*config["size"]), inputs, output)
+    if kind == "Resizing" and config["interpolation"] == "nearest":
+        (_, h, w, _c) = shapes[0]
+        rows, cols = config["height"] // h, config["width"] // w
+        if (rows * h, cols * w) != (config["height"], config["width"]):
+            raise ValueError(f"{layer.name}: resizing by a non-integer factor has no error bound here")
+        return _Move(layer.name, _nearest_upsampling(rows, cols), inputs, output)
+    if kind == "BatchNormalization":
+        if config["axis"] not in (-1, len(shapes[0]) - 1):
+            raise ValueError(
+                f"{layer.name}: BatchNormalization over axis {config['axis']} has no error bound here"
+            )
+        return _Affine(layer.name, *batch_norm_affine(layer), inputs, output)
+    if kind in ("Add", "Concatenate"):
+        merge = "add" if kind == "Add" else "concat"
+        return _Merge(layer.name, merge, config.get("axis", -1), inputs, output)
+    if kind == "Activation" and config["activation"] in (SIGMOID, TANH):
+        return None
+    if kind == "Activation":
+        act = hidden_activation(config["activation"], 0.2)
+        return (
+            _Move(layer.name, _identity, inputs, output)
+            if act is None
+            else _Act(layer.name, act, inputs, output)
+        )
+    if kind == "LeakyReLU":
+        return _Act(
+            layer.name, hidden_activation("leaky_relu", float(config["negative_slope"])), inputs, output
+        )
+    if kind == "ReLU":
+        if (
+            config.get("threshold", 0.0)
+            or config.get("negative_slope", 0.0)
+            or config.get("max_value") not in (None, 6.0)
+        ):
+            raise ValueError(
+                f"{layer.name}: a ReLU with a threshold, slope or max other than 6 has no error bound here"
+            )
+        return _Act(
+            layer.name, hidden_activation("relu6" if config.get("max_value") else "relu"), inputs, output
+        )
+    raise ValueError(f"{layer.name}: a {kind} layer has no error bound here")
+
+
+def layer_chain(model) -> Chain:
+    """The model's layers after its input, each as a step running in float64, in topological order.
+
+    Understood: Dense, Conv2D, Conv2DTranspose, DepthwiseConv2D (with a linear, relu, relu6 or leaky_relu
+    activation), BatchNormalization, Add, Concatenate, ReLU / LeakyReLU / Activation layers, data-movement
+    layers (Reshape, Flatten, ZeroPadding2D, Cropping2D, DepthToSpace, nearest UpSampling2D and Resizing,
+    export/byom.py's NearestUpsampling) and
+    one output activation (sigmoid or tanh, as a layer or as the last linear layer's activation, followed by
+    data movement only; without one the output activation is "none"). Anything else raises, so a new layer
+    cannot silently escape the bound.
+    """
+    source, nodes, outs = graph_nodes(model)
+    if len(outs) != 1:
+        raise ValueError(f"the model must have one output, has {len(outs)}")
+    out = outs[0]
+    steps, activation, slots, head_at = [], NONE, 0, None
+    for layer, inputs, output, shapes in nodes:
+        config = layer.get_config()
+        final = config.get("activation") if type(layer).__name__ != "Activation" else None
+        if final in (SIGMOID, TANH):  # the last linear layer carries the output activation
+            steps.append(_linear(layer, inputs, -output, shapes, activation="linear"))
+            steps.append(_Move(layer.name, None, (-output,), output))
         else:
-            raise ValueError(f"{layer.name}: a {kind} layer has no error bound here")
-    if not out or out[-1].apply is not None:
-        raise ValueError("the model must end with a sigmoid")
-    return out
+            step = _step(layer, inputs, output, shapes)
+            if step is None:
+                final = config["activation"]
+                step = _Move(layer.name, None, inputs, output)
+            steps.append(step)
+        if final in (SIGMOID, TANH):
+            if head_at is not None:
+                raise ValueError(
+                    f"{layer.name}: a second {final}; sigmoid and tanh only as the output activation"
+                )
+            head_at, activation = len(steps) - 1, final
+    if head_at is not None and not all(isinstance(s, _Move) for s in steps[head_at + 1 :]):
+        raise ValueError(
+            f"{steps[head_at].name}: {activation} only as the output activation, not before other layers"
+        )
+    numbered = []
+    for step in steps:
+        if isinstance(step, _Linear | _Merge | _Act | _Affine):
+            n = len(step.inputs)
+            step = replace(step, slots=tuple(range(slots, slots + n)))
+            slots += n
+        numbered.append(step)
+    return Chain(tuple(numbered), source, out, activation, slots)
+
+
+def _output_function(activation: str):
+    return OUTPUT_FUNCTIONS[activation]
 
 
 def _interval_error(f, a: np.ndarray, eps: np.ndarray) -> np.ndarray:
@@ -123,43 +401,65 @@ def _interval_error(f, a: np.ndarray, eps: np.ndarray) -> np.ndarray:
     return np.maximum(f(a + eps) - fa, fa - f(a - eps))
 
 
-def _relu(a):
-    return np.maximum(a, 0.0)
-
-
-def _sigmoid(a):
-    return 0.5 * (1.0 + np.tanh(0.5 * a))
-
-
 @dataclass
 class Forward:
-    """The exact (float64) pass of a decoder on latents ``z``: every linear layer's input, then the logits."""
+    """The exact (float64) pass of a decoder on latents ``z``: each recorded input (:class:`Chain`), in order,
+    then the logits (the output before its activation)."""
 
-    chain: list
-    inputs: list  # float64 input of each _Linear layer, in order
+    chain: Chain
+    inputs: list  # float64, one per quantized input (Chain.slots)
     logits: np.ndarray
+    latents: np.ndarray | None = None
+
+    @property
+    def activation(self) -> str:
+        return self.chain.activation
 
     @property
     def pixels(self) -> np.ndarray:
-        return _sigmoid(self.logits)
+        return _output_function(self.chain.activation)(self.logits)
 
 
-def forward(model, z: np.ndarray, chain: list | None = None, weights=None) -> Forward:
+def _consumers(chain: Chain) -> dict[int, int]:
+    count: dict[int, int] = {}
+    for step in chain:
+        for t in step.inputs:
+            count[t] = count.get(t, 0) + 1
+    return count
+
+
+def forward(model, z: np.ndarray, chain: Chain | None = None, weights=None) -> Forward:
     """The decoder in float64 with its float32 weights (or ``weights(kernel)`` of them): the exact value the
     rounded artifacts approximate."""
     chain = chain or layer_chain(model)
     weights = weights or (lambda w: w)
     x = np.asarray(z, np.float64)
-    inputs = []
-    for layer in chain:
-        if isinstance(layer, _Linear):
-            inputs.append(x)
-            x = layer.apply(weights(layer.kernel), x) + weights(layer.bias)
-            if layer.activation == "relu":
-                x = _relu(x)
-        elif layer.apply is not None:
-            x = layer.apply(x)
-    return Forward(chain, inputs, x)
+    values, left = {chain.input: x}, _consumers(chain)
+    inputs = [None] * chain.slots
+    for step in chain:
+        args = [values[t] for t in step.inputs]
+        for t in step.inputs:  # drop a tensor after its last reader: a DAG's values would fill memory
+            left[t] -= 1
+            if left[t] == 0 and t != chain.output:
+                values.pop(t)
+        for slot, arg in zip(getattr(step, "slots", ()), args, strict=False):
+            inputs[slot] = arg
+        if isinstance(step, _Linear):
+            y = step.apply(weights(step.kernel), args[0]) + weights(step.bias)
+            if step.activation == "relu":
+                y = _relu(y)
+            elif step.act is not None:
+                y = step.act.f(y)
+        elif isinstance(step, _Move):
+            y = args[0] if step.apply is None else step.apply(args[0])
+        elif isinstance(step, _Affine):
+            y = args[0] * step.scale + step.shift
+        elif isinstance(step, _Merge):
+            y = sum(args[1:], args[0]) if step.kind == "add" else np.concatenate(args, axis=step.axis)
+        else:
+            y = step.act.f(args[0])
+        values[step.output] = y
+    return Forward(chain, inputs, values[chain.output], x)
 
 
 def _batch_max_abs(x: np.ndarray, batch: int) -> np.ndarray:
@@ -179,36 +479,90 @@ def rounding_bound(
     with ``weights(W)`` (the stored weights) and only the sums of products round, at unit roundoff ``roundoff``.
     """
     weights = weights or (lambda w: w)
-    err = np.zeros_like(fw.inputs[0])
-    i = 0
-    for layer in fw.chain:
-        if isinstance(layer, _Move):
-            if layer.apply is not None:
-                err = layer.apply(err)
-            continue
-        x = fw.inputs[i]
-        kernel, bias = weights(layer.kernel), weights(layer.bias)
-        k_abs = np.abs(kernel)
-        a = layer.apply(kernel, x) + bias
-        eps = layer.apply(k_abs, err) + gamma(layer.fan_in + 1, roundoff) * (
-            layer.apply(k_abs, np.abs(x) + err) + np.abs(bias)
-        )
-        err = _interval_error(_relu, a, eps) if layer.activation == "relu" else eps
-        i += 1
-    return _interval_error(_sigmoid, fw.logits, err) + SIGMOID_KERNEL_ABS_ERROR
+    chain = fw.chain
+    errs = {chain.input: np.zeros_like(fw.latents)}
+    for step in chain:
+        err_in = [errs[t] for t in step.inputs]
+        if isinstance(step, _Move):
+            err = err_in[0] if step.apply is None else step.apply(err_in[0])
+        elif isinstance(step, _Linear):
+            x, e = fw.inputs[step.slots[0]], err_in[0]
+            kernel, bias = weights(step.kernel), weights(step.bias)
+            k_abs = np.abs(kernel)
+            a = step.apply(kernel, x) + bias
+            eps = step.apply(k_abs, e) + gamma(step.fan_in + 1, roundoff) * (
+                step.apply(k_abs, np.abs(x) + e) + np.abs(bias)
+            )
+            if step.activation == "relu":
+                err = _interval_error(_relu, a, eps)
+            elif step.act is not None:
+                err = _act_error(step.act, a, eps, roundoff)
+            else:
+                err = eps
+        elif isinstance(step, _Affine):
+            x, e = fw.inputs[step.slots[0]], err_in[0]
+            s_abs = np.abs(step.scale)
+            err = s_abs * e + gamma(BATCH_NORM_ROUNDINGS, roundoff) * (
+                s_abs * (np.abs(x) + e) + step.magnitude
+            )
+        elif isinstance(step, _Merge):
+            if step.kind == "concat":
+                err = np.concatenate(err_in, axis=step.axis)
+            else:  # n − 1 float additions of the perturbed inputs
+                xs = [fw.inputs[s] for s in step.slots]
+                total = sum(
+                    (np.abs(v) + e for v, e in zip(xs, err_in, strict=True)), np.zeros_like(err_in[0])
+                )
+                err = sum(err_in[1:], err_in[0]) + gamma(len(xs) - 1, roundoff) * total
+        else:
+            err = _act_error(step.act, fw.inputs[step.slots[0]], err_in[0], roundoff)
+        errs[step.output] = err
+    err = errs[chain.output]
+    f = _output_function(chain.activation)
+    return _interval_error(f, fw.logits, err) + OUTPUT_KERNEL_ERRORS[chain.activation]
+
+
+def _act_error(act: _Activation, a, eps, roundoff):
+    """The image of [a − ε, a + ε] under ``act``, plus leaky_relu's rounded product α·â."""
+    err = _interval_error(act.f, a, eps)
+    if act.alpha:
+        err = err + gamma(1, roundoff) * (np.abs(act.f(a)) + eps)
+    return err
 
 
 def calibrated_ranges(model, calibration: np.ndarray, logit_clip: float) -> list[tuple[float, float]]:
-    """The int8 range of each linear layer's input and of the logits, as the converters calibrate them: the
-    min and max over the calibration latents, widened to hold 0, the logits' cut to ±``logit_clip``.
+    """The int8 range of each quantized input and of the logits, as the converters calibrate them: the min and
+    max over the calibration latents, widened to hold 0, the logits' cut to ±``logit_clip`` when the output is
+    a sigmoid (export/convert.py narrows the LOGISTIC input only).
 
-    The same for both graphs: the sub-pixel graph's tensors are the transposed graph's values, re-ordered,
-    with zeros padded in."""
+    The same for both of the project's graphs: the sub-pixel graph's tensors are the transposed graph's values,
+    re-ordered, with zeros padded in."""
     fw = forward(model, calibration)
     out = [(min(0.0, float(x.min())), max(0.0, float(x.max()))) for x in fw.inputs]
     lo, hi = float(fw.logits.min()), float(fw.logits.max())
+    if fw.activation != SIGMOID:
+        out.append((min(0.0, lo), max(0.0, hi)))
+        return out
     out.append((min(0.0, max(lo, -logit_clip)), max(0.0, min(hi, logit_clip))))
     return out
+
+
+def _input_noise(var, x, arithmetic: Arithmetic, batch: int, rng):
+    """``var`` plus the variance of rounding ``x`` to int8 as the artifact quantizes it."""
+    if arithmetic.activations is Precision.DYNAMIC_INT8:
+        return var + (_batch_max_abs(x, batch) / 127 / 2) ** 2 / 3
+    if arithmetic.activations is Precision.INT8:
+        lo, hi = rng
+        clipped = np.maximum(x - hi, 0.0) + np.maximum(lo - x, 0.0)
+        return var + ((hi - lo) / 255 / 2) ** 2 / 3 + clipped**2
+    return var
+
+
+def _slope_squared(act: _Activation, a, var):
+    inside = act.slope_mask(a)
+    if act.alpha:
+        return np.where(inside, var, act.alpha**2 * var)
+    return np.where(inside, var, 0.0)
 
 
 def noise_mean_abs(
@@ -218,41 +572,59 @@ def noise_mean_abs(
 
     Worst-case alignment of thousands of int8 roundings never happens, so for int8 the worst-case bound is
     near the whole pixel range. Instead each rounding is taken as independent noise, uniform on ± half its
-    step (variance h² / 3): weights (half of max|W| / 127 per tensor) and each layer's input (dynamic: half of
-    its batch's max|x| / 127; static: half of its calibrated step, plus the clipped distance as a fixed error).
-    Variances propagate linearly — through W², the ReLU's slope (1 where the exact pre-activation is positive)
-    and the sigmoid's σ'(a)² — and a pixel with standard deviation s has mean absolute error s √(2/π).
+    step (variance h² / 3): weights (half of max|W| / 127 per tensor) and each quantized input (dynamic: half
+    of its batch's max|x| / 127; static: half of its calibrated step, plus the clipped distance as a fixed
+    error). Variances propagate linearly — through W², the activations' slopes (1 where the exact
+    pre-activation is positive for ReLU) and the output activation's (σ'(a)², tanh'(a)²); a tanh output is
+    itself an int8 tensor of step 1/128 in the static formats; and a pixel with standard deviation s has mean
+    absolute error s √(2/π).
     """
-    var = np.zeros_like(fw.inputs[0])
-    i = 0
-    for layer in fw.chain:
-        if isinstance(layer, _Move):
-            if layer.apply is not None:
-                var = layer.apply(var)
-            continue
-        x = fw.inputs[i]
-        rng = ranges[i] if ranges else None
-        if arithmetic.activations is Precision.DYNAMIC_INT8:
-            var = var + (_batch_max_abs(x, batch) / 127 / 2) ** 2 / 3
-        elif arithmetic.activations is Precision.INT8:
-            lo, hi = rng
-            clipped = np.maximum(x - hi, 0.0) + np.maximum(lo - x, 0.0)
-            var = var + ((hi - lo) / 255 / 2) ** 2 / 3 + clipped**2
-        w_half_step = np.abs(layer.kernel).max() / 127 / 2
-        a = layer.apply(layer.kernel, x) + layer.bias
-        var = layer.apply(layer.kernel**2, var) + layer.apply(
-            np.full_like(layer.kernel, w_half_step**2 / 3), x**2
-        )
-        if layer.activation == "relu":
-            var = np.where(a > 0, var, 0.0)
-        i += 1
+    chain = fw.chain
+    variances = {chain.input: np.zeros_like(fw.latents)}
+    for step in chain:
+        var_in = [variances[t] for t in step.inputs]
+        if isinstance(step, _Move):
+            var = var_in[0] if step.apply is None else step.apply(var_in[0])
+        elif isinstance(step, _Linear):
+            x = fw.inputs[step.slots[0]]
+            rng = ranges[step.slots[0]] if ranges else None
+            var = _input_noise(var_in[0], x, arithmetic, batch, rng)
+            w_half_step = np.abs(step.kernel).max() / 127 / 2
+            a = step.apply(step.kernel, x) + step.bias
+            var = step.apply(step.kernel**2, var) + step.apply(
+                np.full_like(step.kernel, w_half_step**2 / 3), x**2
+            )
+            if step.activation == "relu":
+                var = np.where(a > 0, var, 0.0)
+            elif step.act is not None:
+                var = _slope_squared(step.act, a, var)
+        elif isinstance(step, _Affine):
+            var = var_in[0] * step.scale**2
+        elif isinstance(step, _Merge):
+            noisy = [
+                _input_noise(v, fw.inputs[s], arithmetic, batch, ranges[s] if ranges else None)
+                for v, s in zip(var_in, step.slots, strict=True)
+            ]
+            var = sum(noisy[1:], noisy[0]) if step.kind == "add" else np.concatenate(noisy, axis=step.axis)
+        else:
+            x = fw.inputs[step.slots[0]]
+            var = _input_noise(var_in[0], x, arithmetic, batch, ranges[step.slots[0]] if ranges else None)
+            var = _slope_squared(step.act, x, var)
+        variances[step.output] = var
+    var = variances[chain.output]
     if arithmetic.activations is Precision.INT8:
         lo, hi = ranges[-1]
         clipped = np.maximum(fw.logits - hi, 0.0) + np.maximum(lo - fw.logits, 0.0)
         var = var + ((hi - lo) / 255 / 2) ** 2 / 3 + clipped**2
-    p = fw.pixels
-    slope = p * (1 - p)
-    return float(np.mean(np.sqrt(2 / np.pi * var) * slope))
+    if chain.activation == SIGMOID:
+        p = fw.pixels
+        slope = p * (1 - p)
+        return float(np.mean(np.sqrt(2 / np.pi * var) * slope))
+    if chain.activation == TANH:
+        var = var * (1 - fw.pixels**2) ** 2
+        if arithmetic.activations is Precision.INT8:
+            var = var + (1 / 128 / 2) ** 2 / 3  # the int8 tanh output: scale 1/128
+    return float(np.mean(np.sqrt(2 / np.pi * var)))
 
 
 class DecoderBounds:
@@ -261,24 +633,59 @@ class DecoderBounds:
     float32 and float16 (a bound no correct conversion can exceed, checked on the max abs error):
         |artifact − Keras| ≤ |exact(Ŵ) − exact(W)|     the stored weights' rounding, computed exactly
                             + R(artifact's graph, Ŵ)    its float32 sums (:func:`rounding_bound`)
-                            + R(transposed graph, W)    the Keras decoder's own float32 sums
+                            + R(Keras decoder, W)       the Keras decoder's own float32 sums
     The sub-pixel rewrite (Keras against Keras): R(sub-pixel, W) + R(transposed, W).
     dynamic-range int8 and int8 (checked on the mean abs error): :func:`noise_mean_abs` × the margin of
     ``runtime.vocab.NOISE_MODEL_MARGIN``.
+
+    ``graphs`` (instead of ``subpixel``): the model each graph's artifacts are converted from, when that is not
+    ``decoder`` itself (a decoder brought by the user is rebuilt: export/byom.py). A graph in ``inexact`` was
+    rebuilt with rounded weights (BatchNormalization folded): its float bounds add |exact(rebuilt) − exact(W)|,
+    computed exactly like float16's stored weights.
     """
 
-    def __init__(self, decoder, subpixel, z: np.ndarray, calibration: np.ndarray, logit_clip: float):
-        self.models = {Graph.TRANSPOSE: decoder, Graph.SUBPIXEL: subpixel}
+    def __init__(
+        self,
+        decoder,
+        subpixel,
+        z: np.ndarray,
+        calibration: np.ndarray,
+        logit_clip: float,
+        *,
+        graphs: dict | None = None,
+        inexact: frozenset | set | tuple = (),
+    ):
+        self.models = (
+            dict(graphs) if graphs is not None else {Graph.TRANSPOSE: decoder, Graph.SUBPIXEL: subpixel}
+        )
         self.z = np.asarray(z, np.float64)
         self.exact = {g: forward(m, self.z) for g, m in self.models.items()}
-        self.ranges = calibrated_ranges(decoder, calibration, logit_clip)
+        own = [self.exact[g] for g, m in self.models.items() if m is decoder]
+        self.original = own[0] if own else forward(decoder, self.z)  # the Keras decoder, exactly
+        self.activation = self.original.activation
+        self.inexact = frozenset(inexact)
+        self.ranges = calibrated_ranges(self.models.get(Graph.TRANSPOSE, decoder), calibration, logit_clip)
         # int8 ONNX sets the logits' range to ±logit_clip outright (convert.quantize_onnx), not ∩ calibrated.
-        self.onnx_ranges = [*self.ranges[:-1], (-logit_clip, logit_clip)]
-        self.reference = rounding_bound(self.exact[Graph.TRANSPOSE])
+        self.onnx_ranges = (
+            [*self.ranges[:-1], (-logit_clip, logit_clip)] if self.activation == SIGMOID else self.ranges
+        )
+        self.reference = rounding_bound(self.original)
         self._cache: dict = {}
 
+    def _gap(self, graph: Graph, bound: np.ndarray) -> np.ndarray:
+        """``bound`` plus the rebuilt graph's exact distance from the decoder (only for an ``inexact`` one)."""
+        if graph not in self.inexact:
+            return bound
+        return bound + np.abs(self.exact[graph].pixels - self.original.pixels)
+
+    def rewrite(self, graph: Graph) -> Tolerance:
+        """The bound on |graph's Keras model − the Keras decoder|, both in float32."""
+        return Tolerance(
+            max_abs=float(self._gap(graph, rounding_bound(self.exact[graph]) + self.reference).max())
+        )
+
     def subpixel_rewrite(self) -> Tolerance:
-        return Tolerance(max_abs=float((rounding_bound(self.exact[Graph.SUBPIXEL]) + self.reference).max()))
+        return self.rewrite(Graph.SUBPIXEL)
 
     def tolerance(self, spec: ArtifactSpec) -> Tolerance:
         dynamic = spec.precision is Precision.DYNAMIC_INT8
@@ -290,11 +697,13 @@ class DecoderBounds:
     def _tolerance(self, spec: ArtifactSpec) -> Tolerance:
         exact = self.exact[spec.graph]
         if spec.precision is Precision.FLOAT32:
-            return Tolerance(max_abs=float((rounding_bound(exact) + self.reference).max()))
+            return Tolerance(
+                max_abs=float(self._gap(spec.graph, rounding_bound(exact) + self.reference).max())
+            )
         if spec.precision is Precision.FLOAT16:
             stored = forward(self.models[spec.graph], self.z, chain=exact.chain, weights=round_to_float16)
             bound = (
-                np.abs(stored.pixels - self.exact[Graph.TRANSPOSE].pixels)
+                np.abs(stored.pixels - self.original.pixels)
                 + rounding_bound(stored, weights=round_to_float16)
                 + self.reference
             )

@@ -1,5 +1,14 @@
 """Export one trained model: convert every artifact, validate each against Keras, then publish them as a set.
 
+:func:`export_decoder` is the seam: any Keras decoder (a prior, calibration latents, the graphs to convert)
+in, the full artifact set and manifest out, as an :class:`ExportResult`. Two callers: :class:`Exporter`, the
+glue for this project's trained models (run set, models rebuilt from train/model.py, the sub-pixel rewrite, the
+encoder's posterior calibration), and export/byom.py for a decoder the user brings (python -m export --decoder).
+
+    result = export_decoder(decoder=dec, name="mine", prior=Prior.isotropic(8), out_dir=Path("out/export"),
+                            calibration=calibration_latents(source="prior", prior=..., samples=5000, seed=0),
+                            graphs=(DecoderGraph(Graph.TRANSPOSE, lambda batch: static_copy(dec, batch)),))
+
 All files are first written to a staging folder beside ``export/``; only when every artifact has converted,
 loaded back in its own runtime and met its tolerance, and the manifest is written, does the staging folder
 replace ``export/`` in one step (runtime.fileio.staged_folder). A failure, or a killed process, leaves the
@@ -13,6 +22,8 @@ import functools
 import os
 import warnings
 import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +39,7 @@ from runtime.fileio import (
     write_json_atomic,
     write_text_atomic,
 )
-from runtime.manifest import MANIFEST_VERSION
+from runtime.manifest import IMAGE_RANGES, MANIFEST_VERSION, MNIST_MANIFEST_VERSION
 from runtime.models import decoder_pixels
 from runtime.vocab import (
     CLASSIFIER,
@@ -43,7 +54,7 @@ from runtime.vocab import (
 from train.runset import verify_run_set
 
 from . import carray, convert
-from .bounds import DecoderBounds
+from .bounds import SIGMOID, TANH, DecoderBounds
 from .preflight import keras_layers, read_model_config, retrain_hint
 from .variants import classifier_variants, decoder_variants, encoder_variants
 
@@ -129,19 +140,24 @@ def check_tolerance(spec: ArtifactSpec, figures: dict, tolerance: Tolerance | No
         )
 
 
-def check_int8_graph(variant: ArtifactSpec, ops: list[dict]) -> None:
-    """Full-integer graphs: every op int8 between the ends; ReLUs fused into their producers."""
+def check_int8_graph(
+    variant: ArtifactSpec, ops: list[dict], *, activation: str = SIGMOID, fused_relu: bool = True
+) -> None:
+    """Full-integer graphs: every op int8 between the ends; with ``fused_relu``, ReLUs fused into their producers
+    (the project's decoders: a separate RELU makes them ~7x slower; a decoder brought by the user may need one,
+    after a Concatenate for instance)."""
     names = [op["op"] for op in ops]
-    if "RELU" in names:
+    if fused_relu and "RELU" in names:
         raise VaeEdgeError(
             f"{variant.filename} has a separate RELU op (not fused): the int8 decoder would be ~7x slower"
         )
     inner = ops
-    if variant.io is IO.FLOAT:  # float ends: QUANTIZE in; DEQUANTIZE then the float sigmoid out
-        tail = [op["op"] for op in ops[-2:]]
-        if tail != ["DEQUANTIZE", "LOGISTIC"]:
-            raise VaeEdgeError(f"{variant.filename} must end with DEQUANTIZE -> LOGISTIC, ends with {tail}")
-        inner = [op for op in ops[:-2] if op["op"] != "QUANTIZE"]
+    if variant.io is IO.FLOAT:  # float ends: QUANTIZE in; DEQUANTIZE (then the float sigmoid) out
+        expected = ["DEQUANTIZE", "LOGISTIC"] if activation == SIGMOID else ["DEQUANTIZE"]
+        tail = [op["op"] for op in ops[-len(expected) :]]
+        if tail != expected:
+            raise VaeEdgeError(f"{variant.filename} must end with {' -> '.join(expected)}, ends with {tail}")
+        inner = [op for op in ops[: -len(expected)] if op["op"] != "QUANTIZE"]
     for op in inner:
         floats = [t for t in op["inputs"] + op["outputs"] if t not in INT_TYPES]
         if floats:
@@ -176,8 +192,401 @@ def artifact_entry(
     }
 
 
+def output_activation_of(spec: ArtifactSpec, activation: str) -> str | None:
+    """What the app applies to the artifact's output: a full-int8 decoder of a sigmoid output ends at its int8
+    logits (``sigmoid``); a tanh or linear output stays in the graph (int8 TANH has a fine, fixed output scale,
+    1/128), so the output already is the image (None)."""
+    return spec.output_activation if activation == SIGMOID else None
+
+
+def convert_decoder(
+    spec: ArtifactSpec, model, calibration: np.ndarray, onnx_float: dict, activation: str = SIGMOID
+) -> bytes:
+    """The artifact's bytes. ``onnx_float`` keeps each float ONNX graph for its int8 (QDQ) sibling.
+    ``activation``: the decoder's output activation; only a sigmoid is cut off the full-int8 graphs."""
+    if spec.format is Format.TFLITE:
+        data = convert.to_tflite(model, spec.precision, spec.io, calibration)
+        if spec.precision is Precision.INT8 and activation == SIGMOID:
+            return convert.int8_decoder_head(data, spec.io)
+        return data
+    key = (spec.graph, spec.batch)
+    if key not in onnx_float:
+        onnx_float[key] = convert.to_onnx(model)
+    if spec.precision is Precision.FLOAT32:
+        return onnx_float[key]
+    fl = onnx_float[key]
+    return convert.quantize_onnx(fl, calibration, convert.onnx_input_name(fl), spec.batch)
+
+
+def validate_decoder(
+    path: Path,
+    v: ArtifactSpec,
+    z: np.ndarray,
+    reference: np.ndarray,
+    tolerance: Tolerance,
+    *,
+    activation: str = SIGMOID,
+    fused_relu: bool = True,
+) -> dict:
+    """Run the artifact on the validation latents; its error against Keras must be within ``tolerance``
+    (derived from the decoder's weights and the artifact's arithmetic: export/bounds.py)."""
+    model = open_model(path)
+    out_activation = output_activation_of(v, activation)
+    out = decoder_pixels(run_batched(model, z, v.batch)[0], out_activation)
+    figures = error_figures(out, reference)
+    figures["samples"] = len(z)
+    check_tolerance(v, figures, tolerance)
+    ops = []
+    if v.format is Format.TFLITE:
+        details = TFLiteModel(path, delegates=False).op_details()
+        if v.precision is Precision.INT8:
+            check_int8_graph(v, details, activation=activation, fused_relu=fused_relu)
+        ops = [op["op"] for op in details]
+    else:
+        ops = model.op_names()
+    extra = {"output_activation": out_activation} if out_activation else {}
+    return artifact_entry(path, v, model, figures, ops, extra, tolerance)
+
+
+def validate_encoder(path: Path, v: ArtifactSpec, images, ref_mu, ref_logvar) -> dict:
+    model = open_model(path)
+    outs = run_batched(model, images, v.batch)
+    # TFLite may reorder a model's outputs: name each by the Keras output it reproduces.
+    roles = []
+    for o in outs:
+        errs = {"z_mean": np.abs(o - ref_mu).max(), "z_log_var": np.abs(o - ref_logvar).max()}
+        roles.append(min(errs, key=errs.get))
+    if sorted(roles) != ["z_log_var", "z_mean"]:
+        raise VaeEdgeError(
+            f"validation failed for {v.filename}: its outputs match neither z_mean nor z_log_var"
+        )
+    figures = {
+        "max_abs_err": float(
+            max(
+                np.abs(o - (ref_mu if r == "z_mean" else ref_logvar)).max()
+                for o, r in zip(outs, roles, strict=True)
+            )
+        ),
+        "samples": len(images),
+    }
+    check_tolerance(v, figures)
+    ops = TFLiteModel(path, delegates=False).op_names()
+    return artifact_entry(path, v, model, figures, ops, {"output_roles": roles})
+
+
+def array_only_sources(
+    data: bytes, model_name: str, source_file: str, sha256: str, note: str
+) -> tuple[str, str]:
+    """(header, source) of the int8 decoder as a C array under :func:`carray.symbol_for`, without the pixel table
+    (which maps int8 *logits* through a sigmoid): for decoders whose output is not sigmoid logits. ``note``
+    says what the output is."""
+    sym = carray.symbol_for(model_name)
+    guard = f"VAE_EDGE_{model_name.upper()}_DECODER_INT8_H_"
+    stamp = f"// Generated by vae-edge export from {source_file} (sha256 {sha256}). Do not edit.\n"
+    header = (
+        f"{stamp}#ifndef {guard}\n#define {guard}\n\n#include <cstddef>\n\n"
+        f"// Full-integer (int8 in, int8 out) batch-1 decoder of {model_name}, a TFLite flatbuffer.\n"
+        f"extern const unsigned char {sym}[];\nextern const unsigned int {sym}_len;\n\n"
+        f"// {note}\n\n#endif  // {guard}\n"
+    )
+    lines = [
+        ", ".join(f"0x{b:02x}" for b in data[i : i + carray.BYTES_PER_LINE])
+        for i in range(0, len(data), carray.BYTES_PER_LINE)
+    ]
+    source = (
+        f'{stamp}#include "{model_name}_decoder_int8.h"\n\n'
+        "// 16-byte alignment lets TFLite Micro read the flatbuffer in place.\n"
+        f"alignas(16) const unsigned char {sym}[] = {{\n  " + ",\n  ".join(lines) + "\n};\n"
+        f"const unsigned int {sym}_len = {len(data)};\n"
+    )
+    return header, source
+
+
+def c_array_files(
+    staging: Path, model_name: str, entries: list[dict], graph: Graph, activation: str = SIGMOID
+) -> list[dict]:
+    """The full-int8 batch-1 decoder of ``graph`` as ``<model>_decoder_int8.h/.cc`` in ``staging``; with a
+    sigmoid output, also the table that maps its int8 logits to 8-bit grey (export/carray.py)."""
+    source_spec = ArtifactSpec(Role.DECODER, Format.TFLITE, Precision.INT8, IO.INT8, graph, 1)
+    src = next(e for e in entries if e["path"] == source_spec.filename)
+    data = (staging / src["path"]).read_bytes()
+    out_q = src["outputs"][0]
+    quant = (float(out_q["scale"]), int(out_q["zero_point"]))
+    if activation == SIGMOID:
+        header, source = carray.c_sources(data, model_name, src["path"], src["sha256"], quant)
+    else:
+        shape = "x".join(str(d) for d in out_q["shape"][1:])
+        what = "tanh values in [-1, 1]" if activation == TANH else "the decoder's (linear) output values"
+        note = (
+            f"Its output is {shape} int8 {what}: value = {quant[0]!r} * (q - {quant[1]}); no sigmoid table "
+            f"(the output activation is {activation})."
+        )
+        header, source = array_only_sources(data, model_name, src["path"], src["sha256"], note)
+    if carray.parse_c_array(source) != data:
+        raise VaeEdgeError("the generated C array does not round-trip to the .tflite bytes")
+    out = []
+    for name, text in (
+        (f"{model_name}_decoder_int8.h", header),
+        (f"{model_name}_decoder_int8.cc", source),
+    ):
+        p = staging / name
+        write_text_atomic(p, text)
+        lut = {"pixel_lut_symbol": carray.lut_symbol_for(model_name)} if activation == SIGMOID else {}
+        out.append(
+            {
+                "path": name,
+                **ArtifactSpec(Role.DECODER, Format.C, Precision.INT8, IO.INT8, graph, 1).to_json(),
+                "sha256": sha256_file(p),
+                "size_bytes": p.stat().st_size,
+                "source": src["path"],
+                "symbol": carray.symbol_for(model_name),
+                **lut,
+                "array_bytes": len(data),
+            }
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The latents the int8 ranges are calibrated on (already clipped) and how they were drawn."""
+
+    latents: np.ndarray
+    source: str  # "posterior" | "prior"
+    seed: int
+
+    @property
+    def distribution(self) -> str:
+        if self.source == "posterior":
+            return "z = μ + σ ε from the encoder on random training images"
+        return "the model's prior N(0, Σ), z = L ε (runtime.prior.Prior.sample)"
+
+    def to_json(self, activation: str = SIGMOID) -> dict:
+        return {
+            "samples": len(self.latents),
+            "seed": self.seed,
+            "source": self.source,
+            "distribution": self.distribution,
+            "latent_clip": convert.CALIBRATION_LATENT_CLIP,
+            # Only a sigmoid's input is narrowed (convert.clip_logistic_input_range).
+            "logit_clip": convert.LOGIT_CLIP if activation == SIGMOID else None,
+        }
+
+
+def calibration_latents(
+    *,
+    source: str,
+    prior,
+    samples: int,
+    seed: int,
+    encoder=None,
+    data: str | os.PathLike | None = None,
+) -> Calibration:
+    """Latents the int8 ranges are calibrated on, clipped to ±CALIBRATION_LATENT_CLIP (see convert.py).
+
+    ``posterior``: z = μ + σ ε from ``encoder`` on random MNIST training images (``data``) — the latents the
+    decoder meets in reconstruction; chosen over ``prior`` by digit agreement and pixel error (README,
+    Export). ``prior``: the prior's samples; needs neither an encoder nor data.
+    """
+    if source == "prior":
+        z = prior.sample(samples, seed=seed)
+    else:
+        images = training_images(data)
+        if len(images) < samples:
+            raise VaeEdgeError(
+                f"--calibration-samples {samples} exceeds the {len(images)} training images; pass a smaller value"
+            )
+        pick = np.random.default_rng(seed).choice(len(images), samples, replace=False)
+        mu, log_var = (np.asarray(a) for a in encoder.predict(images[pick], batch_size=250, verbose=0))
+        eps = np.random.default_rng(seed + 2).standard_normal(mu.shape)
+        z = mu + np.exp(0.5 * log_var) * eps
+    latents = np.clip(z, -convert.CALIBRATION_LATENT_CLIP, convert.CALIBRATION_LATENT_CLIP).astype(np.float32)
+    return Calibration(latents, source, seed)
+
+
+@dataclass(frozen=True)
+class DecoderGraph:
+    """One graph a decoder's artifacts are converted from.
+
+    ``build(batch)``: the Keras model at that static batch. ``rewrite``: None when it is the decoder itself;
+    else the name of the rewrite, checked against the decoder in float before anything is converted and recorded
+    in the manifest as ``<rewrite>_float_max_abs_err``. ``exact``: the rewrite moves weights without rounding
+    them (the sub-pixel kernels); False when it computes new ones (BatchNormalization folded), and the bounds
+    then add the rewrite's exact distance from the decoder (export/bounds.py).
+    """
+
+    graph: Graph
+    build: Callable[[int], object]
+    rewrite: str | None = None
+    exact: bool = True
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_decoder` published: the folder, its manifest (as written) and the artifact files."""
+
+    name: str
+    export_dir: Path
+    manifest: dict
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.export_dir / MANIFEST
+
+    @property
+    def artifacts(self) -> tuple[str, ...]:
+        return tuple(a["path"] for a in self.manifest["artifacts"])
+
+
+def _bar(total: int, desc: str, progress: bool):
+    return tqdm(
+        total=total, desc=desc, unit="artifact", disable=not progress, leave=False, dynamic_ncols=True
+    )
+
+
+def export_decoder(
+    *,
+    decoder,
+    name: str,
+    prior,
+    out_dir: str | os.PathLike,
+    calibration: Calibration,
+    graphs: Sequence[DecoderGraph],
+    batches: tuple[int, ...] = (1, 64),
+    validation_samples: int = 1000,
+    seed: int = 0,
+    encoder=None,
+    encoder_build: Callable[[int], object] | None = None,
+    source: dict | None = None,
+    manifest_version: int = MANIFEST_VERSION,
+    fused_relu: bool = True,
+    artifact_check: Callable[[ArtifactSpec, Path], None] | None = None,
+    progress: bool = False,
+) -> ExportResult:
+    """Convert a Keras decoder into every artifact, validate each against it, and publish them with a manifest.
+
+    Writes ``out_dir`` (staged: it is replaced in one step when everything passed, and left untouched on any
+    failure): per graph of ``graphs`` and static batch of ``batches``, the TFLite float32, float16,
+    dynamic-range int8 and int8 (int8 and float I/O) decoders (the sub-pixel graph: float32 and int8) and ONNX
+    float32 and int8; the encoder (``encoder`` rebuilt by ``encoder_build``) as float32 TFLite when given;
+    the last graph's full-int8 batch-1 decoder as a C array; ``manifest.json``. Each decoder artifact is checked
+    against ``decoder`` on ``validation_samples`` prior samples within the bound its weights give
+    (export/bounds.py), and then by ``artifact_check(spec, path)`` when given (a VaeEdgeError refuses the set).
+
+    ``decoder``'s output activation (sigmoid, tanh or none) and image shape come from its layers;
+    ``manifest_version`` 1 writes the MNIST schema (28×28×1 sigmoid images, implied), 2 records the image's
+    shape, range and activation. ``source``: the manifest's record of where the models came from.
+    """
+    export_dir = ensure_writable_dir(out_dir)
+    z_val = prior.sample(validation_samples, seed=seed + 1)
+    reference = np.asarray(decoder.predict(z_val, batch_size=250, verbose=0))
+    if encoder is not None:
+        ref_mu, ref_logvar = (np.asarray(a) for a in encoder.predict(reference, batch_size=250, verbose=0))
+
+    by_graph = {g.graph: g for g in graphs}
+    keras_models = {}
+
+    def keras_model(role: Role, graph: Graph, batch: int):
+        """The Keras model an artifact is converted from, built once per (role, graph, static batch)."""
+        if (role, graph, batch) not in keras_models:
+            build = encoder_build if role is Role.ENCODER else by_graph[graph].build
+            keras_models[role, graph, batch] = build(batch)
+        return keras_models[role, graph, batch]
+
+    # A rewrite must be exact in float (to float32 rounding) before any of it is quantized.
+    rewritten = {g.graph: keras_model(Role.DECODER, g.graph, batches[-1]) for g in graphs if g.rewrite}
+    bounds = DecoderBounds(
+        decoder,
+        None,
+        z_val,
+        calibration.latents,
+        convert.LOGIT_CLIP,
+        graphs={g.graph: rewritten.get(g.graph, decoder) for g in graphs},
+        inexact={g.graph for g in graphs if not g.exact},
+    )
+    activation = bounds.activation
+    image_shape = [int(d) for d in decoder.outputs[0].shape[1:]]
+    if manifest_version < 2 and (image_shape != [28, 28, 1] or activation != SIGMOID):
+        raise ValueError("manifest version 1 describes 28x28x1 sigmoid decoders only")
+    rewrite_figures = {}
+    for g in graphs:
+        if not g.rewrite:
+            continue
+        model = rewritten[g.graph]
+        out = np.concatenate([np.asarray(model(c)) for c in convert.batches_of(z_val, batches[-1])])
+        err = error_figures(out, reference[: len(out)])["max_abs_err"]
+        tolerance = bounds.rewrite(g.graph)
+        broken = tolerance.failures(max_abs_err=err, mean_abs_err=0.0)
+        if broken:
+            what = "the sub-pixel rewrite" if g.graph is Graph.SUBPIXEL else f"the {g.rewrite} graph"
+            raise VaeEdgeError(f"{what} differs from the decoder: {broken[0]}")
+        rewrite_figures[f"{g.rewrite}_float_max_abs_err"] = err
+        rewrite_figures[f"{g.rewrite}_float_tolerance"] = tolerance.to_json()
+
+    specs = [s for s in decoder_variants(batches) if s.graph in by_graph]
+    if encoder is not None:
+        specs += encoder_variants(batches)
+    entries = []
+    onnx_float: dict[tuple[Graph, int], bytes] = {}
+    with staged_folder(export_dir) as staging, _bar(len(specs) + 1, f"export {name}", progress) as bar:
+        for spec in specs:
+            model = keras_model(spec.role, spec.graph, spec.batch)
+            path = staging / spec.filename
+            if spec.role is Role.ENCODER:
+                path.write_bytes(convert.to_tflite(model, Precision.FLOAT32))
+                entries.append(validate_encoder(path, spec, reference, ref_mu, ref_logvar))
+            else:
+                path.write_bytes(convert_decoder(spec, model, calibration.latents, onnx_float, activation))
+                entries.append(
+                    validate_decoder(
+                        path,
+                        spec,
+                        z_val,
+                        reference,
+                        bounds.tolerance(spec),
+                        activation=activation,
+                        fused_relu=fused_relu,
+                    )
+                )
+                if artifact_check is not None:
+                    artifact_check(spec, path)
+            bar.update()
+        c_files = c_array_files(staging, name, entries, graphs[-1].graph, activation)
+        bar.update()
+        value_range = IMAGE_RANGES[activation]
+        image = {"shape": image_shape, "range": list(value_range) if value_range else None}
+        if manifest_version >= 2:
+            image["activation"] = activation
+        from train.provenance import provenance
+
+        manifest = {
+            "manifest_version": manifest_version,
+            "model": name,
+            "kind": "vae",
+            "latent_dim": prior.latent_dim,
+            "prior": prior.to_json(),
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "source": source or {},
+            "calibration": calibration.to_json(activation),
+            "validation": {
+                "samples": validation_samples,
+                "seed": seed + 1,
+                "reference": "Keras float32 decoder on the same prior samples",
+                **rewrite_figures,
+            },
+            "image": image,
+            **provenance(),
+            "artifacts": entries + c_files,
+        }
+        write_json_atomic(staging / MANIFEST, manifest)
+    return ExportResult(name, export_dir, manifest)
+
+
 class Exporter:
-    """Exports one model folder (``<artifacts>/<model>/``) into its ``export/``; numbers are checked by the CLI."""
+    """Exports one model folder (``<artifacts>/<model>/``) into its ``export/``; numbers are checked by the CLI.
+
+    The glue between this project's trained models and :func:`export_decoder`: the run set, the models rebuilt
+    from train/model.py, the sub-pixel rewrite and the encoder's posterior calibration."""
 
     def __init__(
         self,
@@ -201,15 +610,11 @@ class Exporter:
         path.write_bytes(data)
         return path
 
-    def _bar(self, total: int, desc: str):
-        return tqdm(
-            total=total,
-            desc=desc,
-            unit="artifact",
-            disable=not self.progress,
-            leave=False,
-            dynamic_ncols=True,
-        )
+    # Kept for callers of the per-artifact steps (tests/test_tolerance.py): the module functions above.
+    _convert_decoder = staticmethod(convert_decoder)
+
+    def _validate_decoder(self, path: Path, v: ArtifactSpec, z, reference, tolerance: Tolerance) -> dict:
+        return validate_decoder(path, v, z, reference, tolerance)
 
     # ------------------------------------------------------------------------------------------ VAEs
     def export_vae(self, model_name: str) -> dict:
@@ -220,192 +625,34 @@ class Exporter:
         # A decoder of another latent size fails in load_weights (shape mismatch) with a one-line error.
         decoder = load_keras(self.model_dir / "decoder.keras", model_name, lambda: build_decoder(cfg))
         encoder = load_keras(self.model_dir / "encoder.keras", model_name, lambda: build_encoder(cfg))
-        prior = cfg.prior
-        calibration = self._calibration_latents(prior, encoder)
-        z_val = prior.sample(self.validation_samples, seed=self.seed + 1)
-        reference = np.asarray(decoder.predict(z_val, batch_size=250, verbose=0))
-        ref_mu, ref_logvar = (np.asarray(a) for a in encoder.predict(reference, batch_size=250, verbose=0))
-
-        builders = {
-            (Role.DECODER, Graph.TRANSPOSE): lambda b: copy_weights(
-                decoder, build_decoder(cfg, batch_size=b)
-            ),
-            (Role.DECODER, Graph.SUBPIXEL): lambda b: subpixel_decoder_from(decoder, cfg, b),
-            (Role.ENCODER, Graph.NONE): lambda b: copy_weights(encoder, build_encoder(cfg, batch_size=b)),
-        }
-        keras_models = {}
-
-        def keras_model(role: Role, graph: Graph, batch: int):
-            """The Keras model an artifact is converted from, built once per (role, graph, static batch)."""
-            if (role, graph, batch) not in keras_models:
-                keras_models[role, graph, batch] = builders[role, graph](batch)
-            return keras_models[role, graph, batch]
-
-        # The rewrite must be exact in float (to float32 rounding) before any of it is quantized.
-        sub = keras_model(Role.DECODER, Graph.SUBPIXEL, self.batches[-1])
-        bounds = DecoderBounds(decoder, sub, z_val, calibration, convert.LOGIT_CLIP)
-        sub_out = np.concatenate([np.asarray(sub(c)) for c in convert.batches_of(z_val, self.batches[-1])])
-        subpixel_err = error_figures(sub_out, reference[: len(sub_out)])["max_abs_err"]
-        subpixel_tolerance = bounds.subpixel_rewrite()
-        broken = subpixel_tolerance.failures(max_abs_err=subpixel_err, mean_abs_err=0.0)
-        if broken:
-            raise VaeEdgeError(f"the sub-pixel rewrite differs from the decoder: {broken[0]}")
-
-        specs = decoder_variants(self.batches) + encoder_variants(self.batches)
-        entries = []
-        onnx_float: dict[tuple[Graph, int], bytes] = {}
-        with (
-            staged_folder(self.export_dir) as staging,
-            self._bar(len(specs) + 1, f"export {model_name}") as bar,
-        ):
-            for spec in specs:
-                model = keras_model(spec.role, spec.graph, spec.batch)
-                if spec.role is Role.ENCODER:
-                    path = self._write(staging, spec, convert.to_tflite(model, Precision.FLOAT32))
-                    entries.append(self._validate_encoder(path, spec, reference, ref_mu, ref_logvar))
-                else:
-                    path = self._write(
-                        staging, spec, self._convert_decoder(spec, model, calibration, onnx_float)
-                    )
-                    entries.append(
-                        self._validate_decoder(path, spec, z_val, reference, bounds.tolerance(spec))
-                    )
-                bar.update()
-            c_files = self._c_array(staging, model_name, entries)
-            bar.update()
-            manifest = self._manifest(
-                model_name, cfg, entries, c_files, (subpixel_err, subpixel_tolerance), run_id
-            )
-            write_json_atomic(staging / MANIFEST, manifest)
-        return manifest
-
-    @staticmethod
-    def _convert_decoder(spec: ArtifactSpec, model, calibration: np.ndarray, onnx_float: dict) -> bytes:
-        """The artifact's bytes. ``onnx_float`` keeps each float ONNX graph for its int8 (QDQ) sibling."""
-        if spec.format is Format.TFLITE:
-            data = convert.to_tflite(model, spec.precision, spec.io, calibration)
-            return convert.int8_decoder_head(data, spec.io) if spec.precision is Precision.INT8 else data
-        key = (spec.graph, spec.batch)
-        if key not in onnx_float:
-            onnx_float[key] = convert.to_onnx(model)
-        if spec.precision is Precision.FLOAT32:
-            return onnx_float[key]
-        fl = onnx_float[key]
-        return convert.quantize_onnx(fl, calibration, convert.onnx_input_name(fl), spec.batch)
-
-    def _calibration_latents(self, prior, encoder) -> np.ndarray:
-        """Latents the int8 ranges are calibrated on, clipped to ±CALIBRATION_LATENT_CLIP (see convert.py).
-
-        ``posterior`` (default): z = μ + σ ε from the encoder on random training images — the latents the
-        decoder meets in reconstruction; chosen over ``prior`` by digit agreement and pixel error (README,
-        Export).
-        """
-        n = self.calibration_samples
-        if self.calibration == "prior":
-            z = prior.sample(n, seed=self.seed)
-        else:
-            images = training_images(self.data)
-            if len(images) < n:
-                raise VaeEdgeError(
-                    f"--calibration-samples {n} exceeds the {len(images)} training images; pass a smaller value"
-                )
-            pick = np.random.default_rng(self.seed).choice(len(images), n, replace=False)
-            mu, log_var = (np.asarray(a) for a in encoder.predict(images[pick], batch_size=250, verbose=0))
-            eps = np.random.default_rng(self.seed + 2).standard_normal(mu.shape)
-            z = mu + np.exp(0.5 * log_var) * eps
-        return np.clip(z, -convert.CALIBRATION_LATENT_CLIP, convert.CALIBRATION_LATENT_CLIP).astype(
-            np.float32
+        calibration = calibration_latents(
+            source=self.calibration,
+            prior=cfg.prior,
+            samples=self.calibration_samples,
+            seed=self.seed,
+            encoder=encoder,
+            data=self.data,
         )
-
-    def _validate_decoder(
-        self, path: Path, v: ArtifactSpec, z: np.ndarray, reference: np.ndarray, tolerance: Tolerance
-    ) -> dict:
-        """Run the artifact on the validation latents; its error against Keras must be within ``tolerance``
-        (derived from the decoder's weights and the artifact's arithmetic: export/bounds.py)."""
-        model = open_model(path)
-        out = decoder_pixels(run_batched(model, z, v.batch)[0], v.output_activation)
-        figures = error_figures(out, reference)
-        figures["samples"] = len(z)
-        check_tolerance(v, figures, tolerance)
-        ops = []
-        if v.format is Format.TFLITE:
-            details = TFLiteModel(path, delegates=False).op_details()
-            if v.precision is Precision.INT8:
-                check_int8_graph(v, details)
-            ops = [op["op"] for op in details]
-        else:
-            ops = model.op_names()
-        extra = {"output_activation": v.output_activation} if v.output_activation else {}
-        return artifact_entry(path, v, model, figures, ops, extra, tolerance)
-
-    def _validate_encoder(self, path: Path, v: ArtifactSpec, images, ref_mu, ref_logvar) -> dict:
-        model = open_model(path)
-        outs = run_batched(model, images, v.batch)
-        # TFLite may reorder a model's outputs: name each by the Keras output it reproduces.
-        roles = []
-        for o in outs:
-            errs = {"z_mean": np.abs(o - ref_mu).max(), "z_log_var": np.abs(o - ref_logvar).max()}
-            roles.append(min(errs, key=errs.get))
-        if sorted(roles) != ["z_log_var", "z_mean"]:
-            raise VaeEdgeError(
-                f"validation failed for {v.filename}: its outputs match neither z_mean nor z_log_var"
-            )
-        figures = {
-            "max_abs_err": float(
-                max(
-                    np.abs(o - (ref_mu if r == "z_mean" else ref_logvar)).max()
-                    for o, r in zip(outs, roles, strict=True)
-                )
+        result = export_decoder(
+            decoder=decoder,
+            name=model_name,
+            prior=cfg.prior,
+            out_dir=self.export_dir,
+            calibration=calibration,
+            graphs=(
+                DecoderGraph(
+                    Graph.TRANSPOSE, lambda b: copy_weights(decoder, build_decoder(cfg, batch_size=b))
+                ),
+                DecoderGraph(
+                    Graph.SUBPIXEL, lambda b: subpixel_decoder_from(decoder, cfg, b), rewrite="subpixel"
+                ),
             ),
-            "samples": len(images),
-        }
-        check_tolerance(v, figures)
-        ops = TFLiteModel(path, delegates=False).op_names()
-        return artifact_entry(path, v, model, figures, ops, {"output_roles": roles})
-
-    def _c_array(self, staging: Path, model_name: str, entries: list[dict]) -> list[dict]:
-        source_spec = ArtifactSpec(Role.DECODER, Format.TFLITE, Precision.INT8, IO.INT8, Graph.SUBPIXEL, 1)
-        src = next(e for e in entries if e["path"] == source_spec.filename)
-        data = (staging / src["path"]).read_bytes()
-        out_q = src["outputs"][0]
-        logits_quant = (float(out_q["scale"]), int(out_q["zero_point"]))
-        header, source = carray.c_sources(data, model_name, src["path"], src["sha256"], logits_quant)
-        if carray.parse_c_array(source) != data:
-            raise VaeEdgeError("the generated C array does not round-trip to the .tflite bytes")
-        out = []
-        for name, text in (
-            (f"{model_name}_decoder_int8.h", header),
-            (f"{model_name}_decoder_int8.cc", source),
-        ):
-            p = staging / name
-            write_text_atomic(p, text)
-            out.append(
-                {
-                    "path": name,
-                    **ArtifactSpec(
-                        Role.DECODER, Format.C, Precision.INT8, IO.INT8, Graph.SUBPIXEL, 1
-                    ).to_json(),
-                    "sha256": sha256_file(p),
-                    "size_bytes": p.stat().st_size,
-                    "source": src["path"],
-                    "symbol": carray.symbol_for(model_name),
-                    "pixel_lut_symbol": carray.lut_symbol_for(model_name),
-                    "array_bytes": len(data),
-                }
-            )
-        return out
-
-    def _manifest(self, model_name, cfg, entries, c_files, subpixel, run_id: str) -> dict:
-        from train.provenance import provenance
-
-        return {
-            "manifest_version": MANIFEST_VERSION,
-            "model": model_name,
-            "kind": "vae",
-            "latent_dim": cfg.latent_dim,
-            "prior": cfg.prior.to_json(),
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "source": {
+            batches=self.batches,
+            validation_samples=self.validation_samples,
+            seed=self.seed,
+            encoder=encoder,
+            encoder_build=lambda b: copy_weights(encoder, build_encoder(cfg, batch_size=b)),
+            source={
                 "run_id": run_id,
                 "decoder": {
                     "path": "../decoder.keras",
@@ -416,29 +663,10 @@ class Exporter:
                     "sha256": sha256_file(self.model_dir / "encoder.keras"),
                 },
             },
-            "calibration": {
-                "samples": self.calibration_samples,
-                "seed": self.seed,
-                "source": self.calibration,
-                "distribution": (
-                    "z = μ + σ ε from the encoder on random training images"
-                    if self.calibration == "posterior"
-                    else "the model's prior N(0, Σ), z = L ε (runtime.prior.Prior.sample)"
-                ),
-                "latent_clip": convert.CALIBRATION_LATENT_CLIP,
-                "logit_clip": convert.LOGIT_CLIP,
-            },
-            "validation": {
-                "samples": self.validation_samples,
-                "seed": self.seed + 1,
-                "reference": "Keras float32 decoder on the same prior samples",
-                "subpixel_float_max_abs_err": subpixel[0],
-                "subpixel_float_tolerance": subpixel[1].to_json(),
-            },
-            "image": {"shape": [28, 28, 1], "range": [0.0, 1.0]},
-            **provenance(),
-            "artifacts": entries + c_files,
-        }
+            manifest_version=MNIST_MANIFEST_VERSION,  # older runtimes read these manifests
+            progress=self.progress,
+        )
+        return result.manifest
 
     # ------------------------------------------------------------------------------------------ classifier
     def export_classifier(self) -> dict:
@@ -477,7 +705,7 @@ class Exporter:
                 ops = TFLiteModel(path, delegates=False).op_names()
                 entries.append(artifact_entry(path, v, model, figures, ops, {"output_roles": roles}))
             manifest = {
-                "manifest_version": MANIFEST_VERSION,
+                "manifest_version": MNIST_MANIFEST_VERSION,
                 "model": CLASSIFIER,
                 "kind": CLASSIFIER,
                 "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

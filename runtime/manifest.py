@@ -24,10 +24,25 @@ from .errors import InvalidInputError, VaeEdgeError
 from .prior import Prior
 
 MANIFEST_NAME = "manifest.json"
-# Manifests without "manifest_version" are version 1 (every export so far); a newer one needs a newer runtime.
-MANIFEST_VERSION = 1
+# Manifests without "manifest_version" are version 1; a newer one needs a newer runtime. This runtime reads
+# versions up to MANIFEST_VERSION:
+#   1  the project's MNIST models: a VAE's images are 28x28x1 sigmoid probabilities in [0, 1] (implied).
+#   2  adds "image": {"shape": [H, W, C], "range": [lo, hi] or null, "activation": sigmoid | tanh | none}, for
+#      decoders brought by the user (python -m export --decoder). Exporters write the lowest version that
+#      describes the model, so the project's own manifests stay version 1 and older runtimes keep reading them.
+MANIFEST_VERSION = 2
+MNIST_MANIFEST_VERSION = 1
 MODEL_FORMATS = ("tflite", "onnx")
 KINDS = ("vae", "classifier")
+# A decoder's output activation: the function between its last linear layer and its output ("none": the output
+# is that layer's value). Sigmoid decoders end their full-int8 graphs at int8 logits (output_activation
+# "sigmoid" in those entries); tanh and none stay in the graph.
+SIGMOID, TANH, NONE = "sigmoid", "tanh", "none"
+OUTPUT_ACTIVATIONS = (SIGMOID, TANH, NONE)
+# The values each output activation produces (none: unbounded).
+IMAGE_RANGES = {SIGMOID: (0.0, 1.0), TANH: (-1.0, 1.0), NONE: None}
+MNIST_IMAGE_SHAPE = (28, 28, 1)
+MAX_IMAGE_SIDE = 4096
 
 
 class ManifestError(VaeEdgeError):
@@ -97,6 +112,37 @@ def _validate_tensor(t, path: Path, field: str) -> None:
     _require(t, "zero_point", int, path, f"{field}.", optional=True)
 
 
+def _validate_image(data: dict, path: Path, version: int) -> None:
+    """The optional "image" object: its shape (three sides), range and, from version 2, output activation."""
+    image = _require(data, "image", dict, path, optional=True)
+    if image is None:
+        return
+    shape = _require(image, "shape", list, path, "image.", optional=True)
+    if shape is not None and (
+        len(shape) != 3
+        or not all(isinstance(d, int) and not isinstance(d, bool) and 0 < d <= MAX_IMAGE_SIDE for d in shape)
+    ):
+        raise ManifestError(
+            f"{_where(path, 'image.shape')} must be [height, width, channels], each from 1 to {MAX_IMAGE_SIDE}, "
+            f"got {shape}; re-run python -m export"
+        )
+    activation = _require(image, "activation", str, path, "image.", optional=True)
+    if activation is not None and (version < 2 or activation not in OUTPUT_ACTIVATIONS):
+        raise ManifestError(
+            f"{_where(path, 'image.activation')} is {activation!r}; expected one of {', '.join(OUTPUT_ACTIVATIONS)} "
+            "in a version 2 manifest; re-run python -m export"
+        )
+    value_range = _require(image, "range", (list, type(None)), path, "image.", optional=True)
+    if value_range is not None and (
+        len(value_range) != 2
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value_range)
+        or not value_range[0] < value_range[1]
+    ):
+        raise ManifestError(
+            f"{_where(path, 'image.range')} must be [low, high] with low < high, got {value_range}"
+        )
+
+
 def validate_manifest(data, path: Path) -> None:
     """Raise :class:`ManifestError` naming the first field that breaks the schema."""
     if not isinstance(data, dict):
@@ -131,6 +177,8 @@ def validate_manifest(data, path: Path) -> None:
             raise ManifestError(
                 f"{_where(path, 'prior')} has {p.latent_dim} dimensions but latent_dim is {latent_dim}"
             )
+    if kind == "vae":
+        _validate_image(data, path, version or 1)
     artifacts = _require(data, "artifacts", list, path)
     seen = set()
     for i, a in enumerate(artifacts):
@@ -196,6 +244,25 @@ class Manifest:
     @property
     def latent_dim(self) -> int:
         return int(self.data["latent_dim"])
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(height, width, channels) of the decoder's images: MNIST's 28x28x1 unless the manifest says."""
+        shape = self.data.get("image", {}).get("shape")
+        return tuple(shape) if shape else MNIST_IMAGE_SHAPE
+
+    @property
+    def output_activation(self) -> str:
+        """The decoder's output activation (sigmoid, tanh or none): sigmoid unless the manifest says."""
+        return self.data.get("image", {}).get("activation") or SIGMOID
+
+    @property
+    def image_range(self) -> tuple[float, float] | None:
+        """The range of the decoder's output values (None: unbounded, a linear output)."""
+        image = self.data.get("image", {})
+        if "range" in image:
+            return None if image["range"] is None else tuple(image["range"])
+        return IMAGE_RANGES[self.output_activation]
 
     @property
     def artifacts(self) -> list[dict]:

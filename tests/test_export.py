@@ -344,6 +344,21 @@ def test_manifest_records_posterior_calibration(manifest):
     assert cal["source"] == "posterior" and cal["latent_clip"] > 0 and cal["logit_clip"] > 0
 
 
+def test_project_manifests_keep_schema_version_1(exported, manifest):
+    """The project's own exports stay readable by older runtimes: version 1, MNIST images implied sigmoid (the
+    version-2 fields are for decoders brought by the user, tests/test_byom.py)."""
+    from runtime.manifest import MNIST_MANIFEST_VERSION, load_manifest
+
+    assert manifest["manifest_version"] == MNIST_MANIFEST_VERSION == 1
+    assert manifest["image"] == {"shape": [28, 28, 1], "range": [0.0, 1.0]}
+    assert set(manifest["validation"]) >= {"subpixel_float_max_abs_err", "subpixel_float_tolerance"}
+    loaded = load_manifest(export_dir(exported))
+    assert loaded.image_shape == (28, 28, 1) and loaded.output_activation == "sigmoid"
+    assert loaded.image_range == (0.0, 1.0)
+    classifier = json.loads((exported / "classifier" / "export" / "manifest.json").read_text())
+    assert classifier["manifest_version"] == 1
+
+
 def test_split_depth_to_space_is_exact():
     """The ONNX DepthToSpace rewrite (faster in ONNX Runtime) gives the same values as DepthToSpace."""
     import onnx

@@ -53,7 +53,7 @@ def _entry(m: dict, name: str) -> dict:
         ),
         (
             lambda m: m.update(manifest_version=7),
-            r"'manifest_version' is 7; this runtime reads versions 1\.\.1",
+            r"'manifest_version' is 7; this runtime reads versions 1\.\.2",
         ),
         (lambda m: m.update(artifacts={"a": 1}), r"'artifacts' must be list, got dict"),
         (lambda m: m.update(model="../../evil"), r"'model' '../../evil' is not a plain name"),
