@@ -45,17 +45,21 @@ HISTOGRAM_BINS = 40_960
 
 
 @contextlib.contextmanager
-def native_stdout_silenced() -> Iterator[None]:
-    """File descriptor 1 pointed at /dev/null for the block (what C++ code writes there is dropped)."""
+def native_output_silenced() -> Iterator[None]:
+    """File descriptors 1 and 2 pointed at /dev/null for the block: what C++ code prints there is dropped
+    (a failure still raises, with its message, in Python)."""
     sys.stdout.flush()
-    saved = os.dup(1)
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
     try:
         with open(os.devnull, "wb") as null:
             os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
         yield
     finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+        for fd, copy in zip((1, 2), saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def calibrated_model(converter, chunks: list[np.ndarray]) -> bytes:
@@ -71,7 +75,7 @@ def quantize_calibrated(calibrated: bytes, *, io_type: str, per_channel: bool = 
     from tensorflow.lite.python import convert
 
     io = tf.int8 if io_type == "int8" else tf.float32
-    with native_stdout_silenced():  # the quantizer prints its options from C++, past Python's redirects
+    with native_output_silenced():  # the quantizer prints its options from C++, past Python's redirects
         return convert.mlir_quantize(
             calibrated,
             disable_per_channel=not per_channel,

@@ -354,6 +354,7 @@ class Calibration:
     latents: np.ndarray
     source: str  # "posterior" | "prior"
     seed: int
+    latent_clip: float = convert.CALIBRATION_LATENT_CLIP
 
     @property
     def distribution(self) -> str:
@@ -367,7 +368,8 @@ class Calibration:
             "seed": self.seed,
             "source": self.source,
             "distribution": self.distribution,
-            "latent_clip": convert.CALIBRATION_LATENT_CLIP,
+            "latent_clip": self.latent_clip,
+            "activation_ranges": convert.INT8_RANGES,  # export/calibrate.py's RangeMethod
             # Only a sigmoid's input is narrowed (convert.clip_logistic_input_range).
             "logit_clip": convert.LOGIT_CLIP if activation == SIGMOID else None,
         }
@@ -381,8 +383,10 @@ def calibration_latents(
     seed: int,
     encoder=None,
     data: str | os.PathLike | None = None,
+    latent_clip: float = convert.CALIBRATION_LATENT_CLIP,
 ) -> Calibration:
-    """Latents the int8 ranges are calibrated on, clipped to ±CALIBRATION_LATENT_CLIP (see convert.py).
+    """Latents the int8 ranges are calibrated on, clipped to ±``latent_clip`` (CALIBRATION_LATENT_CLIP, see
+    convert.py).
 
     ``posterior``: z = μ + σ ε from ``encoder`` on random MNIST training images (``data``) — the latents the
     decoder meets in reconstruction; chosen over ``prior`` by digit agreement and pixel error (README,
@@ -400,8 +404,8 @@ def calibration_latents(
         mu, log_var = (np.asarray(a) for a in encoder.predict(images[pick], batch_size=250, verbose=0))
         eps = np.random.default_rng(seed + 2).standard_normal(mu.shape)
         z = mu + np.exp(0.5 * log_var) * eps
-    latents = np.clip(z, -convert.CALIBRATION_LATENT_CLIP, convert.CALIBRATION_LATENT_CLIP).astype(np.float32)
-    return Calibration(latents, source, seed)
+    latents = np.clip(z, -latent_clip, latent_clip).astype(np.float32)
+    return Calibration(latents, source, seed, latent_clip)
 
 
 @dataclass(frozen=True)

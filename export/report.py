@@ -8,6 +8,8 @@ from pathlib import Path
 from runtime.fileio import ensure_writable_dir, write_text_atomic
 from runtime.vocab import INT8_SIZE_RATIO_GOAL
 
+SUBPIXEL_ERR = "subpixel_float_max_abs_err"  # only the project's own decoders have the rewrite
+
 
 def fmt_err(v: dict) -> str:
     """The error figures, each with its bound (``≤ …``) where the manifest records one."""
@@ -42,8 +44,13 @@ def write_report(artifacts: Path, reports: Path) -> Path:
                 f"Latent {m['latent_dim']}-D, prior Σ = {m['prior']['cov']}; calibration: "
                 f"{m['calibration']['samples']} {m['calibration'].get('source', 'prior')} latents clipped to "
                 f"±{m['calibration'].get('latent_clip', '∞')} (seed {m['calibration']['seed']}), logits clipped to "
-                f"±{m['calibration'].get('logit_clip', '∞')}; sub-pixel "
-                f"rewrite vs original in float: max abs {m['validation']['subpixel_float_max_abs_err']:.2e}.",
+                f"±{m['calibration'].get('logit_clip', '∞')}; hidden activation ranges: "
+                f"{m['calibration'].get('activation_ranges', 'minmax')}"
+                + (
+                    f"; sub-pixel rewrite vs original in float: max abs {m['validation'][SUBPIXEL_ERR]:.2e}."
+                    if SUBPIXEL_ERR in m["validation"]
+                    else "."
+                ),
                 "",
             ]
         lines += [

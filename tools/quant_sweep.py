@@ -92,7 +92,7 @@ def run_int8(model: bytes, z: np.ndarray) -> np.ndarray:
 
 def sweep_model(args, name: str, classifier, mnist) -> list[dict]:
     from export import calibrate, convert
-    from export.pipeline import Exporter, load_config, load_keras
+    from export.pipeline import calibration_latents, load_config, load_keras
     from runtime.quality import bce_per_image_from_logits, kl_per_image
     from train.model import build_decoder, build_encoder, copy_weights
     from train.settings import TrainSettings
@@ -124,20 +124,15 @@ def sweep_model(args, name: str, classifier, mnist) -> list[dict]:
 
     rows = []
     for clip in args.latent_clips:
-        exporter = Exporter(
-            model_dir=model_dir,
-            batches=(BATCH,),
-            calibration_samples=5000,
-            validation_samples=BATCH,
+        calibration = calibration_latents(
+            source="posterior",
+            prior=cfg.prior,
+            samples=5000,
             seed=0,
-            progress=False,
+            encoder=encoder,
             data=args.data,
-        )
-        saved, convert.CALIBRATION_LATENT_CLIP = convert.CALIBRATION_LATENT_CLIP, clip
-        try:
-            calibration = exporter._calibration_latents(cfg.prior, encoder)
-        finally:
-            convert.CALIBRATION_LATENT_CLIP = saved
+            latent_clip=clip,
+        ).latents
         for method, weights in itertools.product(args.ranges, args.weights):
             tflite = convert.int8_decoder_head(
                 convert.to_tflite(
