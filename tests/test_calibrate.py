@@ -106,3 +106,30 @@ def test_narrowed_ranges_narrow_hidden_activations_and_lower_the_error(tiny_deco
 
     if method is calibrate.RangeMethod.MSE:  # what MSE minimises per tensor; quantiles promise only the clip
         assert error(narrowed) < error(plain)
+
+
+def test_narrowed_ranges_keep_one_quantization_across_pad_reshape_and_depth_to_space(tmp_path):
+    """The sub-pixel graph's PAD, RESHAPE and DEPTH_TO_SPACE move values unchanged: TFLite's kernels and the C
+    generator need equal scale and zero point on both sides. Narrowed ranges differ across such an op (PAD's
+    output holds the padding's zeros too); the quantizer must still give both sides one quantization, and the C
+    generator must accept the result."""
+    import keras
+
+    from firmware_sim.codegen import checks
+    from firmware_sim.graph import load_graph
+    from train.model import build_subpixel_decoder
+    from train.registry import VAEConfig
+
+    keras.utils.set_random_seed(5)
+    model = build_subpixel_decoder(VAEConfig("tiny", 2, conv_filters=(2, 4)), batch_size=1)
+    calib = np.random.default_rng(6).standard_normal((200, 2)).astype(np.float32)
+    path = tmp_path / "decoder_subpixel_int8_b1.tflite"
+    int8 = convert.to_tflite(model, "int8", "int8", calib, ranges=calibrate.RangeMethod.P99_9)
+    path.write_bytes(convert.int8_decoder_head(int8, "int8"))  # int8 logits out, as export writes it
+    graph = load_graph(path)
+    moving = [op for op in graph.ops if op.kind in ("RESHAPE", "PAD", "DEPTH_TO_SPACE")]
+    assert sorted({op.kind for op in moving}) == ["DEPTH_TO_SPACE", "PAD", "RESHAPE"]
+    for op in moving:
+        x, out = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+        assert np.array_equal(x.scale, out.scale) and np.array_equal(x.zero_point, out.zero_point), op.kind
+    checks.check_graph(graph)  # the generator's own refusal, the one CI met

@@ -148,12 +148,21 @@ def _with_issue22_dense(data: bytes) -> bytes:
 
     obj = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytearray(data), 0))
     sg = obj.subgraphs[0]
-    fc, reshape = sg.operators[0], sg.operators[1]
+    fc = sg.operators[0]
     x, w, b, y = (sg.tensors[int(i)] for i in (*fc.inputs, fc.outputs[0]))
+    # the Dense output's new quantization carries through the ops that move it unchanged (RESHAPE, and the
+    # sub-pixel graph's PAD), which need the same quantization on both sides
+    moved = [y]
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in obj.operatorCodes]
+    movers = (schema.BuiltinOperator.RESHAPE, schema.BuiltinOperator.PAD)
+    for op in sg.operators[1:]:
+        if codes[op.opcodeIndex] not in movers:
+            break
+        moved.append(sg.tensors[int(op.outputs[0])])
     x.quantization.scale, x.quantization.zeroPoint = np.array([S_IN], np.float32), np.array([0], np.int64)
     w.quantization.scale = np.array([S_W], np.float32)
     b.quantization.scale = np.array([np.float32(S_IN) * np.float32(S_W)], np.float32)
-    for t in (y, sg.tensors[int(reshape.outputs[0])]):
+    for t in moved:
         t.quantization.scale, t.quantization.zeroPoint = (
             np.array([S_OUT], np.float32),
             np.array([-128], np.int64),
