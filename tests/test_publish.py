@@ -95,11 +95,16 @@ def complete_set(folder) -> str:
 def classifier_copy(exported, tmp_path):
     shutil.copytree(exported / "classifier", tmp_path / "classifier")
     # Make the old set recognisable: the new export will differ from it in its "created" stamp.
-    path = tmp_path / "classifier" / "export" / "manifest.json"
-    data = json.loads(path.read_text())
-    data["created"] = "old"
-    path.write_text(json.dumps(data))
+    relabel(tmp_path / "classifier" / "export", "old")
     return tmp_path
+
+
+def relabel(folder, label: str) -> None:
+    """Overwrite the manifest's "created" stamp: two exports within one second would otherwise share it."""
+    path = folder / "manifest.json"
+    data = json.loads(path.read_text())
+    data["created"] = label
+    path.write_text(json.dumps(data))
 
 
 @pytest.mark.parametrize("step", ["manifest", "swap", "cleanup"])
@@ -123,6 +128,8 @@ def test_export_failure_at_each_publish_step_leaves_a_complete_set(
     if step == "cleanup":
         assert code == 0 and after != old
         assert [p for p in (classifier_copy / "classifier").iterdir() if fileio.STAGING_MARK in p.name]
+        relabel(export_dir, "first")
+        after = complete_set(export_dir)
     else:
         assert code == 2 and after == old
         assert "No space left on device (injected)" in capsys.readouterr().err
