@@ -44,7 +44,7 @@ firmware: setup  ## int8 decoders as generated C: host + emulated Cortex-M4/M7/M
 	$(PY) -m firmware_sim.measure --model all --artifacts $(ARTIFACTS) --reports $(REPORTS)
 
 exactness: setup  ## TFLM vs numpy reference vs generated C on drawn one-op models and redrawn decoders -> reports/exactness.{json,md}
-	$(PY) -m firmware_sim.exactness --reports $(REPORTS)
+	$(PY) -m tools.exactness --reports $(REPORTS)
 
 test: setup web-deps  ## lint + the whole test suite (what CI runs)
 	$(PY) -m ruff check .

@@ -1,7 +1,7 @@
 """Issue 23, "the generated C trusts the graph": a hostile or corrupted .tflite is refused by
 ``python -m firmware_sim.codegen`` with exit code 2, one ``error:`` line and nothing written, never C that reads
 out of bounds nor a traceback; the .h/.c pair is replaced as a set. Each case edits one of two small untrained
-decoders (firmware_sim.exactness.base_decoder: the transposed and the sub-pixel graph) through the schema, as
+decoders (tools.exactness.base_decoder: the transposed and the sub-pixel graph) through the schema, as
 tools/fuzz/graph_mutate.py does; no training, no compiler."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import pytest
 from firmware_sim.codegen import ACC_LIMIT, check_prior, lower, run_plan
 from firmware_sim.codegen import main as codegen_main
 from firmware_sim.codegen import parse_args as codegen_args
-from firmware_sim.exactness import base_decoder
 from firmware_sim.graph import load_graph
 from firmware_sim.reference import IntegerReference
 from runtime.errors import VaeEdgeError
+from tools.exactness import base_decoder
 from tools.fuzz.graph_mutate import edit_tflite, ops_of
 
 

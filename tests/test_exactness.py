@@ -18,13 +18,6 @@ import pytest
 import firmware_sim.reference as reference_module
 from firmware_sim import TFLM_VERSION, measure
 from firmware_sim.codegen import generate
-from firmware_sim.exactness import (
-    DECODER_KIND,
-    LITERT_KERNELS,
-    check_decoders,
-    check_single_ops,
-    compare_runtimes,
-)
 from firmware_sim.fixedpoint import multiply_by_quantized_multiplier
 from firmware_sim.graph import _parse, load_graph
 from firmware_sim.reference import IntegerReference, effective_scale, fully_connected_multiplier
@@ -36,6 +29,13 @@ from firmware_sim.synthetic import (
     single_op_case,
 )
 from firmware_sim.tflm import TflmModel
+from tools.exactness import (
+    DECODER_KIND,
+    LITERT_KERNELS,
+    check_decoders,
+    check_single_ops,
+    compare_runtimes,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 # The case issue 22 measured on a Xeon-trained vae2d_corr: TFLM gives 239 - 128 = 111 where a float32 product gives 110.

@@ -49,7 +49,7 @@ CODEGEN_FAILURES = (
 # output path made hostile. Their clean endings: refused (one line, the disk as it was), exported / ran.
 ON_DISK_TARGETS = ("export", "output_path")
 ON_DISK_FAILURES = ("crash", "hang", "traceback", "refusal_not_one_line", "destructive", "half_written")
-# The seed decoders of the codegen target: firmware_sim.exactness.base_decoder indices (0 transposed, 1 sub-pixel).
+# The seed decoders of the codegen target: tools.exactness.base_decoder indices (0 transposed, 1 sub-pixel).
 CODEGEN_BASES = (0, 1)
 ATTEMPT_TIMEOUT_S = 60.0
 EXAMPLES_PER_OUTCOME = 3
@@ -491,8 +491,8 @@ def _fuzz_codegen(tmp: Path, worker: Worker, tally: Tally, cfg: FuzzConfig) -> N
     """``cfg.codegen_mutations`` structured edits (tools/fuzz/graph_mutate.py) of small untrained decoders,
     each through the C generator's CLI in the worker (worker.run_codegen): refused with one line and the
     output folder untouched, or C that builds under ASan/UBSan, runs clean and equals the reference."""
-    from firmware_sim.exactness import base_decoder
     from firmware_sim.synthetic import randomized_decoder
+    from tools.exactness import base_decoder
 
     from . import graph_mutate
 

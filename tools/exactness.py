@@ -1,7 +1,7 @@
 """Seeded search for differences between TFLite Micro, the numpy integer reference and the generated C.
 
-    python -m firmware_sim.exactness --reports reports                  # make exactness (about 10 minutes)
-    python -m firmware_sim.exactness --models-per-op 10 --decoders 2 --inputs 200   # a quick look
+    python -m tools.exactness --reports reports                  # make exactness (about 10 minutes)
+    python -m tools.exactness --models-per-op 10 --decoders 2 --inputs 200   # a quick look
 
 Single ops (firmware_sim.synthetic): for each op kind the reference implements, ``--models-per-op`` one-op
 models with drawn shapes, scales and zero points (FULLY_CONNECTED, CONV_2D and TRANSPOSE_CONV: a third of them
@@ -23,11 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from firmware_sim import TFLM_VERSION
+from firmware_sim.synthetic import BOUNDARY_KINDS, SINGLE_OP_KINDS, randomized_decoder, single_op_case
 from runtime.cli import cli_main, nonnegative_int, parser, positive_int
 from runtime.fileio import ensure_writable_dir, write_json_atomic, write_text_atomic
-
-from . import TFLM_VERSION
-from .synthetic import BOUNDARY_KINDS, SINGLE_OP_KINDS, randomized_decoder, single_op_case
 
 DECODER_KIND = "decoder (generated C)"
 # (latent size, conv_filters) of the base decoders whose quantization is redrawn: channel counts that take
@@ -85,7 +84,7 @@ class ExactnessResult:
 
 def _arena_bytes(case_model: bytes) -> int:
     """Room for every tensor twice over plus TRANSPOSE_CONV's int32 scratch (4 bytes an output value)."""
-    from .graph import _parse
+    from firmware_sim.graph import _parse
 
     g = _parse("synthetic", case_model)
     activations = sum(t.nbytes for t in g.tensors if not t.is_constant)
@@ -104,9 +103,9 @@ def check_single_ops(
     *, seed: int, models_per_op: int, inputs: int, kinds: tuple[str, ...] = SINGLE_OP_KINDS, progress=None
 ) -> list[KindResult]:
     """Every op kind: ``models_per_op`` drawn models, each on ``inputs`` inputs, TFLM against the reference."""
-    from .graph import _parse
-    from .reference import IntegerReference
-    from .tflm import TflmModel
+    from firmware_sim.graph import _parse
+    from firmware_sim.reference import IntegerReference
+    from firmware_sim.tflm import TflmModel
 
     results = []
     for kind in kinds:
@@ -159,8 +158,8 @@ def base_decoder(out: Path, index: int) -> Path:
 def check_decoders(*, seed: int, decoders: int, inputs: int, work: Path, progress=None) -> KindResult:
     """``decoders`` redrawn decoders as generated C (SSE2 and portable host builds, sanitized) against TFLM
     and the reference, on ``inputs`` latents each."""
-    from . import measure
-    from .codegen import generate
+    from firmware_sim import measure
+    from firmware_sim.codegen import generate
 
     measure.require_tools()
     rng = np.random.default_rng([seed, 1000])
@@ -216,7 +215,7 @@ def compare_runtimes(*, tflite: Path, latents: np.ndarray) -> list[RuntimeAgreem
     that cannot load the graph is left out."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from .tflm import TflmModel, smallest_arena
+    from firmware_sim.tflm import TflmModel, smallest_arena
 
     data = tflite.read_bytes()
     tflm = TflmModel(data, smallest_arena(data, latents[:1]))
@@ -267,7 +266,7 @@ def markdown(result: ExactnessResult) -> str:
     lines = [
         "# Exactness: TFLite Micro vs the numpy reference vs the generated C",
         "",
-        f"`python -m firmware_sim.exactness`, seed {result.seed}, tflite-micro {result.tflm_version}. "
+        f"`python -m tools.exactness`, seed {result.seed}, tflite-micro {result.tflm_version}. "
         "Single ops: every output value compared; decoders: whole decodes compared (784 logits each, "
         "the SSE2 and the portable C build, each against TFLM and against the reference). Goal: 0 differences.",
         "",
@@ -301,10 +300,9 @@ def markdown(result: ExactnessResult) -> str:
 
 
 def _compare_exported(artifacts: Path, inputs: int, seed: int) -> list[RuntimeAgreement]:
+    from firmware_sim.codegen import GRAPHS, resolve_source
+    from firmware_sim.graph import load_graph
     from runtime.errors import VaeEdgeError
-
-    from .codegen import GRAPHS, resolve_source
-    from .graph import load_graph
 
     folders = sorted(p.parent for p in artifacts.glob("*/export/manifest.json"))
     out = []
@@ -324,7 +322,7 @@ def _compare_exported(artifacts: Path, inputs: int, seed: int) -> list[RuntimeAg
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = parser("python -m firmware_sim.exactness", __doc__)
+    p = parser("python -m tools.exactness", __doc__)
     p.add_argument("--seed", type=int, default=0, help="seed of every drawn model and input (default 0)")
     p.add_argument("--models-per-op", type=positive_int, default=200, help="one-op models per op kind")
     p.add_argument(
