@@ -10,7 +10,7 @@ from export import convert
 from export.bounds import DecoderBounds
 from export.pipeline import Exporter
 from runtime.errors import VaeEdgeError
-from runtime.vocab import ArtifactSpec, Graph
+from runtime.vocab import VAE_MODELS, ArtifactSpec, Graph
 from train.model import PRESETS, build_decoder, subpixel_decoder_from
 
 BATCH = 4
@@ -30,7 +30,7 @@ CALIBRATION = 128
 
 def random_decoder(seed: int, scale: float):
     """A decoder at ``scale`` × Keras's initial weights, with random biases (the initial ones are zero)."""
-    cfg = PRESETS[("vae2d", "vae3d", "vae2d_corr")[seed % 3]]
+    cfg = PRESETS[VAE_MODELS[seed % len(VAE_MODELS)]]
     decoder = build_decoder(cfg, batch_size=BATCH)
     rng = np.random.default_rng(seed)
     for layer in decoder.layers:

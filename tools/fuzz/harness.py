@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.vocab import VAE_MODELS
+
 from . import mutate
 
 FAILURES = ("crash", "hang", "traceback", "silent_diff_io_detectable", "refusal_not_one_line")
@@ -228,7 +230,7 @@ def run_fuzz(cfg: FuzzConfig) -> FuzzResult:
         from runtime.errors import VaeEdgeError
 
         raise VaeEdgeError(f"no VAE export under {cfg.artifacts}; run make export (or pass --artifacts)")
-    model = cfg.model or ("vae2d_corr" if "vae2d_corr" in vaes else vaes[0]) if vaes else None
+    model = cfg.model or (VAE_MODELS[-1] if VAE_MODELS[-1] in vaes else vaes[0]) if vaes else None
     folders = {model: manifests[model].folder} if model else {}
     if "classifier" in manifests:
         folders["classifier"] = manifests["classifier"].folder

@@ -118,10 +118,11 @@ def find_base(artifacts: str, model: str | None) -> Path | None:
     """A model folder under ``artifacts`` whose run set verifies and which has an export (the previous
     export each refusal must leave byte for byte), or None."""
     from runtime.errors import VaeEdgeError
+    from runtime.vocab import VAE_MODELS
     from train.runset import verify_run_set
 
     root = Path(artifacts)
-    names = [model] if model else ["vae2d_corr", "vae2d", "vae3d"]
+    names = [model] if model else [VAE_MODELS[-1], *VAE_MODELS[:-1]]  # the tools' default model first
     for name in names:
         folder = root / name
         try:
