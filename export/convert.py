@@ -143,7 +143,7 @@ def int8_decoder_head(model: bytes, io_type: str) -> bytes:
 
     The converter's int8 LOGISTIC rounds pixel probabilities to 1/256 steps (zero point -128), so every
     probability below 1/512 becomes exactly 0, and a likelihood of 0 for a faintly inked test pixel costs ~16
-    nats per unit of ink (most of int8's −ELBO cost; README, Export). The int8 logits carry everything the
+    nats per unit of ink (most of int8's −ELBO cost; docs/results.md, Export). The int8 logits carry everything the
     LOGISTIC input did, so the LOGISTIC is removed:
     int8 I/O graphs output the int8 logits (the app maps them to pixels: the runtime with a sigmoid, a
     microcontroller with the 256-entry table export writes into the C header); float I/O graphs dequantize the
@@ -224,7 +224,7 @@ def to_onnx(model, opset: int = 17) -> bytes:
 def quantize_onnx(float_model: bytes, calibration: np.ndarray, input_name: str, batch: int) -> bytes:
     """Static QDQ int8 (per-channel weights, int8 activations) calibrated on ``calibration`` latents.
 
-    Two things make it faster than the float model in ONNX Runtime (README, Export, has the timings):
+    Two things make it faster than the float model in ONNX Runtime (docs/results.md, Latency, has the timings):
     DepthToSpace is re-expressed with single-axis transposes (:func:`split_depth_to_space`), and the Dense
     layer stays float (ORT's QGemm is far slower than its float Gemm on a layer this small; the latent then
     also keeps full precision). The sigmoid runs in float on the dequantized logits, as in the TFLite graphs.

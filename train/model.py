@@ -70,8 +70,8 @@ def build_decoder(
     )
     # Conv2DTranspose(1, 3, sigmoid) is written as a linear layer + a sigmoid layer: the same function,
     # but the logits stay reachable for a numerically stable cross-entropy.
-    # The logits stay float32 under a bf16 policy: bf16 logits (8-bit mantissa) cost nats of ELBO for a small
-    # speed-up (README, Training).
+    # The logits stay float32 under a bf16 policy: a bf16 logit (8-bit significand) is off by up to 2^-8 of
+    # its value, an error the cross-entropy sums over 784 pixels; this last layer is a small part of the work.
     x = layers.Conv2DTranspose(1, 3, padding="same", name="dec_logits", dtype="float32")(x)
     if logits:
         return keras.Model(z_in, x, name=f"{cfg.name}_decoder_logits")
@@ -106,7 +106,7 @@ def build_subpixel_decoder(cfg: VAEConfig, batch_size: int | None = None) -> ker
     (sub-pixel convolution). The stride-1 Conv2DTranspose(1, 3) on the 28×28 map runs at 14×14 instead, before
     the second depth-to-space: Conv2D(4, 3, same) over the four phases' channels, then depth-to-space(2) of the
     four logit phases. A Conv2D with one output channel wastes most of an int8 GEMM tile, so the 14×14 form is
-    the faster one (README, Export).
+    the faster one (docs/results.md, Export).
     Same function, same trained weights re-indexed by :func:`subpixel_decoder_from`; int8 CONV_2D kernels
     exist in every runtime, while ONNX Runtime leaves ConvTranspose in float and TFLite Micro's TRANSPOSE_CONV
     needs a whole-output int32 scratch buffer.

@@ -107,7 +107,7 @@ class Split:
 class TrainSettings:
     epochs: int = 30  # VAEs; the classifier's own default is its entry's in train/registry.py
     batch_size: int = 128
-    # The peak of the warm-up / hold / cosine schedule: 3e-3 beat 1e-3 on the validation split (README).
+    # The peak of the warm-up / hold / cosine schedule: 3e-3 beat 1e-3 on the validation split (docs/results.md, Training).
     learning_rate: float = 3e-3
     min_learning_rate: float = 1e-5
     lr_warmup_epochs: float = 1.0

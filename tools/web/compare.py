@@ -29,7 +29,7 @@ RECOVERABLE_BELOW = 1 - 1e-5
 RECOVERABLE_ABOVE = 1e-4
 
 
-# Stated bounds on the largest pixel difference from the reference (README, "In the browser").
+# Stated bounds on the largest pixel difference from the reference (docs/results.md, "In the browser").
 INT8_MAX_ABS = 1e-6  # identical int8 logits; only the float sigmoid after them may differ (9e-8 measured)
 FLOAT32_MAX_ABS = 1e-5  # other kernels sum in another order (4.2e-7 measured on the trained models)
 
