@@ -15,6 +15,11 @@ MultiplyByQuantizedMultiplier per output channel, output zero point, clamp); int
 order of accumulation does not change a byte. :func:`run_plan` evaluates the lowered form in numpy, so the
 lowering is checked against the reference without a compiler.
 
+What it takes: a (1, D) int8 latent, one FULLY_CONNECTED on it, a RESHAPE to an
+image, then a chain of CONV_2D / TRANSPOSE_CONV / PAD / DEPTH_TO_SPACE ending in any (1, H, W, C) int8 image;
+the header states the shapes (``<M>_INPUT_SIZE``, ``<M>_OUTPUT_H/W/C``, ``<M>_OUTPUT_SIZE``). Anything else
+is refused with one line naming it.
+
 The C picks its inner loops at compile time: Cortex-M4 DSP (SMLAD), portable C (``-DVAE_EDGE_PORTABLE``), and
 128-bit SIMD on x86 (SSE2) and WebAssembly (``-msimd128``). The SIMD build reads its own copy of the weights
 (int16, in blocks of 16 output channels, :func:`simd_weights`) so that two pixels' activation pairs can be

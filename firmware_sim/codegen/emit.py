@@ -120,6 +120,7 @@ def emit_c(
     M = m.upper()
     sched = schedule(plan)
     D = plan.latent_dim
+    OH, OW, OC = plan.out_shape
     L = check_prior(prior_cholesky, D)
     d = plan.dense
     lut = pixel_lut(plan.logits_scale, plan.logits_zp)
@@ -148,10 +149,17 @@ def emit_c(
 
 #include <stdint.h>
 
-#define {M}_LATENT_DIM {D}
-#define {M}_IMAGE_ROWS 28
-#define {M}_IMAGE_COLS 28
-#define {M}_PIXELS 784
+/* Input: one int8 latent of {M}_INPUT_SIZE values. Output: int8 logits of an {OH}x{OW}x{OC} image, row-major
+ * (row, column, channel). */
+#define {M}_INPUT_SIZE {D}
+#define {M}_OUTPUT_H {OH}
+#define {M}_OUTPUT_W {OW}
+#define {M}_OUTPUT_C {OC}
+#define {M}_OUTPUT_SIZE {plan.out_size}
+#define {M}_LATENT_DIM {M}_INPUT_SIZE
+#define {M}_IMAGE_ROWS {M}_OUTPUT_H
+#define {M}_IMAGE_COLS {M}_OUTPUT_W
+#define {M}_PIXELS {M}_OUTPUT_SIZE
 /* Latent quantization: z_int8 = clamp(round(z / scale) + zero_point, -128, 127). */
 #define {M}_LATENT_SCALE {_float(plan.latent_scale)}
 #define {M}_LATENT_ZERO_POINT ({plan.latent_zp})
@@ -165,11 +173,11 @@ extern const float {m}_prior_cholesky[{D * D}];
 /* round(255 * sigmoid(logit)) for q = -128 .. 127. */
 extern const uint8_t {m}_pixel_lut[256];
 
-/* Decode one int8 latent into 28x28 int8 logits (row-major). Returns 0. */
+/* Decode one int8 latent into {OH}x{OW}x{OC} int8 logits (row-major). Returns 0. */
 int {m}_decode(const int8_t z[{M}_LATENT_DIM], int8_t logits[{M}_PIXELS]);
 /* Quantize a float latent as the model's input expects. */
 void {m}_quantize_latent(const float z[{M}_LATENT_DIM], int8_t z_int8[{M}_LATENT_DIM]);
-/* Quantize, decode and map through the pixel table: 784 grey levels. */
+/* Quantize, decode and map through the pixel table: {plan.out_size} grey levels. */
 void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]);
 
 #endif /* {guard} */

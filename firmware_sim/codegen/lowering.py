@@ -13,7 +13,7 @@ from ..fixedpoint import multiply_by_quantized_multiplier
 from ..graph import Graph, UnsupportedOpError, operands
 from ..reference import activation_range, fully_connected_multiplier, per_channel_multipliers, same_padding
 from .checks import check_graph, check_int8, check_plan
-from .plan import IMAGE_SHAPE, SUPPORTED_OPS, ConvLayer, DecoderPlan, DenseLayer, Phase
+from .plan import SUPPORTED_OPS, ConvLayer, DecoderPlan, DenseLayer, Phase
 
 
 @dataclass
@@ -46,9 +46,9 @@ def lower(
         raise UnsupportedOpError(
             f"the model input has shape {tin.shape}; the generator needs a batch-1 (1, D) latent"
         )
-    if tuple(tout.shape[1:]) != IMAGE_SHAPE or tout.shape[0] != 1:
+    if len(tout.shape) != 4 or tout.shape[0] != 1:
         raise UnsupportedOpError(
-            f"the model output has shape {tout.shape}; the generator needs (1, 28, 28, 1)"
+            f"the model output has shape {tout.shape}; the generator needs a batch-1 image (1, H, W, C)"
         )
     check_graph(graph)
     consumers: dict[int, list] = {}
@@ -138,8 +138,8 @@ def lower(
     if dense is None or not convs:
         raise UnsupportedOpError("the generator needs a FULLY_CONNECTED followed by convolutions")
     v = views.get(graph.outputs[0])
-    if v is None or v.layer != len(convs) or v.block != 1 or convs[-1].out_shape != IMAGE_SHAPE:
-        raise UnsupportedOpError("the model output is not the last convolution's 28x28x1 image")
+    if v is None or v.layer != len(convs) or v.block != 1 or convs[-1].out_shape != tuple(tout.shape[1:]):
+        raise UnsupportedOpError("the model output is not the last convolution's image")
     if convs[0].in_shape != dense.out_shape:
         raise UnsupportedOpError("the first convolution does not read the FULLY_CONNECTED output image")
     plan = DecoderPlan(
@@ -281,7 +281,7 @@ def _lower_conv(graph: Graph, op, views: dict, layer_shapes: list, bo: int) -> C
 
 
 def run_plan(plan: DecoderPlan, z: np.ndarray) -> np.ndarray:
-    """The lowered decoder in numpy (whole images, no streaming): int8 (1, 28, 28, 1) logits for one int8 latent."""
+    """The lowered decoder in numpy (whole images, no streaming): int8 (1, H, W, C) logits for one int8 latent."""
     d = plan.dense
     acc = d.weights.astype(np.int64) @ (np.asarray(z, np.int64).reshape(-1) - d.in_zp) + d.bias
     x = np.clip(multiply_by_quantized_multiplier(acc, d.mult, d.shift) + d.out_zp, d.lo, d.hi).reshape(
@@ -304,4 +304,4 @@ def run_plan(plan: DecoderPlan, z: np.ndarray) -> np.ndarray:
             q = multiply_by_quantized_multiplier(acc, ph.mult, ph.shift) + layer.out_zp
             out[py::P, px::P] = np.clip(q, layer.lo, layer.hi)
         x = out
-    return x.astype(np.int8).reshape(1, *IMAGE_SHAPE)
+    return x.astype(np.int8).reshape(1, *plan.out_shape)

@@ -11,6 +11,7 @@ import numpy as np
 from runtime.vocab import Graph as GraphKind
 
 GRAPHS = (GraphKind.TRANSPOSE.value, GraphKind.SUBPIXEL.value)
+# The built-in decoders' image; the generator takes any (H, W, C) output (DecoderPlan.out_shape).
 IMAGE_SHAPE = (28, 28, 1)
 SUPPORTED_OPS = ("FULLY_CONNECTED", "RESHAPE", "PAD", "CONV_2D", "TRANSPOSE_CONV", "DEPTH_TO_SPACE")
 
@@ -99,3 +100,13 @@ class DecoderPlan:
     @property
     def real_macs(self) -> int:
         return self.dense.real_macs + sum(c.real_macs for c in self.convs)
+
+    @property
+    def out_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of the int8 logits one decode writes, row-major (NHWC without the batch)."""
+        return self.convs[-1].out_shape
+
+    @property
+    def out_size(self) -> int:
+        h, w, c = self.out_shape
+        return h * w * c

@@ -10,7 +10,8 @@
  * 25 MHz), on RISC-V the instret CSR (one per instruction).
  *
  * Built by firmware_sim.measure with -DVAE_EDGE_DECODER_H='"<m>_decoder.h"' -DVAE_EDGE_DECODE=<m>_decode
- * -DVAE_EDGE_LATENT_DIM=<D>; the linker script names __stack_limit__, the lowest address of the stack.
+ * -DVAE_EDGE_LATENT_DIM=<D> -DVAE_EDGE_OUTPUT_SIZE=<H*W*C>; the linker script names __stack_limit__, the lowest
+ * address of the stack.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -109,7 +110,7 @@ static uint32_t xorshift32(void) {
 
 int main(void) {
   static int8_t z[VAE_EDGE_LATENT_DIM];
-  static int8_t logits[784];
+  static int8_t logits[VAE_EDGE_OUTPUT_SIZE];
   uint32_t hash = 2166136261u;
   int n, i;
 #if VAE_EDGE_ON_TARGET
@@ -140,7 +141,7 @@ int main(void) {
 #else
     VAE_EDGE_DECODE(z, logits);
 #endif
-    for (i = 0; i < 784; ++i) hash = (hash ^ (uint8_t)logits[i]) * 16777619u;
+    for (i = 0; i < VAE_EDGE_OUTPUT_SIZE; ++i) hash = (hash ^ (uint8_t)logits[i]) * 16777619u;
   }
   printf("latents %d\n", VAE_EDGE_CHECK_LATENTS);
   printf("checksum %08lx\n", (unsigned long)hash);
