@@ -35,7 +35,7 @@ from runtime.fileio import sha256_file
 from runtime.prior import Prior
 from runtime.vocab import ALL, ALL_MODELS, IO, ArtifactSpec, Format, Graph, Precision
 
-from .bounds import batch_norm_affine, graph_nodes, layer_chain
+from .chain import batch_norm_affine, graph_nodes, layer_chain
 from .preflight import BYOM_FIX, MAX_WEIGHTS_FILE_BYTES, KerasFile, check_user_keras
 
 if TYPE_CHECKING:  # export.pipeline imports TensorFlow: it is imported once the files passed the checks
