@@ -357,6 +357,8 @@ def test_ctrl_c_always_stops_training_and_keeps_the_last_epoch(tmp_path, mnist_p
         real_del(self)
 
     monkeypatch.setattr(tqdm.std.tqdm, "__del__", del_with_ctrl_c)
+    # What the process had before (default_int_handler, or SIG_IGN when started in the background by a shell).
+    before = signal.getsignal(signal.SIGINT)
     out = tmp_path / "out"
     argv = ["--model", "vae2d", "--data", str(mnist_path), "--out", str(out), "--epochs", "3"]
     argv += ["--train-limit", "512", "--validation", "0", "--test-limit", "64", "--iw-samples", "0"]
@@ -368,7 +370,7 @@ def test_ctrl_c_always_stops_training_and_keeps_the_last_epoch(tmp_path, mnist_p
     with np.load(out / "vae2d" / "checkpoint.npz") as ck:
         assert json.loads(ck["meta"].tobytes())["epoch"] == 1
     assert not (out / "vae2d" / "decoder.keras").exists()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
 
 
 # ------------------------------------------------------------------------------ 7. full disks, huge latents
