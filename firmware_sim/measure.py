@@ -34,9 +34,10 @@ import numpy as np
 from runtime.cli import cli_main, nonnegative_int, parser, positive_int
 from runtime.errors import VaeEdgeError
 from runtime.fileio import ensure_writable_dir, write_json_atomic, write_text_atomic
-from runtime.vocab import ALL, VAE_MODELS
+from runtime.vocab import ALL
 
-from .codegen import GRAPHS, GeneratedDecoder, c_identifier, generate, resolve_source
+from .codegen import GRAPHS, GeneratedDecoder, c_identifier, exported_sources, generate, resolve_source
+from .graph import UnsupportedOpError
 from .targets import Target, all_targets, fits
 
 # The builds moved to firmware_sim/toolchain.py; all their names stay importable from here, those this module
@@ -346,6 +347,13 @@ def measure_graph(
     return record
 
 
+def model_name(text: str) -> str:
+    """--model: ``all`` or a name that can be a folder under --artifacts (checked before anything runs)."""
+    if text != ALL and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a model name (letters, digits, '_' and '-')")
+    return text
+
+
 def target_summary(target: Target) -> dict:
     """What reports/firmware_c.json says of a target: its part, and how it was built, run and counted."""
     out = {"description": target.description, "clock_hz": target.clock_hz, "ram_bytes": target.ram_bytes}
@@ -461,8 +469,15 @@ def markdown(records: list[dict], targets: dict[str, Target]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = parser("python -m firmware_sim.measure", __doc__)
-    p.add_argument("--model", choices=(*VAE_MODELS, ALL), default=ALL)
-    p.add_argument("--graph", choices=(*GRAPHS, ALL), default=ALL)
+    p.add_argument(
+        "--model",
+        type=model_name,
+        default=ALL,
+        help="an exported model under --artifacts: a built-in or your own (default: all of them)",
+    )
+    p.add_argument(
+        "--graph", choices=(*GRAPHS, ALL), default=ALL, help="default: every int8 graph the export has"
+    )
     p.add_argument(
         "--target",
         choices=(*all_targets(), ALL),
@@ -497,31 +512,33 @@ def main(args: argparse.Namespace) -> int:
     if args.target != ALL:
         targets = {args.target: targets[args.target]}
     require_tools({k: t for k, t in targets.items() if t.emulated is not None})
-    names = VAE_MODELS if args.model == ALL else (args.model,)
-    graphs = GRAPHS if args.graph == ALL else (args.graph,)
-    sources = []
-    for name in names:
-        folder = Path(args.artifacts) / name / "export"
-        if not (folder / "manifest.json").is_file():
-            raise VaeEdgeError(f"{folder}/manifest.json not found; run make train export (or pass --model)")
-        sources.append(folder)
+    sources = exported_sources(Path(args.artifacts), args.model, args.graph)
     reports = ensure_writable_dir(args.reports)
-    records = []
+    records, skipped = [], []
     with tempfile.TemporaryDirectory(prefix="vae-edge-firmware-") as tmp:
         root = Path(args.build) if args.build else Path(tmp)
-        for folder in sources:
+        for folder, graphs in sources:
             for graph in graphs:
                 work = ensure_writable_dir(root / folder.parent.name / graph)
-                rec = measure_graph(
-                    folder,
-                    graph,
-                    work,
-                    latents=args.latents,
-                    mcu_latents=args.mcu_latents,
-                    seed=args.seed,
-                    targets=targets,
-                    callgrind=not args.no_callgrind,
-                )
+                try:
+                    rec = measure_graph(
+                        folder,
+                        graph,
+                        work,
+                        latents=args.latents,
+                        mcu_latents=args.mcu_latents,
+                        seed=args.seed,
+                        targets=targets,
+                        callgrind=not args.no_callgrind,
+                    )
+                except UnsupportedOpError as exc:
+                    if args.model != ALL:
+                        raise
+                    # --model all over a folder with a user's decoder the generator cannot take yet: say so
+                    # and measure the others.
+                    skipped.append({"model": folder.parent.name, "graph": graph, "reason": str(exc)})
+                    print(f"skipped {folder.parent.name}/{graph}: {exc}", file=sys.stderr)
+                    continue
                 records.append(rec)
                 cores = ", ".join(
                     f"{n} {'bit-exact' if t['bit_exact'] else 'NOT bit-exact'} "
@@ -540,10 +557,18 @@ def main(args: argparse.Namespace) -> int:
             "host_flags": HOST_FLAGS + SANITIZE_FLAGS,
             "targets": {k: target_summary(t) for k, t in targets.items()},
             "records": records,
+            "skipped": skipped,
         },
     )
-    write_text_atomic(reports / "firmware_c.md", markdown(records, targets))
+    md = markdown(records, targets)
+    if skipped:
+        md += "\n## Not generated\n\n" + "".join(
+            f"- {s['model']}/{s['graph']}: {s['reason']}\n" for s in skipped
+        )
+    write_text_atomic(reports / "firmware_c.md", md)
     print(f"firmware_sim.measure -> {reports / 'firmware_c.md'}", file=sys.stderr)
+    if not records:
+        raise VaeEdgeError("the C generator took none of the exported decoders (reasons above)")
     return 0 if all(r["bit_exact_host"] and r["bit_exact_targets"] for r in records) else 1
 
 

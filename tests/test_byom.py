@@ -465,3 +465,42 @@ def test_failed_validation_writes_nothing(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "validation failed for decoder_transpose_dynamic_int8_b1.tflite" in err[0], err
     assert not root.exists()
+
+
+def test_own_decoder_through_export_and_firmware(tmp_path, capsys):
+    """A user's 16x16x3 sigmoid decoder of transposed convolutions: exported with --decoder, then
+    python -m firmware_sim.measure --model NAME generates its C, which is TFLM-exact on the host and gives the
+    host's checksum on the emulated Cortex-M4, in less RAM than TFLM's arena. --model all over a folder that
+    also holds a decoder the generator cannot take (UpSampling2D) measures this one and names the other."""
+    from firmware_sim.measure import main as measure_main
+    from firmware_sim.measure import parse_args as measure_args
+
+    z = keras.Input((3,))
+    x = layers.Reshape((4, 4, 8))(layers.Dense(4 * 4 * 8, activation="relu")(z))
+    x = layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu")(x)
+    x = layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu")(x)
+    model = keras.Model(z, layers.Conv2DTranspose(3, 3, padding="same", activation="sigmoid")(x))
+    rng = np.random.default_rng(2)
+    for layer in model.layers:  # nonzero biases: with none the converter keeps each RELU as its own op
+        if layer.weights:
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel, rng.normal(0, 0.1, bias.shape).astype(np.float32)])
+    model.save(tmp_path / "tiny_rgb.keras")
+    upsampling_decoder().save(tmp_path / "ups.keras")
+    root = tmp_path / "artifacts"
+    assert export_cli(tmp_path / "tiny_rgb.keras", root, "tiny_rgb") == 0
+    assert export_cli(tmp_path / "ups.keras", root, "ups") == 0
+    flags = ["--artifacts", str(root), "--target", "cortex-m4", "--latents", "50", "--mcu-latents", "2"]
+    reports = tmp_path / "reports"
+    assert measure_main(measure_args([*flags, "--no-callgrind", "--reports", str(reports)])) == 0
+    report = json.loads((reports / "firmware_c.json").read_text())
+    (rec,) = report["records"]
+    assert rec["model"] == "tiny_rgb" and rec["graph"] == "transpose" and rec["bit_exact_host"]
+    m4 = rec["targets"]["cortex-m4"]
+    assert m4["bit_exact"] and 0 < m4["ram_bytes"] < rec["tflm_arena_bytes"]
+    assert [s["model"] for s in report["skipped"]] == ["ups"]
+    assert "RESIZE_NEAREST_NEIGHBOR" in report["skipped"][0]["reason"]
+    capsys.readouterr()
+    assert measure_main(measure_args([*flags, "--model", "ups", "--reports", str(reports)])) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "RESIZE_NEAREST_NEIGHBOR" in err[0]

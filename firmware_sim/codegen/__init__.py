@@ -56,7 +56,7 @@ from .checks import (
     check_prior,
 )
 from .emit import c_identifier, emit_c, kernel_source
-from .generator import GeneratedDecoder, generate, resolve_source, write_files_together
+from .generator import GeneratedDecoder, exported_sources, generate, resolve_source, write_files_together
 from .layouts import (
     RELAXED_QUADS_MAX,
     SIMD_TAPS_MAX,
@@ -107,6 +107,7 @@ __all__ = [
     "parse_args",
     "relaxed_eligible",
     "relaxed_weights",
+    "exported_sources",
     "resolve_source",
     "run_plan",
     "schedule",

@@ -52,6 +52,42 @@ def resolve_source(source: str | Path, graph: str) -> tuple[Path, str, np.ndarra
     return src, name, chol, kind
 
 
+def exported_sources(artifacts: Path, model: str, graph: str) -> list[tuple[Path, tuple[str, ...]]]:
+    """(export folder, its int8-I/O batch-1 graphs to build) of ``model``, or of every exported VAE for ``all``:
+    the built-in models first, then the others by name. One line naming the fix when there is nothing."""
+    from runtime.manifest import find_manifests, load_manifest
+    from runtime.vocab import ALL, VAE_MODELS
+
+    if model == ALL:
+        found = {n: m for n, m in find_manifests(artifacts).items() if m.kind == "vae"}
+        order = [n for n in VAE_MODELS if n in found] + sorted(set(found) - set(VAE_MODELS))
+        manifests = [found[n] for n in order]
+        if not manifests:
+            raise VaeEdgeError(
+                f"no exported VAE under {artifacts}; run make train export (or python -m export --decoder)"
+            )
+    else:
+        folder = artifacts / model / "export"
+        if not (folder / "manifest.json").is_file():
+            raise VaeEdgeError(f"{folder}/manifest.json not found; run make train export (or pass --model)")
+        manifests = [load_manifest(folder)]
+    sources = []
+    for m in manifests:
+        have = [
+            g
+            for g in GRAPHS
+            if m.find(role="decoder", format="tflite", precision="int8", io="int8", batch=1, graph=g)
+        ]
+        wanted = tuple(have if graph == ALL else [g for g in have if g == graph])
+        if not wanted:
+            raise VaeEdgeError(
+                f"{m.model}'s export has no int8-I/O batch-1 decoder of graph {graph} (it has: "
+                f"{', '.join(have) or 'none'}); pass --graph {have[0] if have else ALL} or re-export"
+            )
+        sources.append((m.folder, wanted))
+    return sources
+
+
 def generate(
     *, source: str | Path, out: str | Path, graph: str = "subpixel", name: str | None = None
 ) -> GeneratedDecoder:
