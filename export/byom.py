@@ -33,7 +33,7 @@ import numpy as np
 from runtime.errors import VaeEdgeError
 from runtime.fileio import sha256_file
 from runtime.prior import Prior
-from runtime.vocab import ALL, ALL_MODELS, IO, ArtifactSpec, Format, Graph, Precision
+from runtime.vocab import ALL, ALL_MODELS, EXPORT_NAME_PATTERN, IO, ArtifactSpec, Format, Graph, Precision
 
 from .chain import batch_norm_affine, graph_nodes, layer_chain
 from .preflight import BYOM_FIX, MAX_WEIGHTS_FILE_BYTES, KerasFile, check_user_keras
@@ -41,7 +41,6 @@ from .preflight import BYOM_FIX, MAX_WEIGHTS_FILE_BYTES, KerasFile, check_user_k
 if TYPE_CHECKING:  # export.pipeline imports TensorFlow: it is imported once the files passed the checks
     from .pipeline import ExportResult
 
-NAME_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}"
 LINEAR_LAYERS = ("Dense", "Conv2D", "Conv2DTranspose", "DepthwiseConv2D")
 # The largest arena the TFLite Micro check offers: larger than any decoder here needs, so a refusal means an op
 # TFLM cannot run, not a small arena.
@@ -51,7 +50,7 @@ MNIST_SHAPE = (28, 28, 1)
 
 def check_name(name: str) -> str:
     """``--name``: a plain folder name, not one of the project's own models (their folders hold training runs)."""
-    if not re.fullmatch(NAME_PATTERN, name) or name in (".", ".."):
+    if not re.fullmatch(EXPORT_NAME_PATTERN, name) or name in (".", ".."):
         raise VaeEdgeError(
             f"--name {name!r} is not a plain name; use 1-64 letters, digits, _ . - (not starting with . or -)"
         )

@@ -34,7 +34,7 @@ import numpy as np
 from runtime.cli import cli_main, nonnegative_int, parser, positive_int
 from runtime.errors import VaeEdgeError
 from runtime.fileio import ensure_writable_dir, write_json_atomic, write_text_atomic
-from runtime.vocab import ALL
+from runtime.vocab import ALL, EXPORT_NAME_PATTERN
 
 from .codegen import GRAPHS, GeneratedDecoder, c_identifier, exported_sources, generate, resolve_source
 from .graph import UnsupportedOpError
@@ -349,8 +349,8 @@ def measure_graph(
 
 def model_name(text: str) -> str:
     """--model: ``all`` or a name that can be a folder under --artifacts (checked before anything runs)."""
-    if text != ALL and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a model name (letters, digits, '_' and '-')")
+    if text != ALL and (not re.fullmatch(EXPORT_NAME_PATTERN, text) or text in (".", "..")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a model name (letters, digits, '_', '.' and '-')")
     return text
 
 

@@ -20,6 +20,8 @@ VAE_MODELS = ("vae2d", "vae3d", "vae2d_corr")
 CLASSIFIER = "classifier"
 ALL_MODELS = (*VAE_MODELS, CLASSIFIER)
 ALL = "all"  # the CLIs' "every model" choice
+# An exported model's name, its folder under --artifacts (python -m export --decoder --name; not "." or "..").
+EXPORT_NAME_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}"
 
 
 class Role(StrEnum):
