@@ -84,3 +84,29 @@ def exported(tmp_path_factory, mnist_path) -> Path:
         ]
         assert export_main(export_args(args)) == 0
     return root
+
+
+def _tiny_rgb_decoder(*, batch_size: int | None = None, activation: str | None = None):
+    """Not the project's shape: a 3-D latent to a 16x16x3 image (Dense -> 4x4x8 -> two stride-2
+    Conv2DTranspose -> a 3-channel Conv2DTranspose with ``activation``), initial weights, random biases."""
+    import keras
+    import numpy as np
+
+    layers = keras.layers
+    z = keras.Input((3,), batch_size=batch_size)
+    x = layers.Reshape((4, 4, 8))(layers.Dense(4 * 4 * 8, activation="relu")(z))
+    x = layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu")(x)
+    x = layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu")(x)
+    model = keras.Model(z, layers.Conv2DTranspose(3, 3, padding="same", activation=activation)(x))
+    rng = np.random.default_rng(2)
+    for layer in model.layers:  # nonzero biases: with none the converter keeps each RELU as its own op
+        if layer.weights:
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel, rng.normal(0, 0.1, bias.shape).astype(np.float32)])
+    return model
+
+
+@pytest.fixture
+def tiny_rgb_decoder():
+    """The builder of a small decoder the C generator takes, of a shape the project's models do not have."""
+    return _tiny_rgb_decoder

@@ -467,7 +467,7 @@ def test_failed_validation_writes_nothing(tmp_path, monkeypatch, capsys):
     assert not root.exists()
 
 
-def test_own_decoder_through_export_and_firmware(tmp_path, capsys):
+def test_own_decoder_through_export_and_firmware(tmp_path, capsys, tiny_rgb_decoder):
     """A user's 16x16x3 sigmoid decoder of transposed convolutions: exported with --decoder, then
     python -m firmware_sim.measure --model NAME generates its C, which is TFLM-exact on the host and gives the
     host's checksum on the emulated Cortex-M4, in less RAM than TFLM's arena. --model all over a folder that
@@ -475,17 +475,7 @@ def test_own_decoder_through_export_and_firmware(tmp_path, capsys):
     from firmware_sim.measure import main as measure_main
     from firmware_sim.measure import parse_args as measure_args
 
-    z = keras.Input((3,))
-    x = layers.Reshape((4, 4, 8))(layers.Dense(4 * 4 * 8, activation="relu")(z))
-    x = layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu")(x)
-    x = layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu")(x)
-    model = keras.Model(z, layers.Conv2DTranspose(3, 3, padding="same", activation="sigmoid")(x))
-    rng = np.random.default_rng(2)
-    for layer in model.layers:  # nonzero biases: with none the converter keeps each RELU as its own op
-        if layer.weights:
-            kernel, bias = layer.get_weights()
-            layer.set_weights([kernel, rng.normal(0, 0.1, bias.shape).astype(np.float32)])
-    model.save(tmp_path / "tiny_rgb.keras")
+    tiny_rgb_decoder(activation="sigmoid").save(tmp_path / "tiny_rgb.keras")
     upsampling_decoder().save(tmp_path / "ups.keras")
     root = tmp_path / "artifacts"
     assert export_cli(tmp_path / "tiny_rgb.keras", root, "tiny_rgb") == 0

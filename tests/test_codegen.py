@@ -239,31 +239,15 @@ def test_sample_quantizes_like_tflite_and_maps_through_the_pixel_table(built, tm
         np.testing.assert_array_equal(pixels, lut[logits.astype(np.int32) + 128])
 
 
-def _rgb_decoder(path):
-    """Not the project's shape: a 3-D latent to a 16x16x3 image (Dense -> 4x4x8 -> two stride-2
-    Conv2DTranspose -> a 3-channel Conv2DTranspose), initial weights and random biases, int8 I/O."""
-    layers = keras.layers
-    z = keras.Input((3,), batch_size=1)
-    x = layers.Reshape((4, 4, 8))(layers.Dense(4 * 4 * 8, activation="relu")(z))
-    x = layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu")(x)
-    x = layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu")(x)
-    model = keras.Model(z, layers.Conv2DTranspose(3, 3, padding="same")(x))
-    rng = np.random.default_rng(2)
-    for layer in model.layers:  # nonzero biases: with none the converter keeps each RELU as its own op
-        if layer.weights:
-            kernel, bias = layer.get_weights()
-            layer.set_weights([kernel, rng.normal(0, 0.1, bias.shape).astype(np.float32)])
-    calib = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
-    path.write_bytes(to_tflite(model, "int8", "int8", calib))
-    return path
-
-
-def test_any_output_shape_is_tflm_exact(tmp_path):
+def test_any_output_shape_is_tflm_exact(tmp_path, tiny_rgb_decoder):
     """A 16x16x3 output: the header states the shape, the C (host, sanitizers on, SIMD and portable) equals TFLM
     and the numpy reference on every logit of 200 latents, the corners of the latent cube among them, and the
     emulated Cortex-M4 build gives the host's checksum."""
     measure.require_tools()
-    gen = generate(source=_rgb_decoder(tmp_path / "rgb.tflite"), out=tmp_path / "gen", name="rgb")
+    calib = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+    model = tiny_rgb_decoder(batch_size=1)
+    (tmp_path / "rgb.tflite").write_bytes(to_tflite(model, "int8", "int8", calib))
+    gen = generate(source=tmp_path / "rgb.tflite", out=tmp_path / "gen", name="rgb")
     assert gen.plan.out_shape == (16, 16, 3) and gen.plan.out_size == 768
     header = gen.header.read_text()
     for line in (

@@ -55,7 +55,7 @@ def resolve_source(source: str | Path, graph: str) -> tuple[Path, str, np.ndarra
 def exported_sources(artifacts: Path, model: str, graph: str) -> list[tuple[Path, tuple[str, ...]]]:
     """(export folder, its int8-I/O batch-1 graphs to build) of ``model``, or of every exported VAE for ``all``:
     the built-in models first, then the others by name. One line naming the fix when there is nothing."""
-    from runtime.manifest import find_manifests, load_manifest
+    from runtime.manifest import MANIFEST_NAME, find_manifests, load_manifest
     from runtime.vocab import ALL, VAE_MODELS
 
     if model == ALL:
@@ -68,8 +68,8 @@ def exported_sources(artifacts: Path, model: str, graph: str) -> list[tuple[Path
             )
     else:
         folder = artifacts / model / "export"
-        if not (folder / "manifest.json").is_file():
-            raise VaeEdgeError(f"{folder}/manifest.json not found; run make train export (or pass --model)")
+        if not (folder / MANIFEST_NAME).is_file():
+            raise VaeEdgeError(f"{folder / MANIFEST_NAME} not found; run make train export (or pass --model)")
         manifests = [load_manifest(folder)]
     sources = []
     for m in manifests:
