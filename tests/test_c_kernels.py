@@ -49,6 +49,7 @@ FILES = {
     "common.h": ("portable", "sse2", "cortex-m4", "wasm"),
     "portable.h": ("portable", "cortex-m4", "wasm"),
     "conv_row.h": ("portable", "cortex-m4"),
+    "dense_row.h": ("portable", "cortex-m4"),
     "dsp.h": ("cortex-m4",),
     "dsp_strided.h": ("cortex-m4",),
     "simd.h": ("sse2", "wasm"),
@@ -63,13 +64,16 @@ STRIDES = [2, 64, 96, 600]
 USE_KERNELS = """
 void vae_edge_kernels_check(const conv_layer_t *L, int r, int16_t *out16, int8_t *out8, int32_t *acc,
                             const int16_t *w16, const int32_t *w16_start, const int8_t *w7,
-                            const int32_t *w7_start) {
+                            const int32_t *w7_start, const dense_layer_t *d, const int8_t *in) {
   conv_row(L, r, out16, out8, acc);
+  dense_row(d, in, r, out16);
+  out8[0] = quantize_input((float)r, 0.5f, 3);
 #if VAE_EDGE_SIMD128
   conv_row_simd(L, w16, w16_start, r, out16, out8, -1);
 #endif
 #if VAE_EDGE_RELAXED
   conv_row_relaxed(L, w7, w7_start, r, out8, 0, -1);
+  dense_row_relaxed(d, in, r, out8, 64);
 #endif
   (void)w16, (void)w16_start, (void)w7, (void)w7_start;
 }

@@ -1,8 +1,8 @@
 """C emission: ``<model>_decoder.h`` and ``<model>_decoder.c`` from a lowered plan and its row schedule.
 
 Only what is model-specific is written here: the header (sizes, quantization, the prior), the constant tables
-(weights in each instruction set's layout, taps, biases, multipliers, the pixel table), the static rings, and
-the per-layer call sequence (``dense_row``, ``ensure<k>``, ``<model>_decode``). The kernels are C files in
+(weights in each instruction set's layout, taps, biases, multipliers, the pixel table), the layers' constant
+structs, the static rings, and the per-layer call sequence (``ensure<k>``, ``<model>_decode``). The kernels are C files in
 ``kernels/``, copied in as they are (:func:`kernel_source`); the C picks its inner loops at compile time:
 Cortex-M4 DSP (SMLAD), portable C (``-DVAE_EDGE_PORTABLE``), and 128-bit SIMD on x86 (SSE2) and WebAssembly
 (``-msimd128``), with WebAssembly relaxed SIMD where every layer suits it (``-DVAE_EDGE_RELAXED_DOT``).
@@ -187,6 +187,8 @@ void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]);
         f'#include "{m}_decoder.h"\n\n#include <string.h>\n',
         f"/* Whether every layer suits conv_row_relaxed (WebAssembly relaxed SIMD, -DVAE_EDGE_RELAXED_DOT). */\n"
         f"#define VAE_EDGE_RELAXED_OK {int(relaxed)}\n",
+        f"/* The narrowest integer type that holds the FULLY_CONNECTED biases (dense_row.h). */\n"
+        f"#define VAE_EDGE_DENSE_BIAS_T {_smallest_int(d.bias)}\n",
         kernel_source(sorted({c.Q * c.in_shape[2] for c in plan.convs})),
         "\n/* ---- model constants ---- */\n",
         f"const float {m}_prior_cholesky[{D * D}] = {{{chol}}};\n",
@@ -272,77 +274,20 @@ void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]);
             f"l{k}_bias, l{k}_mult, l{k}_shift, {strides[k - 1]}}};\n"
         )
     dh, dw, dc = d.out_shape
-    dense_simd = ""
-    if d.shift <= 0 and (dw * dc) % 4 == 0:  # requantize4: a shared right shift, whole vectors of 4 outputs
-        dense_simd = f"""#if VAE_EDGE_REQUANTIZE4
-  for (j = 0; j < {dw * dc}; j += 4) {{
-    int32_t sums[4];
-    int q;
-    v128 v;
-    for (q = 0; q < 4; ++q) {{
-      const int n = r * {dw * dc} + j + q;
-      int32_t sum = dense_bias[n];
-      for (i = 0; i < {D}; ++i) sum += (int32_t)dense_w[n * {D} + i] * ((int32_t)latent[i] - ({d.in_zp}));
-      sums[q] = sum;
-    }}
-    v = requantize4(V_LOAD(sums), wasm_i32x4_splat({d.mult}), {-d.shift}, {d.out_zp}, {d.lo}, {d.hi}, {-plan.convs[0].in_zp});
-    wasm_v128_store64_lane(out + j, wasm_i16x8_narrow_i32x4(v, v), 0);
-  }}
-  return;
-#endif
-"""
-    if relaxed:  # conv_row_relaxed reads u = value - zero point in two byte planes of ring0
-        nz = -plan.convs[0].in_zp
-        sums = f"""    int32_t sum = dense_bias[n];
-    for (i = 0; i < {D}; ++i) sum += (int32_t)dense_w[n * {D} + i] * ((int32_t)latent[i] - ({d.in_zp}));
-"""
-        if d.shift <= 0 and (dw * dc) % 4 == 0:
-            store = f"""  for (j = 0; j < {dw * dc}; j += 4) {{
-    int32_t sums[4];
-    int q;
-    v128 v;
-    for (q = 0; q < 4; ++q) {{
-      const int n = r * {dw * dc} + j + q;
-  {sums.replace(chr(10) + "    ", chr(10) + "      ")}      sums[q] = sum;
-    }}
-    v = requantize4(V_LOAD(sums), wasm_i32x4_splat({d.mult}), {-d.shift}, {d.out_zp}, {d.lo}, {d.hi}, {nz});
-    v = wasm_i16x8_narrow_i32x4(v, v);
-    v = wasm_u8x16_narrow_i16x8(v, v);
-    wasm_v128_store32_lane(out8 + j, wasm_v128_and(v, wasm_i8x16_splat(127)), 0);
-    wasm_v128_store32_lane(out8 + j + {ring_values[0]}, wasm_v128_and(wasm_i8x16_lt(v, wasm_i8x16_splat(0)), wasm_i8x16_splat(64)), 0);
-  }}
-"""
-        else:
-            store = f"""  for (j = 0; j < {dw * dc}; ++j) {{
-    const int n = r * {dw * dc} + j;
-{sums}    sum = requantize(sum, {d.mult}, {d.shift}, {d.out_zp}, {d.lo}, {d.hi}) + ({nz});
-    out8[j] = (int8_t)(sum & 127);
-    out8[j + {ring_values[0]}] = (int8_t)((sum & 128) >> 1);
-  }}
-"""
-        dense_simd = f"""#if VAE_EDGE_RELAXED
-  int8_t *out8 = (int8_t *)(void *)ring0 + (size_t)(r % {sched.ring_rows[0]}) * {dw * dc}; /* bytes, not out */
-  (void)out;
-{store}  return;
-#endif
-{dense_simd}"""
+    ring0_row = f"(size_t)(r % {sched.ring_rows[0]}) * {dw * dc}"
     parts.append(
-        f"""
-/* Row r of the FULLY_CONNECTED output image ({dh}x{dw}x{dc}). */
-static void dense_row(int r, int16_t *out) {{
-  int j, i;
-{dense_simd}  for (j = 0; j < {dw * dc}; ++j) {{
-    const int n = r * {dw * dc} + j;
-    int32_t sum = dense_bias[n];
-    for (i = 0; i < {D}; ++i) sum += (int32_t)dense_w[n * {D} + i] * ((int32_t)latent[i] - ({d.in_zp}));
-    out[j - j % {dc} + ACT_INDEX(j % {dc})] =
-        (int16_t)(requantize(sum, {d.mult}, {d.shift}, {d.out_zp}, {d.lo}, {d.hi}) + ({-plan.convs[0].in_zp}));
-  }}
-}}
+        f"""static const dense_layer_t dense = {{{D}, {dw * dc}, {dc}, {d.in_zp}, {d.mult}, {d.shift}, {d.out_zp}, """
+        f"""{d.lo}, {d.hi}, {-plan.convs[0].in_zp}, dense_w, dense_bias}};
 
+/* Rows of the FULLY_CONNECTED output image ({dh}x{dw}x{dc}) up to row upto, into ring0. */
 static void ensure0(int upto) {{
   while (rows_done[0] <= upto) {{
-    dense_row(rows_done[0], ring0 + (size_t)(rows_done[0] % {sched.ring_rows[0]}) * {dw * dc});
+    const int r = rows_done[0];
+#if VAE_EDGE_RELAXED
+    dense_row_relaxed(&dense, latent, r, (int8_t *)(void *)ring0 + {ring0_row}, {ring_values[0]});
+#else
+    dense_row(&dense, latent, r, ring0 + {ring0_row});
+#endif
     rows_done[0]++;
   }}
 }}
@@ -404,23 +349,7 @@ int {m}_decode(const int8_t z[{M}_LATENT_DIM], int8_t logits[{M}_PIXELS]) {{
 
 void {m}_quantize_latent(const float z[{M}_LATENT_DIM], int8_t z_int8[{M}_LATENT_DIM]) {{
   int i;
-  for (i = 0; i < {M}_LATENT_DIM; ++i) {{
-    /* TFLite's QUANTIZE: round half away from zero of z / scale (float), plus the zero point, clamped. */
-    const float v = z[i] / {M}_LATENT_SCALE;
-    float r;
-    if (!(v == v)) r = 0.0f;
-    else if (v > 1000.0f) r = 1000.0f;
-    else if (v < -1000.0f) r = -1000.0f;
-    else {{
-      r = (float)(int32_t)v; /* truncation toward zero; the difference below is exact */
-      if (v >= 0.0f && v - r >= 0.5f) r += 1.0f;
-      else if (v < 0.0f && r - v >= 0.5f) r -= 1.0f;
-    }}
-    {{
-      int32_t q = (int32_t)r + {M}_LATENT_ZERO_POINT;
-      z_int8[i] = (int8_t)(q < -128 ? -128 : q > 127 ? 127 : q);
-    }}
-  }}
+  for (i = 0; i < {M}_LATENT_DIM; ++i) z_int8[i] = quantize_input(z[i], {M}_LATENT_SCALE, {M}_LATENT_ZERO_POINT);
 }}
 
 void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]) {{

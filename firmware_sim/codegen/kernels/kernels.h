@@ -8,7 +8,8 @@
  * kernel set without stride-specific kernels (which a decoder's model constants would choose):
  *   gcc -std=c99 -Wall -Wextra -Werror -fsyntax-only [-DVAE_EDGE_PORTABLE] -include kernels.h -x c /dev/null
  * (tests/test_c_kernels.py compiles each file of this folder so, for each instruction set).
- * The generated file defines VAE_EDGE_RELAXED_OK (every layer suits conv_row_relaxed) before these lines.
+ * The generated file defines VAE_EDGE_RELAXED_OK (every layer suits conv_row_relaxed) and VAE_EDGE_DENSE_BIAS_T
+ * (dense_row.h) before these lines.
  */
 #ifndef VAE_EDGE_KERNELS_H_
 #define VAE_EDGE_KERNELS_H_
@@ -39,13 +40,14 @@
 
 #if VAE_EDGE_SIMD128
 #include "simd_rows.h"
-#if defined(__wasm_simd128__) && defined(VAE_EDGE_RELAXED_DOT) && VAE_EDGE_RELAXED_OK
-#include "wasm_relaxed.h"
-#endif /* relaxed */
-#endif /* VAE_EDGE_SIMD128 */
+#endif
 #ifndef VAE_EDGE_REQUANTIZE4
 #define VAE_EDGE_REQUANTIZE4 0
 #endif
+#include "dense_row.h"
+#if VAE_EDGE_SIMD128 && defined(__wasm_simd128__) && defined(VAE_EDGE_RELAXED_DOT) && VAE_EDGE_RELAXED_OK
+#include "wasm_relaxed.h"
+#endif /* relaxed */
 #ifndef VAE_EDGE_RELAXED
 #define VAE_EDGE_RELAXED 0
 #endif

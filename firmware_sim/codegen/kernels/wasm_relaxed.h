@@ -9,6 +9,7 @@
 #ifndef VAE_EDGE_KERNELS_WASM_RELAXED_H_
 #define VAE_EDGE_KERNELS_WASM_RELAXED_H_
 #include "simd_rows.h"
+#include "dense_row.h"
 /* vae-edge: copy begin */
 #define VAE_EDGE_RELAXED 1 /* conv_row_relaxed below */
 #define RELAXED_QUADS_MAX 512
@@ -312,6 +313,33 @@ VAE_EDGE_INLINE void conv_row_relaxed(const conv_layer_t *L, const int8_t *w7, c
         }
       }
     }
+  }
+}
+/* dense_row for this build: row r of the FULLY_CONNECTED output as u = value - next zero point in two byte
+ * planes of the first ring (low plane at out8, high plane at out8 + plane), as conv_row_relaxed reads them. */
+VAE_EDGE_INLINE void dense_row_relaxed(const dense_layer_t *d, const int8_t *in, int r, int8_t *out8,
+                                       size_t plane) {
+  int j;
+  if (d->shift <= 0 && d->row_values % 4 == 0) { /* a shared right shift: whole vectors of 4 outputs */
+    for (j = 0; j < d->row_values; j += 4) {
+      int32_t sums[4];
+      int q;
+      v128 v;
+      for (q = 0; q < 4; ++q) sums[q] = dense_sum(d, in, r * d->row_values + j + q);
+      v = requantize4(V_LOAD(sums), wasm_i32x4_splat(d->multiplier), -d->shift, d->out_zp, d->lo, d->hi,
+                      d->next_neg_zp);
+      v = wasm_i16x8_narrow_i32x4(v, v);
+      v = wasm_u8x16_narrow_i16x8(v, v);
+      wasm_v128_store32_lane(out8 + j, wasm_v128_and(v, wasm_i8x16_splat(127)), 0);
+      wasm_v128_store32_lane(out8 + j + plane, wasm_v128_and(wasm_i8x16_lt(v, V_ZERO()), wasm_i8x16_splat(64)), 0);
+    }
+    return;
+  }
+  for (j = 0; j < d->row_values; ++j) {
+    const int32_t u = requantize(dense_sum(d, in, r * d->row_values + j), d->multiplier, d->shift, d->out_zp,
+                                 d->lo, d->hi) + d->next_neg_zp;
+    out8[j] = (int8_t)(u & 127);
+    out8[j + plane] = (int8_t)((u & 128) >> 1);
   }
 }
 /* vae-edge: copy end */
