@@ -52,7 +52,6 @@ CODEGEN_FAILURES = (
 ON_DISK_TARGETS = ("export", "output_path")
 ON_DISK_FAILURES = ("crash", "hang", "traceback", "refusal_not_one_line", "destructive", "half_written")
 # The seed decoders of the codegen target: tools.exactness.base_decoder indices (0 transposed, 1 sub-pixel).
-CODEGEN_BASES = (0, 1)
 ATTEMPT_TIMEOUT_S = 60.0
 EXAMPLES_PER_OUTCOME = 3
 
@@ -490,65 +489,9 @@ def _fuzz_firmware(scratch: Scratch, worker: Worker, tally: Tally, cfg: FuzzConf
 
 
 def _fuzz_codegen(tmp: Path, worker: Worker, tally: Tally, cfg: FuzzConfig) -> None:
-    """``cfg.codegen_mutations`` structured edits (tools/fuzz/graph_mutate.py) of small untrained decoders,
-    each through the C generator's CLI in the worker (worker.run_codegen): refused with one line and the
-    output folder untouched, or C that builds under ASan/UBSan, runs clean and equals the reference."""
-    from firmware_sim.synthetic import randomized_decoder
-    from tools.exactness import base_decoder
+    from .codegen_target import fuzz_codegen  # imports the generator and TensorFlow: only when it runs
 
-    from . import graph_mutate
-
-    rng = np.random.default_rng([cfg.seed, 7])
-    work = tmp / "codegen"
-    work.mkdir()
-    seeds = []  # (graph kind, bytes): each base as converted, and with its numbers redrawn (per-channel too)
-    for index in CODEGEN_BASES:
-        base = base_decoder(work, index)
-        graph = "transpose" if "_transpose_" in base.name else "subpixel"
-        seeds += [(graph, base.read_bytes()), (graph, randomized_decoder(base.read_bytes(), rng))]
-    out, build = work / "out", work / "build"
-    out.mkdir()
-    # What the output folder holds before each attempt: an older pair of this name and another model's file.
-    pristine = {"fz_decoder.h": b"/* an older header */\n", "fz_decoder.c": b"/* an older source */\n"}
-    pristine["other_decoder.c"] = b"/* another model: never touched */\n"
-
-    def reset():
-        for p in out.iterdir():
-            if p.name not in pristine:
-                shutil.rmtree(p) if p.is_dir() else p.unlink()
-        for name, data in pristine.items():
-            (out / name).write_bytes(data)
-
-    def attempt(graph: str, data: bytes, seed: int) -> tuple[str, str]:
-        path = work / f"fz_{graph}_int8_b1.tflite"
-        path.write_bytes(data)
-        reset()
-        status, payload = worker.run("codegen", path=str(path), out=str(out), build=str(build), seed=seed)
-        if status == "ok":
-            return payload["outcome"], payload["detail"]
-        if status == "refused":  # a VaeEdgeError outside the CLI (the worker's own steps)
-            return "traceback", str(payload)
-        return status, str(payload)
-
-    for k, (graph, data) in enumerate(seeds):
-        outcome, detail = attempt(graph, data, k)
-        if outcome != "ran":
-            raise RuntimeError(
-                f"the unmutated codegen seed {k} ({graph}) does not run cleanly: {outcome} {detail}"
-            )
-    for i in _progress(range(cfg.codegen_mutations), cfg.codegen_mutations, "codegen", cfg.progress):
-        graph, data = seeds[int(rng.integers(len(seeds)))]
-        for _ in range(20):
-            try:
-                kind, mutated = graph_mutate.mutate_graph(data, rng)
-            except Exception:  # the schema refused to pack this edit (a value out of its field's range)
-                continue
-            if mutated != data:
-                break
-        else:
-            kind, mutated = "none", data
-        outcome, detail = attempt(graph, mutated, i)
-        tally.add("codegen", f"{kind}:{graph}", outcome, detail)
+    fuzz_codegen(tmp, worker, tally, cfg, lambda it, total, desc: _progress(it, total, desc, cfg.progress))
 
 
 def _on_disk_targets(cfg: FuzzConfig, tmp: Path, worker: Worker, tally: Tally) -> list[tuple]:
