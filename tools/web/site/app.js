@@ -569,18 +569,19 @@ window.vaeEdge = {
     for (const z of zs) out.push(Array.from((await enqueue(() => decodeTimed(model, precision, z))).pixels));
     return out;
   },
-  // Time n batch-1 decodes of one latent after `warmup` untimed ones; returns each decode's milliseconds.
-  bench: (precision, n, warmup) =>
+  // Time n batch-1 decodes of one latent after `warmup` untimed ones, `chunk` consecutive decodes per timing
+  // (performance.now() is coarsened to a few microseconds); returns each chunk's milliseconds per decode.
+  bench: (precision, n, warmup, chunk = 1) =>
     enqueue(async () => {
       const model = state.model;
       const { session } = model.sessions[precision];
       const z = latent(model, [0.5, -0.5, 0.25]);
       for (let i = 0; i < warmup; i++) await session.run(z);
       const times = [];
-      for (let i = 0; i < n; i++) {
+      for (let i = 0; i < n; i += chunk) {
         const t0 = performance.now();
-        await session.run(z);
-        times.push(performance.now() - t0);
+        for (let j = 0; j < chunk; j++) await session.run(z);
+        times.push((performance.now() - t0) / chunk);
       }
       return times;
     }),
