@@ -22,6 +22,7 @@ from runtime.pixels import pixel_lut
 from ..graph import UnsupportedOpError
 from .checks import check_prior
 from .layouts import (
+    dense_pairs,
     pack_weights,
     relaxed_eligible,
     relaxed_weights,
@@ -195,6 +196,9 @@ void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]);
         _array("uint8_t", f"{m}_pixel_lut", lut, static=False),
         _array("int8_t", "dense_w", d.weights),
         _array(_smallest_int(d.bias), "dense_bias", d.bias),
+        "#if VAE_EDGE_REQUANTIZE4 /* dense_sum4's layout of the same weights (WebAssembly SIMD) */\n",
+        _array("int16_t", "dense_w16", dense_pairs(d.weights)),
+        "#else\n#define dense_w16 ((const int16_t *)0)\n#endif\n",
     ]
     strides = []
     simd_layers = [simd_eligible(c) for c in plan.convs]
@@ -277,7 +281,7 @@ void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]);
     ring0_row = f"(size_t)(r % {sched.ring_rows[0]}) * {dw * dc}"
     parts.append(
         f"""static const dense_layer_t dense = {{{D}, {dw * dc}, {dc}, {d.in_zp}, {d.mult}, {d.shift}, {d.out_zp}, """
-        f"""{d.lo}, {d.hi}, {-plan.convs[0].in_zp}, dense_w, dense_bias}};
+        f"""{d.lo}, {d.hi}, {-plan.convs[0].in_zp}, dense_w, dense_bias, dense_w16}};
 
 /* Rows of the FULLY_CONNECTED output image ({dh}x{dw}x{dc}) up to row upto, into ring0. */
 static void ensure0(int upto) {{

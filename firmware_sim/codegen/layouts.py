@@ -86,3 +86,14 @@ def relaxed_weights(c: ConvLayer) -> tuple[np.ndarray, list[int]]:
         starts.append(offset)
         offset += w.size
     return np.concatenate(parts).astype(np.int8), starts
+
+
+def dense_pairs(weights: np.ndarray) -> np.ndarray:
+    """FULLY_CONNECTED weights (outputs, inputs) in dense_sum4's layout (kernels/dense_row.h): per group of four
+    outputs, per pair of inputs, the four outputs' two weights as int16 (eight lanes for one i32x4.dot_i16x8_s).
+    An odd last input is paired with a zero weight; outputs past a multiple of four are left out (dense_row
+    takes the vector path only where a row holds a multiple of four values)."""
+    w = np.asarray(weights, dtype=np.int16)
+    n, d = w.shape
+    w = np.pad(w[: n - n % 4], ((0, 0), (0, d % 2)))  # (4g, 2p)
+    return w.reshape(-1, 4, w.shape[1] // 2, 2).transpose(0, 2, 1, 3).reshape(-1)

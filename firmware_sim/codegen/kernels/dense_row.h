@@ -34,6 +34,7 @@ typedef struct {
   int32_t next_neg_zp; /* the next layer's -input zero point: the ring holds value - zero point */
   const int8_t *weights;
   const VAE_EDGE_DENSE_BIAS_T *bias;
+  const int16_t *w16; /* the weights in dense_sum4's layout (WebAssembly SIMD builds), else NULL */
 } dense_layer_t;
 
 /* Output n's int32 sum: the bias plus the weights times (input - input zero point). */
@@ -45,18 +46,44 @@ VAE_EDGE_INLINE int32_t dense_sum(const dense_layer_t *d, const int8_t *in, int 
   return sum;
 }
 
+#if VAE_EDGE_REQUANTIZE4
+/* The inputs as pairs for dense_sum4: lane pair p of xp[p] holds (in[2p] - in_zp, in[2p+1] - in_zp) as int16,
+ * four times (an odd last input pairs with 0). Returns the number of pairs, 0 if there are more than
+ * DENSE_PAIRS_MAX (dense_sum then). */
+#define DENSE_PAIRS_MAX 32
+static inline int dense_input_pairs(const dense_layer_t *d, const int8_t *in, v128 xp[DENSE_PAIRS_MAX]) {
+  const int pairs = (d->in_size + 1) / 2;
+  int p;
+  if (pairs > DENSE_PAIRS_MAX) return 0;
+  for (p = 0; p < pairs; ++p) {
+    const int32_t lo = (int32_t)in[2 * p] - d->in_zp;
+    const int32_t hi = 2 * p + 1 < d->in_size ? (int32_t)in[2 * p + 1] - d->in_zp : 0;
+    xp[p] = wasm_i32x4_splat((int32_t)(((uint32_t)hi << 16) | ((uint32_t)lo & 0xffffu)));
+  }
+  return pairs;
+}
+
+/* The int32 sums of outputs n..n+3 (n a multiple of 4): per pair of inputs one i32x4.dot_i16x8_s of the four
+ * outputs' two weights (w16, layouts.dense_pairs) with the pair; the same integers as dense_sum. */
+VAE_EDGE_INLINE v128 dense_sum4(const dense_layer_t *d, const v128 *xp, int pairs, int n) {
+  const int16_t *w = d->w16 + (size_t)n * (size_t)pairs * 2;
+  v128 acc = wasm_i32x4_make(d->bias[n], d->bias[n + 1], d->bias[n + 2], d->bias[n + 3]);
+  int p;
+  for (p = 0; p < pairs; ++p) acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(V_LOAD(w + 8 * p), xp[p]));
+  return acc;
+}
+#endif
+
 /* Row r of the output image as int16 (value - next zero point), channels in ACT_INDEX order. */
 VAE_EDGE_INLINE void dense_row(const dense_layer_t *d, const int8_t *in, int r, int16_t *out) {
   int j;
 #if VAE_EDGE_REQUANTIZE4
-  if (d->shift <= 0 && d->row_values % 4 == 0) { /* a shared right shift: whole vectors of 4 outputs */
+  v128 xp[DENSE_PAIRS_MAX];
+  const int pairs = dense_input_pairs(d, in, xp);
+  if (pairs && d->shift <= 0 && d->row_values % 4 == 0) { /* a shared right shift: whole vectors of 4 */
     for (j = 0; j < d->row_values; j += 4) {
-      int32_t sums[4];
-      int q;
-      v128 v;
-      for (q = 0; q < 4; ++q) sums[q] = dense_sum(d, in, r * d->row_values + j + q);
-      v = requantize4(V_LOAD(sums), wasm_i32x4_splat(d->multiplier), -d->shift, d->out_zp, d->lo, d->hi,
-                      d->next_neg_zp);
+      const v128 v = requantize4(dense_sum4(d, xp, pairs, r * d->row_values + j), wasm_i32x4_splat(d->multiplier),
+                                 -d->shift, d->out_zp, d->lo, d->hi, d->next_neg_zp);
       wasm_v128_store64_lane(out + j, wasm_i16x8_narrow_i32x4(v, v), 0);
     }
     return;
