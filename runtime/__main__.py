@@ -5,9 +5,10 @@
     python -m runtime bench --artifacts artifacts --invokes 1000
     python -m runtime dump --artifacts artifacts --out outputs.npz   # what make pi-check compares across boards
 
-check writes reports/check.{json,md} and one PNG per model (float vs each quantized decoder on the same
-latents) and exits 1 when a quantized decoder breaks a threshold; bench writes reports/bench.{json,md} and
-reports/latency.png.
+--model takes any model exported under --artifacts (the project's and those brought with python -m export
+--decoder; default all of them). check writes reports/check.{json,md} and one PNG per model (float vs each
+quantized decoder on the same latents) and exits 1 when a quantized decoder breaks a threshold; bench writes
+reports/bench.{json,md} and reports/latency.png. A check or bench that finds no decoder to test exits 2.
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sub = p.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--artifacts", default="artifacts", help="folder with <model>/export/manifest.json")
-    common.add_argument("--model", choices=(*VAE_MODELS, ALL), default=ALL)
+    common.add_argument(
+        "--model",
+        default=ALL,
+        help="a model exported under --artifacts (its manifest's name: the project's or your own), or all "
+        "(default: every one there)",
+    )
     common.add_argument("--reports", default="reports", help="report folder (default reports/)")
     common.add_argument("--seed", type=nonnegative_int, default=0)
 
@@ -40,10 +46,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     s.add_argument(
         "--out",
         default="samples.png",
-        help="a .png grid, or an .npy of (n, 28, 28) images written as they are decoded (any -n, bounded memory)",
+        help="a .png grid (grey, or RGB for 3-channel images), or an .npy of (n, H, W[, C]) images written as "
+        "they are decoded (any -n, bounded memory)",
     )
     s.add_argument(
-        "--dtype", default="float32", choices=("float32", "uint8"), help=".npy pixels (uint8: x 255)"
+        "--dtype",
+        default="float32",
+        choices=("float32", "uint8"),
+        help=".npy pixels (uint8: the image range mapped onto 0..255)",
     )
     s.add_argument(
         "--chunk-rows", type=positive_int, default=4096, help=".npy: latents decoded per chunk (default 4096)"
@@ -119,42 +129,65 @@ def cmd_dump(args) -> int:
     return 0
 
 
+def exported_models(found: dict, errors: dict | None = None) -> list[str]:
+    """The VAE names among ``found`` manifests (and unreadable ones in ``errors``): the project's in training
+    order, then the others sorted."""
+    names = {n for n, m in found.items() if m.kind == "vae"} | {n for n in errors or {} if n != CLASSIFIER}
+    return [n for n in VAE_MODELS if n in names] + sorted(names - set(VAE_MODELS))
+
+
 def manifests_for(artifacts: str, model: str, errors: dict | None = None) -> dict:
-    """The VAE manifests under ``artifacts``: every one for ``model == "all"``, else that one (or an error).
-    With ``errors``, bad manifests are recorded there by model name instead of raised."""
+    """The VAE manifests under ``artifacts``: every one for ``model == "all"``, else that one (or an error
+    naming the models there). With ``errors``, bad manifests are recorded there by model name instead of
+    raised."""
     from .manifest import find_manifests
 
     found = {k: v for k, v in find_manifests(artifacts, errors).items() if v.kind == "vae"}
-    names = VAE_MODELS if model == ALL else (model,)
+    exported = exported_models(found, errors)
+    if not exported:
+        raise VaeEdgeError(
+            f"no exported model under {artifacts} (no */export/manifest.json of a VAE); run make export, "
+            "python -m export --decoder FILE.keras --name NAME, or copy the artifacts folder"
+        )
+    if model != ALL and model not in exported:
+        raise VaeEdgeError(
+            f"no model {model!r} under {artifacts}; exported there: {', '.join(exported)} (or {ALL})"
+        )
+    names = exported if model == ALL else [model]
     if errors:  # only the models asked for
         for name in [n for n in errors if n not in names]:
             del errors[name]
-    missing = [n for n in names if n not in found and n not in (errors or {})]
-    if model != ALL and missing or not found and not errors:
-        raise VaeEdgeError(
-            f"no export of {', '.join(missing) or 'any model'} under {artifacts}; run make export "
-            "or copy the artifacts folder"
-        )
     return {n: found[n] for n in names if n in found}
 
 
 def cmd_sample(args) -> int:
+    from .manifest import find_manifests
     from .models import Decoder
-    from .png import check_grid_size, write_png_grid
+    from .png import check_grid_pixels, check_grid_size, write_png_grid
 
-    if args.model == ALL:
-        raise VaeEdgeError(f"sample needs one --model ({', '.join(VAE_MODELS)})")
     npy = str(args.out).lower().endswith(".npy")
     if not npy:
         check_grid_size(args.n, args.out)  # before anything is decoded: the grid is built in memory
     replaceable_target(args.out)  # a device node or folder at --out: one line before any decoding
+    if args.model == ALL:
+        exported = exported_models(find_manifests(args.artifacts, {}))
+        raise VaeEdgeError(
+            f"sample needs one --model ({', '.join(exported) or f'none exported under {args.artifacts}'})"
+        )
     m = manifests_for(args.artifacts, args.model)[args.model]
     if npy:
         return sample_npy(args, m)
+    check_grid_pixels(args.n, m.image_shape, args.out)
     decoder = Decoder.from_manifest(m, precision=args.precision, format=args.format)
-    images = decoder.decode(m.prior.sample(args.n, seed=args.seed))
-    out = write_png_grid(images, args.out)
-    print(f"{args.n} digits from {decoder.name} -> {out}")
+    images = decoder.decode(m.prior.sample(args.n, seed=args.seed), channel_axis=True)
+    out = write_png_grid(images, args.out, value_range=m.image_range)
+    shown = (
+        "grey" if m.image_shape[2] == 1 else "RGB" if m.image_shape[2] == 3 else "grey, channels side by side"
+    )
+    scaled = "" if m.image_range is not None else " (a linear output: shown from its min..max)"
+    print(
+        f"{args.n} {'x'.join(map(str, m.image_shape))} images ({shown}) from {decoder.name} -> {out}{scaled}"
+    )
     return 0
 
 
@@ -170,46 +203,81 @@ def sample_npy(args, m) -> int:
         m, precision=args.precision, format=args.format, batch=max(batches, default=1)
     )
     chunks = decoder.decode_iter(m.prior.sample_chunks(args.n, args.seed, args.chunk_rows), args.chunk_rows)
-    if args.dtype == "uint8":  # round half up; probabilities never leave [0, 1]
-        chunks = (np.floor(c * 255 + 0.5).astype(np.uint8) for c in chunks)
-    out = write_npy_stream(args.out, (args.n, 28, 28), args.dtype, chunks)
-    print(f"{args.n} digits from {decoder.name} -> {out}")
+    if args.dtype == "uint8":  # round half up; the image range mapped onto 0..255
+        if m.image_range is None:
+            raise VaeEdgeError(
+                f"{m.model} has a linear output (no image range), so its values have no uint8 scale; "
+                "pass --dtype float32"
+            )
+        lo, hi = m.image_range
+        chunks = (np.floor(np.clip((c - lo) / (hi - lo), 0, 1) * 255 + 0.5).astype(np.uint8) for c in chunks)
+    out = write_npy_stream(args.out, (args.n, *decoder.output_shape()), args.dtype, chunks)
+    print(f"{args.n} {'x'.join(map(str, m.image_shape))} images from {decoder.name} -> {out}")
     return 0
 
 
 def cmd_check(args) -> int:
+    import numpy as np
+
     from . import plots
-    from .check import DATA_THRESHOLDS, THRESHOLDS, check_markdown, check_model_or_record, model_error_record
+    from .check import (
+        DATA_THRESHOLDS,
+        THRESHOLDS,
+        check_markdown,
+        check_model_or_record,
+        coverage,
+        model_error_record,
+        quantized_decoders,
+    )
     from .data import load_mnist, resolve_path
     from .manifest import find_manifests
     from .models import Classifier, Decoder
+    from .png import displayable, to_unit
 
     load_errors: dict = {}
     manifests = manifests_for(args.artifacts, args.model, load_errors)
-    all_manifests = find_manifests(args.artifacts, {})  # a bad VAE manifest is recorded below
-    if CLASSIFIER not in all_manifests:
+    if not load_errors and not any(quantized_decoders(m) for m in manifests.values()):
         raise VaeEdgeError(
-            f"no classifier export under {args.artifacts}; run python -m export --model classifier"
+            f"no quantized decoder to check under {args.artifacts} (--model {args.model}): "
+            f"{', '.join(manifests)} list none; re-run python -m export"
         )
-    classifier = Classifier.from_manifest(all_manifests[CLASSIFIER], num_threads=args.threads)
+    all_manifests = find_manifests(args.artifacts, {})  # a bad VAE manifest is recorded below
+    # The classifier and MNIST serve only the models they fit (28x28x1 images; an encoder for the −ELBO). The
+    # project's models need the classifier; a user's 28x28x1 decoder without one says it was not measured.
+    fits = [n for n, m in manifests.items() if coverage(m, classifier=True, data=False).digits]
+    wants_classifier = bool(fits) and CLASSIFIER in all_manifests
+    if CLASSIFIER not in all_manifests and any(n in VAE_MODELS for n in fits):
+        raise VaeEdgeError(
+            f"no classifier export under {args.artifacts}, so digit agreement cannot be checked; run "
+            "python -m export --model classifier"
+        )
+    classifier = (
+        Classifier.from_manifest(all_manifests[CLASSIFIER], num_threads=args.threads)
+        if wants_classifier
+        else None
+    )
+    wants_data = any(
+        c.fd_to_real or c.neg_elbo
+        for c in (coverage(m, classifier=classifier is not None, data=True) for m in manifests.values())
+    )
     test_images = real_features = None
-    unchecked = list(DATA_THRESHOLDS) if args.no_data else []
-    if not args.no_data and not resolve_path(args.data):
+    unchecked = list(DATA_THRESHOLDS) if args.no_data and wants_data else []
+    if wants_data and not args.no_data and not resolve_path(args.data):
         raise VaeEdgeError(
             f"no MNIST test digits (--data or $VAE_EDGE_MNIST), so {' and '.join(DATA_THRESHOLDS)} cannot be "
             "checked; pass --data PATH, or --no-data to check the other thresholds only"
         )
-    if not args.no_data:
+    if wants_data and not args.no_data:
         mnist = load_mnist(args.data, test_only=True)
         test_images = mnist.images("test")[: args.test_limit]
-        real_features = classifier.predict(test_images)[1]
-    else:
+        real_features = classifier.predict(test_images)[1] if classifier is not None else None
+    elif unchecked:
         print(f"WARNING --no-data: NOT CHECKED: {', '.join(unchecked)}", file=sys.stderr)
     reports = ensure_writable_dir(args.reports)
     records = [model_error_record(name, exc, args.samples) for name, exc in load_errors.items()]
     for name, m in manifests.items():
         print(
-            f"{name}: checking {sum(1 for a in m.artifacts if a['role'] == 'decoder')} decoders on "
+            f"{name}: checking {len(quantized_decoders(m))} quantized decoders on "
             f"{args.samples} prior samples",
             file=sys.stderr,
         )
@@ -226,13 +294,18 @@ def cmd_check(args) -> int:
             ),
         )
         records += recs
+        for line in recs[0].get("not_measured", []):
+            print(f"  not measured: {line}", file=sys.stderr)
         if plots.available() and all(r.get("status") != "error" for r in recs):
             z = m.prior.sample(12, seed=args.seed + 7)
-            rows = {
-                r["artifact"]: Decoder(m, m.by_path(r["artifact"])).decode(z)
+            decoded = {
+                r["artifact"]: Decoder(m, m.by_path(r["artifact"])).decode(z, channel_axis=True)
                 for r in recs
                 if r["batch"] == recs[0]["batch"] or r["role"] == "reference"
             }
+            ref = decoded[recs[0]["artifact"]]  # a linear output is shown on its float decoder's min..max
+            shown = m.image_range or (float(ref.min()), float(ref.max()))
+            rows = {name: displayable(np.clip(to_unit(x, shown), 0, 1)) for name, x in decoded.items()}
             plots.decoded_grid(
                 rows, reports / f"check_{name}.png", f"{name}: the same latents, float32 vs quantized"
             )
@@ -281,6 +354,10 @@ def cmd_bench(args) -> int:
         if a["role"] == "decoder" and a["format"] in formats
         for t in threads
     ]
+    if not jobs and not load_errors:
+        raise VaeEdgeError(
+            f"no decoder to bench under {args.artifacts} (--model {args.model}, --formats {','.join(args.formats)})"
+        )
     print(f"bench: {len(jobs)} runs ({len(threads)} thread settings)", file=sys.stderr)
     records = bench_all(
         jobs,

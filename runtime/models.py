@@ -8,10 +8,16 @@
     for chunk in decoder.decode_iter(m.prior.sample(10**6, seed=0), chunk_rows=4096):
         ...                                                      # (<= 4096, 28, 28): bounded memory
 
+Images have the manifest's shape (``decoder.image_shape``: H, W, C; 28x28x1 for the project's models): ``decode``
+returns (n, H, W, C), except that single-channel images drop their channel axis, (n, H, W), as the project's
+28x28 digits always have; ``decode(z, channel_axis=True)`` keeps it for every shape. Values lie in the manifest's
+``image_range`` ([0, 1] for sigmoid decoders, [-1, 1] for tanh; None: a linear output, unbounded).
+
 Inputs are checked before they reach an interpreter: wrong shape or dtype, NaN or inf, images outside [0, 1]
 raise InvalidInputError (a ValueError). Any number of rows is accepted; they run in chunks of the artifact's
-static batch (the last chunk padded). Full-integer decoders output int8 logits (manifest
-``"output_activation": "sigmoid"``): ``decode`` applies the sigmoid, so every decoder returns pixel probabilities.
+static batch (the last chunk padded). Full-integer sigmoid decoders output int8 logits (manifest
+``"output_activation": "sigmoid"``): ``decode`` applies the sigmoid, so every decoder of a model returns the same
+kind of values as its float32 decoder.
 
 A loaded model must match its manifest entry: input and output names, shapes, dtypes and quantization are
 compared after loading, so a file whose sha256 was updated after an edit cannot feed the wrong tensors
@@ -181,8 +187,9 @@ class Decoder(_Artifact):
             return [
                 f"inputs {[list(t.shape) for t in ins]} do not take latents of size {self.manifest.latent_dim}"
             ]
-        if len(outs) != 1 or int(np.prod(outs[0].shape[1:])) != 28 * 28:
-            return [f"outputs {[list(t.shape) for t in outs]} are not one 28x28 image per row"]
+        h, w, c = self.image_shape
+        if len(outs) != 1 or int(np.prod(outs[0].shape[1:])) != h * w * c:
+            return [f"outputs {[list(t.shape) for t in outs]} are not one {h}x{w}x{c} image per row"]
         return []
 
     @classmethod
@@ -199,6 +206,11 @@ class Decoder(_Artifact):
     ) -> Decoder:
         if graph is None and precision in tuple(Precision):  # an unknown precision: select's error names it
             graph = default_decoder_graph(precision)
+            exported = {
+                a.get("graph") for a in manifest.find(role="decoder", format=format, precision=precision)
+            }
+            if graph not in exported and len(exported) == 1:  # a user's decoder: "transpose" is its one graph
+                graph = exported.pop()
         if io is None and precision == "int8" and format == "tflite":
             io = "int8"
         entry = manifest.select(
@@ -210,31 +222,50 @@ class Decoder(_Artifact):
     def latent_dim(self) -> int:
         return self.manifest.latent_dim
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(height, width, channels) of one image, from the manifest (28x28x1 for the project's models)."""
+        return self.manifest.image_shape
+
+    @property
+    def image_range(self) -> tuple[float, float] | None:
+        """The range of the decoded values ([0, 1] for sigmoid, [-1, 1] for tanh, None: unbounded)."""
+        return self.manifest.image_range
+
+    def output_shape(self, *, channel_axis: bool = False) -> tuple[int, ...]:
+        """The shape of one image as ``decode`` returns it: (H, W, C), or (H, W) for C = 1 unless
+        ``channel_axis``."""
+        h, w, c = self.image_shape
+        return (h, w, c) if channel_axis or c != 1 else (h, w)
+
     def _step(self, chunk_rows: int) -> int:
         # Whole static batches per chunk, so only the very last chunk is padded.
         return max(self.batch, chunk_rows - chunk_rows % self.batch)
 
-    def _decode_block(self, z: np.ndarray) -> np.ndarray:
-        return decoder_pixels(self._run(z)[0], self.output_activation).reshape(len(z), 28, 28)
+    def _decode_block(self, z: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        return decoder_pixels(self._run(z)[0], self.output_activation).reshape(len(z), *shape)
 
-    def decode(self, z) -> np.ndarray:
-        """Latents (n, latent_dim) -> images (n, 28, 28) in [0, 1].
+    def decode(self, z, *, channel_axis: bool = False) -> np.ndarray:
+        """Latents (n, latent_dim) -> images (n, H, W, C) of the manifest's shape, float32 in its image range;
+        (n, H, W) for single-channel images (the project's (n, 28, 28) digits) unless ``channel_axis``.
 
         Runs in chunks written into the one output array: memory is the output plus one chunk.
         """
         z = _check_array(z, "latents", (self.latent_dim,))
+        shape = self.output_shape(channel_axis=channel_axis)
         step = self._step(DEFAULT_CHUNK_ROWS)
         if len(z) <= step:
-            return self._decode_block(z)
-        out = np.empty((len(z), 28, 28), np.float32)
+            return self._decode_block(z, shape)
+        out = np.empty((len(z), *shape), np.float32)
         for i in range(0, len(z), step):
-            out[i : i + step] = self._decode_block(z[i : i + step])
+            out[i : i + step] = self._decode_block(z[i : i + step], shape)
         return out
 
     def decode_iter(
-        self, z: np.ndarray | Iterable, chunk_rows: int = DEFAULT_CHUNK_ROWS
+        self, z: np.ndarray | Iterable, chunk_rows: int = DEFAULT_CHUNK_ROWS, *, channel_axis: bool = False
     ) -> Iterator[np.ndarray]:
-        """Decode in chunks of at most ``chunk_rows`` rows, yielding (rows, 28, 28) images as they are ready.
+        """Decode in chunks of at most ``chunk_rows`` rows, yielding (rows, *output_shape) images as they are
+        ready (see :meth:`decode` for the shape).
 
         ``z`` is an (n, latent_dim) array (or nested list) or an iterator of such arrays (e.g. a generator of
         prior samples), so memory stays bounded by one chunk however many latents there are. The images equal
@@ -243,12 +274,13 @@ class Decoder(_Artifact):
         if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
             raise InvalidInputError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
         step = self._step(chunk_rows)
+        shape = self.output_shape(channel_axis=channel_axis)
         # Arrays and nested lists are one block of rows; iterators and generators yield blocks of rows.
         iterator = isinstance(z, Iterable) and not isinstance(z, (np.ndarray, list, tuple, str, bytes))
         for part in z if iterator else (z,):
             part = _check_array(part, "latents", (self.latent_dim,))
             for i in range(0, len(part), step):
-                yield self._decode_block(part[i : i + step])
+                yield self._decode_block(part[i : i + step], shape)
 
 
 class _ImageModel(_Artifact):

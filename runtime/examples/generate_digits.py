@@ -35,18 +35,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @cli_main
 def main(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.export)
-    decoder = Decoder.from_manifest(
-        manifest, precision="int8", graph="subpixel", batch=1, num_threads=args.threads
-    )
+    # int8 on the fastest graph exported: the project's sub-pixel one, a user's decoder's transpose one
+    decoder = Decoder.from_manifest(manifest, precision="int8", batch=1, num_threads=args.threads)
     out = ensure_writable_dir(args.out)
     for i in range(args.count):
         seed = None if args.seed is None else args.seed + i
         z = manifest.prior.sample(args.n, seed=seed)
         t0 = time.perf_counter()
-        images = decoder.decode(z)
+        images = decoder.decode(z, channel_axis=True)
         ms = (time.perf_counter() - t0) * 1e3
-        path = write_png_grid(images, Path(out) / f"{manifest.model}_{i:04d}.png")
-        print(f"{path}: {args.n} digits in {ms:.1f} ms ({decoder.name})")
+        path = write_png_grid(
+            images, Path(out) / f"{manifest.model}_{i:04d}.png", value_range=manifest.image_range
+        )
+        print(f"{path}: {args.n} images in {ms:.1f} ms ({decoder.name})")
         if i + 1 < args.count and args.every:
             time.sleep(args.every)
     return 0
