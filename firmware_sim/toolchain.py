@@ -27,10 +27,11 @@ HOST_FLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
 SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
 # The C decoder's inner loops a target may build (target.json's "kernels"), as compiler flags, and the macro the
 # compiler must define for the loops to be the ones named (the generated C falls back to portable C silently).
-# A Helium (MVE) kernel for the Cortex-M55 goes here once firmware_sim/codegen emits one: e.g.
-# "helium": {"flags": (), "needs": "__ARM_FEATURE_MVE"}, listed first in targets/cortex-m55/target.json.
+# The generated C prefers Helium (kernels/mve.h) where the core has it, so "dsp" says -DVAE_EDGE_NO_HELIUM:
+# on the Cortex-M55 that builds the M4's SMLAD loops, elsewhere it changes nothing.
 KERNELS = {
-    "dsp": {"flags": (), "needs": "__ARM_FEATURE_DSP"},
+    "helium": {"flags": (), "needs": "__ARM_FEATURE_MVE"},
+    "dsp": {"flags": ("-DVAE_EDGE_NO_HELIUM",), "needs": "__ARM_FEATURE_DSP"},
     "portable": {"flags": ("-DVAE_EDGE_PORTABLE",), "needs": None},
 }
 

@@ -1,6 +1,6 @@
 """The C generator's kernels (firmware_sim/codegen/kernels/) are real C: each file compiles on its own,
-warnings as errors, for every instruction set it serves (portable C with gcc, Cortex-M4 DSP with
-arm-none-eabi-gcc, SSE2 with gcc, WebAssembly SIMD and relaxed SIMD with clang), and the kernel set a
+warnings as errors, for every instruction set it serves (portable C with gcc, Cortex-M4 DSP and Cortex-M55
+Helium with arm-none-eabi-gcc, SSE2 with gcc, WebAssembly SIMD and relaxed SIMD with clang), and the kernel set a
 generated decoder holds compiles to object code with every row kernel used, its per-stride inline asm
 assembled. No model or TensorFlow needed; fails (never skips) without gcc, arm-none-eabi-gcc or clang with
 the wasm32 target."""
@@ -33,6 +33,7 @@ BUILDS = {
         "-mfloat-abi=hard",
         "-mfpu=fpv4-sp-d16",
     ),
+    "m55-helium": ("arm-none-eabi-gcc", *WARN, "-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard"),
     "wasm": ("clang", *WARN, "--target=wasm32", "-msimd128", "-ffreestanding", f"-I{WASM_LIBC}"),
     "wasm-relaxed": (
         "clang",
@@ -46,11 +47,12 @@ BUILDS = {
 }
 # Which builds each file serves (a file is compiled for each, with only itself included).
 FILES = {
-    "common.h": ("portable", "sse2", "cortex-m4", "wasm"),
+    "common.h": ("portable", "sse2", "cortex-m4", "m55-helium", "wasm"),
     "portable.h": ("portable", "cortex-m4", "wasm"),
-    "conv_row.h": ("portable", "cortex-m4"),
-    "dense_row.h": ("portable", "cortex-m4"),
+    "conv_row.h": ("portable", "cortex-m4", "m55-helium"),
+    "dense_row.h": ("portable", "cortex-m4", "m55-helium"),
     "dsp.h": ("cortex-m4",),
+    "mve.h": ("m55-helium",),
     "dsp_strided.h": ("cortex-m4",),
     "simd.h": ("sse2", "wasm"),
     "simd_rows.h": ("sse2", "wasm"),
@@ -122,6 +124,14 @@ def test_decoder_kernel_set_compiles_with_every_row_kernel(build, tmp_path):
         ).stdout
         offsets = {int(v) for v in re.findall(r"ldrd\s+\w+, \w+, \[\w+, #(\d+)\]", dump)}
         assert {120, 184} <= offsets, sorted(offsets)
+    if build == "m55-helium":  # the Helium loops, not the DSP ones: gathers of the packed weights, VMLADAVA
+        dump = subprocess.run(
+            ["arm-none-eabi-objdump", "-d", "-m", "armv8.1-m.main", str(obj)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert re.search(r"vml(a|ada)va\.s16", dump) and "vldrb.s16" in dump and "smlad" not in dump
 
 
 def test_kernel_source_writes_the_strides_ldrd_reaches_and_nothing_of_the_files_scaffolding():

@@ -1,6 +1,7 @@
 /* The kernels of every generated decoder, in the order <model>_decoder.c holds them: the shared integer
- * arithmetic, the inner loops of one instruction set picked at compile time (Cortex-M DSP, 128-bit SIMD on x86
- * and WebAssembly, or portable C with -DVAE_EDGE_PORTABLE), the row kernels.
+ * arithmetic, the inner loops of one instruction set picked at compile time (Helium on the Cortex-M55 unless
+ * -DVAE_EDGE_NO_HELIUM, Cortex-M DSP, 128-bit SIMD on x86 and WebAssembly, or portable C with
+ * -DVAE_EDGE_PORTABLE), the row kernels.
  *
  * firmware_sim/codegen/emit.py copies the lines between the copy begin and copy end markers below into every
  * generated <model>_decoder.c, each #include "<file>.h" of this folder replaced by that file's copied lines, and
@@ -24,7 +25,9 @@
 /* vae-edge: copy begin */
 
 #include "common.h"
-#if defined(__ARM_FEATURE_DSP) && !defined(VAE_EDGE_PORTABLE)
+#if defined(__ARM_FEATURE_MVE) && !defined(VAE_EDGE_PORTABLE) && !defined(VAE_EDGE_NO_HELIUM)
+#include "mve.h"
+#elif defined(__ARM_FEATURE_DSP) && !defined(VAE_EDGE_PORTABLE)
 #include "dsp.h"
 #elif (defined(__SSE2__) || defined(__wasm_simd128__)) && !defined(VAE_EDGE_PORTABLE)
 #include "simd.h"
