@@ -88,6 +88,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--seed", type=nonnegative_int, default=0, help="seed of the calibration and validation samples"
     )
+    p.add_argument(
+        "--latent-split",
+        type=int,
+        choices=(1, 2, 4, 8, 16, 32, 64),
+        default=16,
+        help="the full-int8 TFLite decoders take each latent dimension as two int8s, the grid point and this "
+        "many times the remainder (a grid this many times finer; default 16); 1: one int8 per dimension",
+    )
     p.add_argument("--reports", default="reports", help="where export.md goes (default reports/)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
@@ -178,6 +186,7 @@ def export_one(args: argparse.Namespace, root: Path, name: str) -> None:
         progress=not args.quiet,
         calibration=args.calibration,
         data=args.data,
+        latent_split=args.latent_split,
     )
     manifest = exporter.export_classifier() if name == CLASSIFIER else exporter.export_vae(name)
     print(

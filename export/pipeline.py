@@ -42,6 +42,7 @@ from runtime.manifest import IMAGE_RANGES, MANIFEST_VERSION, MNIST_MANIFEST_VERS
 from runtime.vocab import (
     CLASSIFIER,
     ArtifactSpec,
+    Format,
     Graph,
     Precision,
     Role,
@@ -67,6 +68,7 @@ from .artifacts import (  # noqa: F401
     validate_encoder,
 )
 from .bounds import SIGMOID, DecoderBounds
+from .latent_split import LATENT_SPLIT_RADIX, mark_split, split_calibration, split_latent_model
 from .preflight import keras_layers, read_model_config, retrain_hint
 from .variants import classifier_variants, decoder_variants, encoder_variants
 
@@ -253,6 +255,7 @@ def export_decoder(
     fused_relu: bool = True,
     artifact_check: Callable[[ArtifactSpec, Path], None] | None = None,
     progress: bool = False,
+    latent_split: int = 1,
 ) -> ExportResult:
     """Convert a Keras decoder into every artifact, validate each against it, and publish them with a manifest.
 
@@ -267,6 +270,9 @@ def export_decoder(
     ``decoder``'s output activation (sigmoid, tanh or none) and image shape come from its layers;
     ``manifest_version`` 1 writes the MNIST schema (28×28×1 sigmoid images, implied), 2 records the image's
     shape, range and activation. ``source``: the manifest's record of where the models came from.
+    ``latent_split``: a radix > 1 makes the full-int8 TFLite decoders take the split latent (two int8s per
+    dimension, export/latent_split.py; the manifest entry's ``latent_split`` says how to encode); 1 keeps one
+    int8 per dimension.
     """
     export_dir = ensure_writable_dir(out_dir)
     z_val = prior.sample(validation_samples, seed=seed + 1)
@@ -319,6 +325,7 @@ def export_decoder(
         specs += encoder_variants(batches)
     entries = []
     onnx_float: dict[tuple[Graph, int], bytes] = {}
+    split_calib = split_calibration(calibration.latents, latent_split) if latent_split > 1 else None
     with staged_folder(export_dir) as staging, _bar(len(specs) + 1, f"export {name}", progress) as bar:
         for spec in specs:
             model = keras_model(spec.role, spec.graph, spec.batch)
@@ -326,6 +333,21 @@ def export_decoder(
             if spec.role is Role.ENCODER:
                 path.write_bytes(convert.to_tflite(model, Precision.FLOAT32))
                 entries.append(validate_encoder(path, spec, reference, ref_mu, ref_logvar))
+            elif latent_split > 1 and spec.format is Format.TFLITE and spec.precision is Precision.INT8:
+                model = split_latent_model(model, latent_split)
+                data = convert_decoder(spec, model, split_calib, onnx_float, activation)
+                data, grid = mark_split(data, latent_split)
+                path.write_bytes(data)
+                entry = validate_decoder(
+                    path,
+                    spec,
+                    grid.encode(z_val),
+                    reference,
+                    bounds.tolerance(spec),
+                    activation=activation,
+                    fused_relu=fused_relu,
+                )
+                entries.append({**entry, "latent_split": grid.to_json()})
             else:
                 path.write_bytes(convert_decoder(spec, model, calibration.latents, onnx_float, activation))
                 entries.append(
@@ -390,8 +412,9 @@ class Exporter:
         progress: bool,
         calibration: str = "posterior",
         data: str | os.PathLike | None = None,
+        latent_split: int = LATENT_SPLIT_RADIX,
     ):
-        self.calibration, self.data = calibration, data
+        self.calibration, self.data, self.latent_split = calibration, data, latent_split
         self.model_dir, self.batches, self.seed, self.progress = Path(model_dir), batches, seed, progress
         self.calibration_samples, self.validation_samples = calibration_samples, validation_samples
         self.export_dir = ensure_writable_dir(self.model_dir / EXPORT_DIR)
@@ -443,6 +466,7 @@ class Exporter:
             seed=self.seed,
             encoder=encoder,
             encoder_build=lambda b: copy_weights(encoder, build_encoder(cfg, batch_size=b)),
+            latent_split=self.latent_split,
             source={
                 "run_id": run_id,
                 "decoder": {

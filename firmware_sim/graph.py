@@ -82,6 +82,8 @@ class Graph:
     inputs: list[int]
     outputs: list[int]
     size_bytes: int
+    # The model's metadata entries (name -> bytes), e.g. export's vae_edge_latent_split_radix.
+    metadata: dict[str, bytes] = field(default_factory=dict)
 
 
 def _schema():
@@ -208,4 +210,13 @@ def _parse(path: str | Path, data: bytes) -> Graph:
         raise InvalidGraphError(
             f"{path}: the graph's input or output is tensor {bad[0]} of {n_tensors}; {REEXPORT}"
         )
-    return Graph(tensors, ops, ios, ios_out, len(data))
+    metadata = {}
+    for entry in model.metadata or []:
+        name = entry.name.decode(errors="replace") if isinstance(entry.name, bytes) else str(entry.name or "")
+        if not 0 <= entry.buffer < n_buffers:
+            raise InvalidGraphError(
+                f"{path}: metadata {name!r} refers to buffer {entry.buffer} of {n_buffers}; {REEXPORT}"
+            )
+        buf = model.buffers[entry.buffer].data
+        metadata[name] = bytes(np.asarray(buf, np.uint8)) if buf is not None else b""
+    return Graph(tensors, ops, ios, ios_out, len(data), metadata)

@@ -167,10 +167,10 @@ for k in range(int(sys.argv[3])):
 """
 
 
-def tflm_invoke_instructions(tflite: Path, arena: int, latent_dim: int, out: Path, invokes: int = 2) -> float:
+def tflm_invoke_instructions(tflite: Path, arena: int, input_size: int, out: Path, invokes: int = 2) -> float:
     script = out / "tflm_invoke.py"
     script.write_text(TFLM_INVOKE_SCRIPT)
-    cmd = [sys.executable, str(script), str(tflite), str(arena + 1024), str(invokes), str(latent_dim)]
+    cmd = [sys.executable, str(script), str(tflite), str(arena + 1024), str(invokes), str(input_size)]
     return callgrind_instructions(cmd, TFLM_INVOKE_SYMBOL, out) / invokes
 
 
@@ -300,7 +300,7 @@ def measure_graph(
     plan = gen.plan
     tflite, _, _, _ = resolve_source(source, graph)
     rng = np.random.default_rng(seed)
-    zs = rng.integers(-128, 128, (latents, plan.latent_dim)).astype(np.int8)
+    zs = rng.integers(-128, 128, (latents, plan.input_size)).astype(np.int8)
     host = check_host(gen, tflite, latents=zs, out=work)
     host_sum = parse_harness(_run([str(build_host_harness(gen, work, mcu_latents))]))["checksum"]
     host_portable_sum = parse_harness(_run([str(build_host_harness(gen, work, mcu_latents, portable=True))]))[
@@ -338,7 +338,7 @@ def measure_graph(
         record["bit_exact_cortex_m4"] = per_target["cortex-m4"]["bit_exact"]
     if callgrind:
         ours = host_decode_instructions(gen, work)
-        tflm = tflm_invoke_instructions(tflite, host.tflm_arena_bytes, plan.latent_dim, work)
+        tflm = tflm_invoke_instructions(tflite, host.tflm_arena_bytes, plan.input_size, work)
         record |= {
             "host_instructions_per_decode": round(ours),
             "tflm_host_instructions_per_decode": round(tflm),

@@ -129,8 +129,8 @@ def simulate_model(*, export_dir: str | Path, name: str, latents: int, seed: int
 
     manifest = load_manifest(export_dir)
     rng = np.random.default_rng(seed)
-    z = rng.integers(-128, 128, (latents, 1, manifest.latent_dim)).astype(np.int8)
     graphs = {}
+    z = None
     for graph in (Graph.TRANSPOSE, Graph.SUBPIXEL):
         entry = manifest.select(
             role=Role.DECODER,
@@ -140,6 +140,8 @@ def simulate_model(*, export_dir: str | Path, name: str, latents: int, seed: int
             batch=1,
             graph=graph,
         )
+        if z is None:  # random int8 inputs: latent_dim of them, or 2 * latent_dim for a split latent
+            z = rng.integers(-128, 128, (latents, 1, entry["inputs"][0]["shape"][1])).astype(np.int8)
         # The runtime's load checks the file's sha256 and its tensors against the manifest, and
         # LiteRT verifies the flatbuffer, before TFLite Micro (which does not) reads the bytes.
         graphs[graph] = simulate_graph(Decoder(manifest, entry).model.path, z, targets)

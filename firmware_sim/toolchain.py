@@ -96,7 +96,7 @@ def _defines(gen: GeneratedDecoder) -> list[str]:
         f"-I{gen.source.parent}",
         f'-DVAE_EDGE_DECODER_H="{m}_decoder.h"',
         f"-DVAE_EDGE_DECODE={m}_decode",
-        f"-DVAE_EDGE_LATENT_DIM={gen.plan.latent_dim}",
+        f"-DVAE_EDGE_INPUT_SIZE={gen.plan.input_size}",
         f"-DVAE_EDGE_OUTPUT_SIZE={gen.plan.out_size}",
     ]
 

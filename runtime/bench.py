@@ -38,7 +38,7 @@ def bench_one(
     load_ms = (time.perf_counter() - t0) * 1e3
     model = decoder.model
     info = model.inputs[0]
-    z = manifest.prior.sample(entry["batch"], seed=seed)
+    z = decoder.model_input(manifest.prior.sample(entry["batch"], seed=seed))
     raw = [quantize(z, info) if info.quantized else z.astype(np.float32)]
     n = invokes if entry["batch"] == 1 else batch_invokes
     for _ in range(min(WARMUP_INVOKES, n)):  # never warm up longer than we time (emulated boards are slow)

@@ -52,7 +52,7 @@ def decoder_logits(decoder: Decoder, z: np.ndarray) -> np.ndarray:
     """The decoder's pre-sigmoid output: its raw output where it ends at its logits (manifest
     ``output_activation: sigmoid``), else recovered from its probabilities."""
     if decoder.output_activation == "sigmoid":
-        return decoder._run(np.ascontiguousarray(z, dtype=np.float32))[0].astype(np.float64)
+        return decoder.raw_output(np.asarray(z, dtype=np.float32)).astype(np.float64)
     return logits_from_probabilities(decoder.decode(z))
 
 

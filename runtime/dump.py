@@ -27,7 +27,7 @@ def dump_outputs(artifacts: Path, samples: int = 32, seed: int = 123) -> dict[st
             art = Decoder(m, entry, num_threads=1) if entry["role"] == "decoder" else _ImageModel(m, entry, 1)
             n = -(-max(samples, art.batch) // art.batch) * art.batch  # whole batches, at least `samples` rows
             if entry["role"] == "decoder":
-                x = m.prior.sample(n, seed=seed)
+                x = art.model_input(m.prior.sample(n, seed=seed))
             else:
                 x = np.random.default_rng(seed).uniform(0, 1, (n, 28, 28, 1)).astype(np.float32)
             info = art.model.inputs[0]

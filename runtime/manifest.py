@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .backends import ModelLoadError, check_tflite_bytes
 from .errors import InvalidInputError, VaeEdgeError
+from .latent import LatentSplit
 from .prior import Prior
 
 MANIFEST_NAME = "manifest.json"
@@ -218,6 +219,14 @@ def validate_manifest(data, path: Path) -> None:
                     f"{_where(path, at + '.output_roles')} must name each of the {len(a['outputs'])} outputs"
                 )
         _require(a, "output_activation", (str, type(None)), path, f"{at}.", optional=True)
+        split = _require(a, "latent_split", dict, path, f"{at}.", optional=True)
+        if split is not None:
+            try:
+                LatentSplit.from_json(split)
+            except (InvalidInputError, KeyError, TypeError, ValueError) as exc:
+                raise ManifestError(
+                    f"{_where(path, at + '.latent_split')} is not a valid latent split ({exc}); re-run python -m export"
+                ) from None
 
 
 @dataclass

@@ -32,6 +32,7 @@ import numpy as np
 
 from .backends import ModelLoadError, OnnxModel, TensorInfo, TFLiteModel, run_batched
 from .errors import InvalidInputError
+from .latent import LatentSplit
 from .manifest import Manifest
 from .vocab import Precision, Role, default_decoder_graph
 
@@ -179,13 +180,23 @@ class Decoder(_Artifact):
                 f"{entry['path']}: unknown output_activation {self.output_activation!r}; "
                 "update the runtime or re-export"
             )
+        # A split latent (runtime/latent.py): two int8 inputs per dimension, encoded here.
+        split = entry.get("latent_split")
+        self.latent_split = LatentSplit.from_json(split) if split is not None else None
         super().__init__(manifest, entry, num_threads)
+
+    @property
+    def input_size(self) -> int:
+        """The model's input width: latent_dim, or twice that for a split latent."""
+        return self.manifest.latent_dim * (2 if self.latent_split else 1)
 
     def _role_mismatches(self) -> list[str]:
         ins, outs = self.model.inputs, self.model.outputs
-        if len(ins) != 1 or tuple(ins[0].shape[1:]) != (self.manifest.latent_dim,):
+        if len(ins) != 1 or tuple(ins[0].shape[1:]) != (self.input_size,):
+            split = " split in two int8s each" if self.latent_split else ""
             return [
                 f"inputs {[list(t.shape) for t in ins]} do not take latents of size {self.manifest.latent_dim}"
+                + split
             ]
         h, w, c = self.image_shape
         if len(outs) != 1 or int(np.prod(outs[0].shape[1:])) != h * w * c:
@@ -242,8 +253,17 @@ class Decoder(_Artifact):
         # Whole static batches per chunk, so only the very last chunk is padded.
         return max(self.batch, chunk_rows - chunk_rows % self.batch)
 
+    def model_input(self, z: np.ndarray) -> np.ndarray:
+        """Latents (n, latent_dim) as the model's float input: themselves, or the split latent's encoding."""
+        return self.latent_split.encode(z) if self.latent_split else np.ascontiguousarray(z, np.float32)
+
+    def raw_output(self, z: np.ndarray) -> np.ndarray:
+        """The model's float output on latents ``z`` (n, latent_dim) before any output activation is applied
+        (a full-int8 decoder's dequantized logits), the latent encoded as the artifact takes it."""
+        return self._run(self.model_input(z))[0]
+
     def _decode_block(self, z: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-        return decoder_pixels(self._run(z)[0], self.output_activation).reshape(len(z), *shape)
+        return decoder_pixels(self.raw_output(z), self.output_activation).reshape(len(z), *shape)
 
     def decode(self, z, *, channel_axis: bool = False) -> np.ndarray:
         """Latents (n, latent_dim) -> images (n, H, W, C) of the manifest's shape, float32 in its image range;

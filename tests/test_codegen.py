@@ -49,8 +49,9 @@ def built(exported, tmp_path_factory):
 @pytest.mark.parametrize("graph", GRAPHS)
 def test_host_c_is_bit_exact_with_tflm_and_reference(built, graph):
     b = built[graph]
-    zs = np.random.default_rng(7).integers(-128, 128, (HOST_LATENTS, 2)).astype(np.int8)
-    zs[:4] = [[-128, -128], [127, 127], [-128, 127], [0, 0]]  # the corners of the int8 latent square
+    n = b["gen"].plan.input_size  # 4: the split latent's two int8s per dimension
+    zs = np.random.default_rng(7).integers(-128, 128, (HOST_LATENTS, n)).astype(np.int8)
+    zs[:4] = [[-128] * n, [127] * n, [-128, 127] * (n // 2), [0] * n]  # corners of the int8 input cube
     check = measure.check_host(
         b["gen"], b["tflite"], latents=zs, out=b["work"], reference_latents=REFERENCE_LATENTS
     )
@@ -63,7 +64,7 @@ def test_lowered_plan_matches_reference(built, graph):
     """The phase-convolution form the C is emitted from computes the reference's bytes (numpy, no compiler)."""
     g = load_graph(built[graph]["tflite"])
     plan, ref = lower(g, name="m", graph_kind=graph), IntegerReference(g)
-    for z in np.random.default_rng(3).integers(-128, 128, (20, 1, 2)).astype(np.int8):
+    for z in np.random.default_rng(3).integers(-128, 128, (20, 1, plan.input_size)).astype(np.int8):
         np.testing.assert_array_equal(run_plan(plan, z), ref.run(z))
     # Sub-pixel kernels' zero taps are not stored: both graphs keep the transposed graph's real taps.
     assert (
@@ -209,11 +210,13 @@ def test_example_app_draws_digits_on_cortex_m4(exported, tmp_path):
 
 
 def test_sample_quantizes_like_tflite_and_maps_through_the_pixel_table(built, tmp_path):
-    """<model>_sample(z float): TFLite's input quantization (round half away from zero), decode, pixel table."""
+    """<model>_sample(z float): the split latent's quantization (TFLite's rounding, half away from zero, of the
+    grid point and of 16 times the remainder), bit-exact with runtime.latent.LatentSplit; decode; pixel table."""
     import ctypes
 
     from firmware_sim.fixedpoint import tflite_round
     from firmware_sim.tflm import TflmModel, smallest_arena
+    from runtime.latent import LatentSplit
     from runtime.pixels import pixel_lut
 
     b = built["subpixel"]
@@ -221,22 +224,35 @@ def test_sample_quantizes_like_tflite_and_maps_through_the_pixel_table(built, tm
     measure._run(["gcc", *measure.HOST_FLAGS, "-fPIC", "-shared", str(b["gen"].source), "-o", str(lib_path)])
     lib = ctypes.CDLL(str(lib_path))
     plan = b["gen"].plan
+    assert (plan.latent_dim, plan.input_size, plan.latent_split) == (2, 4, 16)
+    split = LatentSplit(plan.latent_split, plan.latent_scale, plan.latent_zp)
     scale = np.float32(plan.latent_scale)
     ties = (np.arange(-6, 6) + 0.5).astype(np.float32) * scale  # exact halves after the division, mostly
-    zs = np.concatenate([np.random.default_rng(2).normal(0, 2, 200).astype(np.float32), ties, [40.0, -40.0]])
+    # grid points plus remainders whose 16-fold lands on a half step: ties of the second int8
+    lo_ties = ((np.arange(-6, 6) - plan.latent_zp) * scale + (np.arange(-6, 6) + 0.5) * scale / 16).astype(
+        np.float32
+    )
+    zs = np.concatenate(
+        [np.random.default_rng(2).normal(0, 2, 400).astype(np.float32), ties, lo_ties, [40.0, -40.0]]
+    )
     zs = zs.astype(np.float32).reshape(-1, 2)
     data = b["tflite"].read_bytes()
-    tflm = TflmModel(data, smallest_arena(data, np.zeros((1, 2), np.int8)))
+    tflm = TflmModel(data, smallest_arena(data, np.zeros((1, 4), np.int8)))
     lut = np.array(pixel_lut(plan.logits_scale, plan.logits_zp), np.uint8)
-    for z in zs:
-        zq = np.zeros(2, np.int8)
+    expect_all = split.quantize(zs)
+    for z, expect in zip(zs, expect_all, strict=True):
+        zq = np.zeros(4, np.int8)
         lib.vae2d_corr_quantize_latent(z.ctypes.data_as(ctypes.c_void_p), zq.ctypes.data_as(ctypes.c_void_p))
-        expect = [min(127, max(-128, int(tflite_round(float(v / scale))) + plan.latent_zp)) for v in z]
-        assert zq.tolist() == expect
+        grid = [min(127, max(-128, int(tflite_round(float(v / scale))) + plan.latent_zp)) for v in z]
+        assert zq.tolist() == expect.tolist() and zq[:2].tolist() == grid
         pixels = np.zeros(784, np.uint8)
         lib.vae2d_corr_sample(z.ctypes.data_as(ctypes.c_void_p), pixels.ctypes.data_as(ctypes.c_void_p))
-        logits = tflm.run(zq.reshape(1, 2)).reshape(-1)
+        logits = tflm.run(zq.reshape(1, 4)).reshape(-1)
         np.testing.assert_array_equal(pixels, lut[logits.astype(np.int32) + 128])
+    # The split recovers the latent to 1/32 of a grid step inside the grid's range.
+    inside = np.abs(zs).max(axis=1) < 3
+    err = np.abs(split.decode(expect_all) - zs)[inside]
+    assert err.max() <= scale / 32 * 1.001
 
 
 def test_any_output_shape_is_tflm_exact(tmp_path, tiny_rgb_decoder):

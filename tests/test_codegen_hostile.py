@@ -241,7 +241,7 @@ def test_unedited_and_consistently_edited_graphs_still_generate(bases, tmp_path,
         assert rc == 0, err
         g = load_graph(path)
         plan, ref = lower(g, name="m", graph_kind=graph), IntegerReference(g)
-        for z in np.random.default_rng(1).integers(-128, 128, (4, 1, 2)).astype(np.int8):
+        for z in np.random.default_rng(1).integers(-128, 128, (4, 1, plan.input_size)).astype(np.int8):
             np.testing.assert_array_equal(run_plan(plan, z), ref.run(z))
 
 

@@ -15,6 +15,7 @@ from export.__main__ import main, parse_args
 from export.variants import decoder_variants
 from runtime.backends import TFLiteModel, open_model
 from runtime.fileio import sha256_file
+from runtime.latent import LatentSplit
 from runtime.models import decoder_pixels
 from runtime.vocab import ArtifactSpec
 from train.model import PRESETS, build_decoder, subpixel_decoder_from
@@ -62,7 +63,8 @@ def test_artifacts_reproduce_keras_within_tolerance(exported, manifest):
         if a["role"] != "decoder" or a["format"] == "c":
             continue
         model = open_model(export_dir(exported) / a["path"])
-        raw = np.concatenate([model.run([z[i : i + a["batch"]]])[0] for i in range(0, 64, a["batch"])])
+        x = LatentSplit.from_json(a["latent_split"]).encode(z) if "latent_split" in a else z
+        raw = np.concatenate([model.run([x[i : i + a["batch"]]])[0] for i in range(0, 64, a["batch"])])
         out = decoder_pixels(raw, a.get("output_activation"))
         err = np.abs(out - ref)
         tolerance = bounds.tolerance(ArtifactSpec.from_entry(a))
@@ -179,13 +181,14 @@ def test_c_pixel_table_maps_int8_logits_to_the_decoders_pixels(exported, manifes
     assert table.shape == (256,) and table.min() >= 0 and table.max() <= 255 and np.all(np.diff(table) >= 0)
     model = open_model(export_dir(exported) / c["source"])
     z = PRESETS["vae2d_corr"].prior.sample(8, seed=5)
-    logits = np.concatenate([model.run_raw([quantize(z[i : i + 1], model.inputs[0])])[0] for i in range(8)])
     from runtime.manifest import load_manifest
 
     decoder = Decoder(
         load_manifest(export_dir(exported)),
         next(a for a in manifest["artifacts"] if a["path"] == c["source"]),
     )
+    x = decoder.model_input(z)
+    logits = np.concatenate([model.run_raw([quantize(x[i : i + 1], model.inputs[0])])[0] for i in range(8)])
     pixels = decoder.decode(z).reshape(logits.shape)
     assert np.abs(table[logits.astype(np.int32) + 128] - pixels * 255).max() <= 0.5 + 1e-3
 

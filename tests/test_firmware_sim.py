@@ -20,6 +20,8 @@ from firmware_sim.tflm import TflmModel, arena_works, smallest_arena
 from train.model import DepthToSpace
 
 TINY_LATENTS = 300
+# The tiny export's full-int8 decoders take the split latent: two int8s per latent dimension (runtime/latent.py).
+SPLIT_INPUTS = 4
 
 
 def tflm_vs_reference(path, inputs):
@@ -35,7 +37,7 @@ def tflm_vs_reference(path, inputs):
 @pytest.mark.parametrize("graph", ["transpose", "subpixel"])
 def test_decoder_bit_exact_with_tflm(exported, graph):
     path = exported / "vae2d_corr" / "export" / f"decoder_{graph}_int8_b1.tflite"
-    latents = np.random.default_rng(1).integers(-128, 128, (TINY_LATENTS, 1, 2)).astype(np.int8)
+    latents = np.random.default_rng(1).integers(-128, 128, (TINY_LATENTS, 1, SPLIT_INPUTS)).astype(np.int8)
     assert tflm_vs_reference(path, latents) == 0
 
 
@@ -114,14 +116,14 @@ def test_planner_respects_live_set_and_matches_tflm_head(exported, graph):
                 if a is not b and not (a["last_op"] < b["first_op"] or b["last_op"] < a["first_op"]):
                     assert a["offset"] + a["bytes"] <= b["offset"] or b["offset"] + b["bytes"] <= a["offset"]
     tflm = TflmModel(path.read_bytes(), 400_000)
-    tflm.run(np.zeros((1, 2), np.int8))
+    tflm.run(np.zeros((1, SPLIT_INPUTS), np.int8))
     assert plan(g, fused=False)["arena_bytes"] == tflm.allocations()["head_bytes"]
     assert plan(g, fused=True)["arena_bytes"] <= plan(g, fused=False)["arena_bytes"]
 
 
 def test_arena_bisection_is_tight(exported):
     data = (exported / "vae2d_corr" / "export" / "decoder_subpixel_int8_b1.tflite").read_bytes()
-    probe = np.zeros((1, 2), np.int8)
+    probe = np.zeros((1, SPLIT_INPUTS), np.int8)
     size = smallest_arena(data, probe)
     assert arena_works(data, size, probe) and not arena_works(data, size - 1, probe)
 

@@ -124,7 +124,7 @@ def test_model_whose_io_differs_from_its_manifest_is_refused(export_copy, seed):
 def test_interpreter_errors_name_the_file(export_copy):
     path = export_copy / "vae2d_corr" / "export" / "decoder_subpixel_int8_b1.tflite"
     model = TFLiteModel(path)
-    with pytest.raises(InvalidInputError, match=f"{path}.*wants int8 \\(1, 2\\)"):
+    with pytest.raises(InvalidInputError, match=f"{path}.*wants int8 \\(1, 4\\)"):
         model.run_raw([np.zeros((3, 2), np.float32)])
     with pytest.raises(InvalidInputError, match="takes 1 input"):
         model.run_raw([])

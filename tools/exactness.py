@@ -172,7 +172,7 @@ def check_decoders(*, seed: int, decoders: int, inputs: int, work: Path, progres
         path = folder / f"syn{k:03d}_{graph}_int8_b1.tflite"
         path.write_bytes(randomized_decoder(base.read_bytes(), rng))
         gen = generate(source=path, out=folder / "generated", graph=graph, name=f"syn{k:03d}")
-        latent = gen.plan.latent_dim
+        latent = gen.plan.input_size
         zs = rng.integers(-128, 128, (inputs, latent)).astype(np.int8)
         corners = np.array(np.meshgrid(*[[-128, 127]] * latent)).reshape(latent, -1).T
         zs[: min(len(corners), inputs)] = corners[:inputs]

@@ -12,8 +12,9 @@ the LOGISTIC removed), then
 - Δ−ELBO: the int8 decoder's −ELBO minus the float decoder's on the model's validation split (the training
   images its run held out, seeded by its training seed), the float encoder's posterior sample feeding both.
 The test split is never read: export's choice is made here. Levers: the activation-range method
-(export/calibrate.py: ``minmax`` is the converter's, ``mse`` the least-error clip per hidden activation) and the
-latent clip of the calibration latents, which sets the int8 input's range. Writes
+(export/calibrate.py: ``minmax`` is the converter's, ``mse`` the least-error clip per hidden activation), the
+latent clip of the calibration latents, which sets the int8 input's range, and the split latent's radix
+(export/latent_split.py; 1: one int8 per dimension). Writes
 <reports>/quant_sweep.{json,md}.
 """
 
@@ -31,6 +32,7 @@ from export.calibrate import RangeMethod
 from runtime.cli import cli_main, comma_list, int_at_least, parser
 from runtime.errors import VaeEdgeError
 from runtime.fileio import ensure_writable_dir, write_json_atomic, write_text_atomic
+from runtime.latent import LatentSplit
 
 MODELS = ("vae2d", "vae3d", "vae2d_corr")
 BATCH = 64
@@ -68,12 +70,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="calibration latent clips (default 2.5,3,3.5)",
     )
     p.add_argument(
+        "--latent-splits",
+        type=comma_list(int),
+        default=[1],
+        help="latent input radices: 1 feeds the int8 latent as is; R > 1 feeds it as two int8 digits per latent "
+        "(the int8 grid point and R times the remainder), a step R times finer (default 1)",
+    )
+    p.add_argument(
         "--samples", type=int_at_least(BATCH), default=10_000, help="prior samples (default 10000)"
     )
     return p.parse_args(argv)
 
 
-def run_int8(model: bytes, z: np.ndarray) -> np.ndarray:
+def run_int8(model: bytes, z: np.ndarray, radix: int = 1) -> np.ndarray:
     """float logits of an int8-I/O decoder (TFLite's builtin kernels; the figures are task-level)."""
     import tensorflow as tf
 
@@ -82,8 +91,12 @@ def run_int8(model: bytes, z: np.ndarray) -> np.ndarray:
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     (s_in, zp_in), (s_out, zp_out) = inp["quantization"], out["quantization"]
     logits = []
+    if radix > 1:
+        q_all = LatentSplit(radix, s_in, zp_in).quantize(z)
+    else:
+        q_all = np.clip(np.round(z / s_in) + zp_in, -128, 127).astype(np.int8)
     for i in range(0, len(z) - BATCH + 1, BATCH):
-        q = np.clip(np.round(z[i : i + BATCH] / s_in) + zp_in, -128, 127).astype(np.int8)
+        q = q_all[i : i + BATCH]
         interp.set_tensor(inp["index"], q)
         interp.invoke()
         logits.append((interp.get_tensor(out["index"]).astype(np.float64) - zp_out) * s_out)
@@ -92,6 +105,7 @@ def run_int8(model: bytes, z: np.ndarray) -> np.ndarray:
 
 def sweep_model(args, name: str, classifier, mnist) -> list[dict]:
     from export import calibrate, convert
+    from export.latent_split import split_calibration, split_latent_model
     from export.pipeline import calibration_latents, load_config, load_keras
     from runtime.quality import bce_per_image_from_logits, kl_per_image
     from train.model import build_decoder, build_encoder, copy_weights
@@ -133,25 +147,29 @@ def sweep_model(args, name: str, classifier, mnist) -> list[dict]:
             data=args.data,
             latent_clip=clip,
         ).latents
-        for method, weights in itertools.product(args.ranges, args.weights):
+        for method, weights, radix in itertools.product(args.ranges, args.weights, args.latent_splits):
+            model, calib = static, calibration
+            if radix > 1:
+                model, calib = split_latent_model(static, radix), split_calibration(calib, radix)
             tflite = convert.int8_decoder_head(
                 convert.to_tflite(
-                    static,
+                    model,
                     "int8",
                     "int8",
-                    calibration,
+                    calib,
                     ranges=calibrate.RangeMethod(method),
                     per_channel=weights == "channel",
                 ),
                 "int8",
             )
-            digits = classify(classifier, sigmoid(run_int8(tflite, z)))
-            q_elbo = float(np.mean(bce_per_image_from_logits(x_flat, run_int8(tflite, z_post)) + kl))
+            digits = classify(classifier, sigmoid(run_int8(tflite, z, radix)))
+            q_elbo = float(np.mean(bce_per_image_from_logits(x_flat, run_int8(tflite, z_post, radix)) + kl))
             row = {
                 "model": name,
                 "ranges": method,
                 "weights": weights,
                 "latent_clip": clip,
+                "latent_split": radix,
                 "digit_agreement": float((digits == float_digits).mean()),
                 "neg_elbo_delta": q_elbo - float_elbo,
                 "float_neg_elbo": float_elbo,
@@ -159,7 +177,7 @@ def sweep_model(args, name: str, classifier, mnist) -> list[dict]:
                 "validation_images": len(x_val),
             }
             print(
-                f"{name} ranges={method} weights={weights} clip={clip:g}: agreement {row['digit_agreement']:.4f}, "
+                f"{name} ranges={method} weights={weights} clip={clip:g} split={radix}: agreement {row['digit_agreement']:.4f}, "
                 f"Δ−ELBO {row['neg_elbo_delta']:+.3f} nat",
                 flush=True,
             )
@@ -184,12 +202,12 @@ def markdown(rows: list[dict]) -> str:
         "Command: `python -m tools.quant_sweep` (see its docstring). Agreement on prior samples (seed 7),",
         "Δ−ELBO on each model's validation split; the int8 decoder as export converts it.",
         "",
-        "| model | ranges | weight scales | latent clip | digit agreement | Δ−ELBO (nat) |",
-        "|---|---|---|---|---|---|",
+        "| model | ranges | weight scales | latent clip | latent split | digit agreement | Δ−ELBO (nat) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['model']} | {r['ranges']} | per {r['weights']} | ±{r['latent_clip']:g} | {100 * r['digit_agreement']:.2f} % "
+            f"| {r['model']} | {r['ranges']} | per {r['weights']} | ±{r['latent_clip']:g} | {r.get('latent_split', 1)} | {100 * r['digit_agreement']:.2f} % "
             f"| {r['neg_elbo_delta']:+.3f} |"
         )
     return "\n".join(lines) + "\n"

@@ -105,6 +105,16 @@ def kernel_source(strides: list[int]) -> str:
     return _EACH_STRIDE.sub(each_stride, kernel_file(KERNELS_TOP))
 
 
+def _latent_doc(M: str, split: int) -> str:
+    if split == 1:
+        return f"/* Latent quantization ({M}_INPUT_SIZE = {M}_LATENT_DIM): z_int8 = clamp(round(z / scale) + zero_point, -128, 127). */"
+    return (
+        f"/* Split latent ({M}_INPUT_SIZE = 2 x {M}_LATENT_DIM, runtime/latent.py): z_int8[i] = q(z[i]) with\n"
+        f" * q(v) = clamp(round(v / scale) + zero_point, -128, 127), then z_int8[{M}_LATENT_DIM + i] =\n"
+        f" * q({M}_LATENT_SPLIT * (z[i] - scale * (z_int8[i] - zero_point))): a grid {split} times finer. */"
+    )
+
+
 def _preprocessor_choice(branches: list[tuple[str, str]], default: str) -> str:
     """``#if A`` text ``#elif B`` text ... ``#else`` default ``#endif`` (default alone when there are none)."""
     if not branches:
@@ -120,7 +130,7 @@ def emit_c(
     m = c_identifier(plan.name)
     M = m.upper()
     sched = schedule(plan)
-    D = plan.latent_dim
+    D, N = plan.latent_dim, plan.input_size
     OH, OW, OC = plan.out_shape
     L = check_prior(prior_cholesky, D)
     d = plan.dense
@@ -129,7 +139,7 @@ def emit_c(
     shapes = [d.out_shape] + [c.out_shape for c in plan.convs]
     ring_values = [sched.ring_rows[k] * shapes[k][1] * shapes[k][2] for k in range(len(sched.ring_rows))]
     acc_values = 2 * max(c.out_shape[2] for c in plan.convs)
-    static_bytes = 2 * sum(ring_values) + 4 * acc_values + D
+    static_bytes = 2 * sum(ring_values) + 4 * acc_values + N
     provenance = f"{plan.source} (sha256 {plan.source_sha256})" if plan.source else "a TFLite decoder"
     guard = f"VAE_EDGE_{M}_DECODER_H_"
     chol = ", ".join(_float(v) for v in L.reshape(-1))
@@ -139,7 +149,7 @@ def emit_c(
  * {static_bytes} bytes of static buffers, weights in const arrays ({plan.real_macs} multiply-accumulates per decode).
  *
  *   int8_t logits[{M}_PIXELS];
- *   {m}_decode(z_int8, logits);             // z_int8[i] = quantized latent, see {M}_LATENT_SCALE
+ *   {m}_decode(z_int8, logits);             // z_int8: {M}_INPUT_SIZE values from {m}_quantize_latent
  *   uint8_t pixels[{M}_PIXELS];
  *   {m}_sample(z_float, pixels);            // quantize z, decode, grey 0..255 (0 = black)
  *
@@ -152,18 +162,19 @@ def emit_c(
 
 /* Input: one int8 latent of {M}_INPUT_SIZE values. Output: int8 logits of an {OH}x{OW}x{OC} image, row-major
  * (row, column, channel). */
-#define {M}_INPUT_SIZE {D}
+#define {M}_INPUT_SIZE {N}
 #define {M}_OUTPUT_H {OH}
 #define {M}_OUTPUT_W {OW}
 #define {M}_OUTPUT_C {OC}
 #define {M}_OUTPUT_SIZE {plan.out_size}
-#define {M}_LATENT_DIM {M}_INPUT_SIZE
+#define {M}_LATENT_DIM {D}
 #define {M}_IMAGE_ROWS {M}_OUTPUT_H
 #define {M}_IMAGE_COLS {M}_OUTPUT_W
 #define {M}_PIXELS {M}_OUTPUT_SIZE
-/* Latent quantization: z_int8 = clamp(round(z / scale) + zero_point, -128, 127). */
+{_latent_doc(M, plan.latent_split)}
 #define {M}_LATENT_SCALE {_float(plan.latent_scale)}
 #define {M}_LATENT_ZERO_POINT ({plan.latent_zp})
+#define {M}_LATENT_SPLIT {plan.latent_split}
 /* Output logits: logit = scale * (q - zero_point); pixel = {m}_pixel_lut[q + 128]. */
 #define {M}_LOGITS_SCALE {_float(plan.logits_scale)}
 #define {M}_LOGITS_ZERO_POINT ({plan.logits_zp})
@@ -175,9 +186,9 @@ extern const float {m}_prior_cholesky[{D * D}];
 extern const uint8_t {m}_pixel_lut[256];
 
 /* Decode one int8 latent into {OH}x{OW}x{OC} int8 logits (row-major). Returns 0. */
-int {m}_decode(const int8_t z[{M}_LATENT_DIM], int8_t logits[{M}_PIXELS]);
+int {m}_decode(const int8_t z[{M}_INPUT_SIZE], int8_t logits[{M}_PIXELS]);
 /* Quantize a float latent as the model's input expects. */
-void {m}_quantize_latent(const float z[{M}_LATENT_DIM], int8_t z_int8[{M}_LATENT_DIM]);
+void {m}_quantize_latent(const float z[{M}_LATENT_DIM], int8_t z_int8[{M}_INPUT_SIZE]);
 /* Quantize, decode and map through the pixel table: {plan.out_size} grey levels. */
 void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]);
 
@@ -260,7 +271,7 @@ void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]);
     parts.append(
         "\n/* ---- activations: a ring of rows per image; the last layer writes the caller's logits ---- */\n"
     )
-    parts.append(f"static int8_t latent[{D}];\n")
+    parts.append(f"static int8_t latent[{N}];\n")
     for k, rows in enumerate(sched.ring_rows):
         parts.append(
             f"static int16_t ring{k}[{ring_values[k]}] VAE_EDGE_ALIGN4; /* {rows} rows of {shapes[k][1]}x{shapes[k][2]} */\n"
@@ -280,7 +291,7 @@ void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]);
     dh, dw, dc = d.out_shape
     ring0_row = f"(size_t)(r % {sched.ring_rows[0]}) * {dw * dc}"
     parts.append(
-        f"""static const dense_layer_t dense = {{{D}, {dw * dc}, {dc}, {d.in_zp}, {d.mult}, {d.shift}, {d.out_zp}, """
+        f"""static const dense_layer_t dense = {{{N}, {dw * dc}, {dc}, {d.in_zp}, {d.mult}, {d.shift}, {d.out_zp}, """
         f"""{d.lo}, {d.hi}, {-plan.convs[0].in_zp}, dense_w, dense_bias, dense_w16}};
 
 /* Rows of the FULLY_CONNECTED output image ({dh}x{dw}x{dc}) up to row upto, into ring0. */
@@ -343,7 +354,7 @@ static void ensure{k}(int upto) {{
         )
     parts.append(
         f"""
-int {m}_decode(const int8_t z[{M}_LATENT_DIM], int8_t logits[{M}_PIXELS]) {{
+int {m}_decode(const int8_t z[{M}_INPUT_SIZE], int8_t logits[{M}_PIXELS]) {{
   memcpy(latent, z, sizeof latent);
   memset(rows_done, 0, sizeof rows_done);
   logits_out = logits;
@@ -351,13 +362,22 @@ int {m}_decode(const int8_t z[{M}_LATENT_DIM], int8_t logits[{M}_PIXELS]) {{
   return 0;
 }}
 
-void {m}_quantize_latent(const float z[{M}_LATENT_DIM], int8_t z_int8[{M}_LATENT_DIM]) {{
+void {m}_quantize_latent(const float z[{M}_LATENT_DIM], int8_t z_int8[{M}_INPUT_SIZE]) {{
   int i;
-  for (i = 0; i < {M}_LATENT_DIM; ++i) z_int8[i] = quantize_input(z[i], {M}_LATENT_SCALE, {M}_LATENT_ZERO_POINT);
+  for (i = 0; i < {M}_LATENT_DIM; ++i) {{
+    z_int8[i] = quantize_input(z[i], {M}_LATENT_SCALE, {M}_LATENT_ZERO_POINT);
+#if {M}_LATENT_SPLIT > 1
+    {{ /* the remainder past the grid point, times the radix (a power of two: exact) */
+      const float hi = (float)(z_int8[i] - {M}_LATENT_ZERO_POINT) * {M}_LATENT_SCALE;
+      z_int8[{M}_LATENT_DIM + i] =
+          quantize_input((z[i] - hi) * (float){M}_LATENT_SPLIT, {M}_LATENT_SCALE, {M}_LATENT_ZERO_POINT);
+    }}
+#endif
+  }}
 }}
 
 void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]) {{
-  int8_t zq[{M}_LATENT_DIM];
+  int8_t zq[{M}_INPUT_SIZE];
   int i;
   {m}_quantize_latent(z, zq);
   {m}_decode(zq, (int8_t *)pixels); /* logits written in place, then mapped to grey levels */

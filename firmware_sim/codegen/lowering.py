@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from runtime.latent import METADATA_NAME as LATENT_SPLIT_METADATA  # written by export/latent_split.py
+
 from ..fixedpoint import multiply_by_quantized_multiplier
 from ..graph import Graph, UnsupportedOpError, operands
 from ..reference import activation_range, fully_connected_multiplier, per_channel_multipliers, same_padding
@@ -147,16 +149,32 @@ def lower(
         graph_kind=graph_kind,
         source=source,
         source_sha256=source_sha256,
-        latent_dim=int(tin.shape[1]),
+        input_size=int(tin.shape[1]),
         latent_scale=float(tin.scale[0]),
         latent_zp=int(tin.zero_point[0]),
         logits_scale=float(tout.scale[0]),
         logits_zp=int(tout.zero_point[0]),
         dense=dense,
         convs=tuple(convs),
+        latent_split=latent_split_of(graph, int(tin.shape[1])),
     )
     check_plan(plan)
     return plan
+
+
+def latent_split_of(graph: Graph, input_size: int) -> int:
+    """The split latent's radix the model's metadata names (1: none)."""
+    raw = graph.metadata.get(LATENT_SPLIT_METADATA)
+    if raw is None:
+        return 1
+    text = raw.decode(errors="replace")
+    radix = int(text) if text.isdigit() and len(text) < 4 else 0
+    if radix < 2 or radix & (radix - 1) or input_size % 2:
+        raise UnsupportedOpError(
+            f"metadata {LATENT_SPLIT_METADATA} is {text[:20]!r} for {input_size} inputs; it must be a power of "
+            "two >= 2 on an even input size: re-export the decoder with python -m export"
+        )
+    return radix
 
 
 def _feeds_subpixel_conv(graph: Graph, op, nxt, only_consumer) -> bool:

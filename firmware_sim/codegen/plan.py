@@ -89,13 +89,20 @@ class DecoderPlan:
     graph_kind: str
     source: str
     source_sha256: str
-    latent_dim: int
+    input_size: int  # int8 inputs per decode: latent_dim, or 2 * latent_dim for a split latent
     latent_scale: float
     latent_zp: int
     logits_scale: float
     logits_zp: int
     dense: DenseLayer
     convs: tuple[ConvLayer, ...]
+    # 1: one int8 per latent dimension; a power of two R >= 2: the split latent (runtime/latent.py), the
+    # grid point then R times the remainder, both on (latent_scale, latent_zp).
+    latent_split: int = 1
+
+    @property
+    def latent_dim(self) -> int:
+        return self.input_size // 2 if self.latent_split > 1 else self.input_size
 
     @property
     def real_macs(self) -> int:

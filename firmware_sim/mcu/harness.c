@@ -10,7 +10,7 @@
  * 25 MHz), on RISC-V the instret CSR (one per instruction).
  *
  * Built by firmware_sim.measure with -DVAE_EDGE_DECODER_H='"<m>_decoder.h"' -DVAE_EDGE_DECODE=<m>_decode
- * -DVAE_EDGE_LATENT_DIM=<D> -DVAE_EDGE_OUTPUT_SIZE=<H*W*C>; the linker script names __stack_limit__, the lowest
+ * -DVAE_EDGE_INPUT_SIZE=<D> -DVAE_EDGE_OUTPUT_SIZE=<H*W*C>; the linker script names __stack_limit__, the lowest
  * address of the stack.
  */
 #include <stdint.h>
@@ -109,7 +109,7 @@ static uint32_t xorshift32(void) {
 }
 
 int main(void) {
-  static int8_t z[VAE_EDGE_LATENT_DIM];
+  static int8_t z[VAE_EDGE_INPUT_SIZE];
   static int8_t logits[VAE_EDGE_OUTPUT_SIZE];
   uint32_t hash = 2166136261u;
   int n, i;
@@ -125,7 +125,7 @@ int main(void) {
   printf("calibration_ticks %lu\n", (unsigned long)ticks_between(t0, t1));
 #endif
   for (n = 0; n < VAE_EDGE_CHECK_LATENTS; ++n) {
-    for (i = 0; i < VAE_EDGE_LATENT_DIM; ++i) z[i] = (int8_t)(xorshift32() >> 24);
+    for (i = 0; i < VAE_EDGE_INPUT_SIZE; ++i) z[i] = (int8_t)(xorshift32() >> 24);
 #if VAE_EDGE_ON_TARGET
     {
       uint32_t sp, t0, t1, used;

@@ -1,9 +1,9 @@
 /* Host driver for the bit-exactness check: decode every latent of a file, write every logit.
  *
- *   host_check latents.bin logits.bin      (N x LATENT_DIM int8 in, N x OUTPUT_SIZE int8 out)
+ *   host_check latents.bin logits.bin      (N x INPUT_SIZE int8 in, N x OUTPUT_SIZE int8 out)
  *
  * Built by firmware_sim.measure with -DVAE_EDGE_DECODER_H='"<m>_decoder.h"' -DVAE_EDGE_DECODE=<m>_decode
- * -DVAE_EDGE_LATENT_DIM=<D> -DVAE_EDGE_OUTPUT_SIZE=<H*W*C>, under -fsanitize=address,undefined.
+ * -DVAE_EDGE_INPUT_SIZE=<D> -DVAE_EDGE_OUTPUT_SIZE=<H*W*C>, under -fsanitize=address,undefined.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -12,7 +12,7 @@
 
 int main(int argc, char **argv) {
   FILE *in, *out;
-  int8_t z[VAE_EDGE_LATENT_DIM], logits[VAE_EDGE_OUTPUT_SIZE];
+  int8_t z[VAE_EDGE_INPUT_SIZE], logits[VAE_EDGE_OUTPUT_SIZE];
   long n = 0;
   if (argc != 3) {
     fprintf(stderr, "usage: %s latents.bin logits.bin\n", argv[0]);

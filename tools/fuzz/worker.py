@@ -137,8 +137,9 @@ def run_firmware(folder: str, artifact: str, latents: int = 2, seed: int = 0) ->
     from runtime.models import Decoder
 
     m = load_manifest(folder)
-    path = Decoder(m, m.by_path(artifact)).model.path
-    z = np.random.default_rng(seed).integers(-128, 128, (latents, 1, m.latent_dim)).astype(np.int8)
+    decoder = Decoder(m, m.by_path(artifact))
+    path = decoder.model.path
+    z = np.random.default_rng(seed).integers(-128, 128, (latents, 1, decoder.input_size)).astype(np.int8)
     data = path.read_bytes()
     graph = load_graph(path)
     reference = integer_reference(path, graph, z[0])
@@ -217,7 +218,7 @@ def run_codegen(path: str, out: str, build: str, seed: int = 0, latents: int = 6
             return {"outcome": "c_does_not_compile", "detail": " ".join(str(exc).split())[:600]}
         _HOST_BUILDS[key] = exe
     rng = np.random.default_rng(seed)
-    d = plan.latent_dim
+    d = plan.input_size
     zs = rng.integers(-128, 128, (latents, d)).astype(np.int8)
     zs[0], zs[1] = -128, 127  # the corners: the largest sums
     z_path, o_path = exe.parent / "latents.bin", exe.parent / "logits.bin"

@@ -389,7 +389,7 @@ def int8_glue(model: str) -> str:
 
 static float z_in[{u}_LATENT_DIM];
 static float logits_out[{u}_PIXELS];
-static int8_t z_q[{u}_LATENT_DIM];
+static int8_t z_q[{u}_INPUT_SIZE];
 static int8_t logits_q[{u}_PIXELS];
 
 static float dequantized[256];
@@ -430,11 +430,19 @@ def source_entries(manifest: Manifest) -> dict[str, dict]:
     }
 
 
-def quantize_latents(z: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """TFLite's QUANTIZE of float latents to int8, as the module's ``<model>_quantize_latent`` does it: float32
-    divide, round half away from zero, zero point, clamp."""
-    v = np.asarray(z, np.float32) / np.float32(scale)
-    return np.clip(np.sign(v) * np.floor(np.abs(v) + np.float32(0.5)) + zero_point, -128, 127).astype(np.int8)
+def quantize_latents(graph, z: np.ndarray) -> np.ndarray:
+    """Float latents as the int8 inputs of ``graph`` (a firmware_sim Graph), as the module's
+    ``<model>_quantize_latent`` makes them: TFLite's QUANTIZE (float32 divide, round half away from zero, zero
+    point, clamp) of each latent, or of its grid point and remainder for a split latent (runtime/latent.py)."""
+    from firmware_sim.codegen.lowering import latent_split_of
+    from runtime.latent import LatentSplit, quantize_float32
+
+    tin = graph.tensors[graph.inputs[0]]
+    scale, zero_point = float(tin.scale[0]), int(tin.zero_point[0])
+    radix = latent_split_of(graph, int(tin.shape[1]))
+    if radix > 1:
+        return LatentSplit(radix, scale, zero_point).quantize(z)
+    return quantize_float32(z, scale, zero_point)
 
 
 def tflm_pixels(tflite: Path, z: np.ndarray) -> tuple[np.ndarray, float]:
@@ -445,11 +453,10 @@ def tflm_pixels(tflite: Path, z: np.ndarray) -> tuple[np.ndarray, float]:
 
     g = load_graph(tflite)
     reference = IntegerReference(g)
-    tin, tout = g.tensors[g.inputs[0]], g.tensors[g.outputs[0]]
-    s_in, zp_in = np.float32(tin.scale[0]), int(tin.zero_point[0])
+    tout = g.tensors[g.outputs[0]]
     s_out, zp_out = np.float32(tout.scale[0]), int(tout.zero_point[0])
     pixels = []
-    for q in quantize_latents(z, s_in, zp_in):
+    for q in quantize_latents(g, z):
         out = reference.run(q[None]).astype(np.int32).ravel()
         logits = (s_out * (out - zp_out).astype(np.float32)).astype(np.float64)
         pixels.append((1.0 / (1.0 + np.exp(-logits))).astype(np.float32))

@@ -93,6 +93,28 @@ async function loadOrt(rt, fetchVerified, mark) {
   };
 }
 
+// TFLite's QUANTIZE of one float32 (round half away from zero), as runtime/latent.py's quantize_float32.
+function quantize(v, scale, zeroPoint) {
+  const x = Math.fround(v / scale);
+  const r = Math.max(-1000, Math.min(1000, Number.isNaN(x) ? 0 : Math.sign(x) * Math.floor(Math.abs(x) + 0.5)));
+  return Math.max(-128, Math.min(127, r + zeroPoint));
+}
+
+// A split latent (manifest entry latent_split, runtime/latent.py's LatentSplit.encode): the d latents become
+// the d int8 grid points and radix times the d remainders, as float32 values the graph's QUANTIZE maps back.
+export function encodeSplitLatent(z, split) {
+  const { radix, scale, zero_point: zp } = split;
+  const s = Math.fround(scale);
+  const d = z.length;
+  const out = new Float32Array(2 * d);
+  for (let i = 0; i < d; ++i) {
+    const hi = Math.fround((quantize(z[i], s, zp) - zp) * s);
+    out[i] = hi;
+    out[d + i] = Math.fround(Math.fround(z[i] - hi) * radix);
+  }
+  return out;
+}
+
 async function loadLiteRt(rt, fetchVerified) {
   // LiteRT.js fetches its own WASM by URL: check it first so a corrupt copy is refused before it runs.
   await fetchVerified(runtimeFile(rt, "litert_wasm_internal.wasm"));
@@ -106,7 +128,7 @@ async function loadLiteRt(rt, fetchVerified) {
       const dims = entry.inputs[0].shape;
       return {
         async run(z) {
-          const input = new lr.Tensor(z, dims);
+          const input = new lr.Tensor(entry.latent_split ? encodeSplitLatent(z, entry.latent_split) : z, dims);
           try {
             const outs = await model.run([input]);
             const data = outs[0].toTypedArray();
