@@ -18,6 +18,7 @@ import argparse
 import math
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -104,7 +105,51 @@ def train_runs(
                 ) from None
 
 
-def summarise(*, seeds: list[int], models: list[str], out: Path) -> dict:
+@dataclass(frozen=True)
+class FigureSummary:
+    """One figure over seeds: mean, sample standard deviation (0 for one seed), range and the values."""
+
+    values: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return sum(self.values) / len(self.values)
+
+    @property
+    def sd(self) -> float:
+        if len(self.values) < 2:
+            return 0.0
+        m = self.mean
+        return math.sqrt(sum((v - m) ** 2 for v in self.values) / (len(self.values) - 1))
+
+    def to_json(self) -> dict:
+        return {
+            "mean": self.mean,
+            "sd": self.sd,
+            "min": min(self.values),
+            "max": max(self.values),
+            "values": list(self.values),
+        }
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """One model over seeds: its runs (seed, run id, training settings, weights kept), each figure's summary
+    (only figures every run has) and its goal with whether the mean meets it (None: no goal)."""
+
+    runs: tuple[dict, ...]
+    figures: dict[str, FigureSummary]
+    goal: dict | None
+
+    def to_json(self) -> dict:
+        return {
+            "runs": list(self.runs),
+            "figures": {name: f.to_json() for name, f in self.figures.items()},
+            "goal": self.goal,
+        }
+
+
+def summarise(*, seeds: list[int], models: list[str], out: Path) -> dict[str, ModelSummary]:
     """Mean, sample standard deviation and range over seeds of each figure, per model, from metrics.json."""
     import json
 
@@ -124,27 +169,20 @@ def summarise(*, seeds: list[int], models: list[str], out: Path) -> dict:
         figures = {}
         for name in FIGURES:
             values = [r["metrics"][name] for r in runs if isinstance(r["metrics"].get(name), int | float)]
-            if len(values) != len(runs):
-                continue
-            mean = sum(values) / len(values)
-            sd = (
-                math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-                if len(values) > 1
-                else 0.0
-            )
-            figures[name] = {"mean": mean, "sd": sd, "min": min(values), "max": max(values), "values": values}
+            if len(values) == len(runs):
+                figures[name] = FigureSummary(tuple(values))
         goal = BUILTINS[model].goal
-        met = goal.met(figures[goal.figure]["mean"]) if goal and goal.figure in figures else None
-        summary[model] = {
-            "runs": [
+        met = goal.met(figures[goal.figure].mean) if goal and goal.figure in figures else None
+        summary[model] = ModelSummary(
+            runs=tuple(
                 {**{k: v for k, v in r.items() if k != "metrics"}, "weights": r["metrics"].get("weights")}
                 for r in runs
-            ],
-            "figures": figures,
-            "goal": None
+            ),
+            figures=figures,
+            goal=None
             if goal is None
             else {"figure": goal.figure, "op": goal.op, "value": goal.value, "met": met},
-        }
+        )
     return summary
 
 
@@ -215,7 +253,7 @@ def main(args: argparse.Namespace) -> int:
         "train_flags": args.train_flags,
         "platform": {"cpu": cpu_model(), "cores": os.cpu_count(), **provenance()["platform"]},
         "versions": provenance()["versions"],
-        "models": summary,
+        "models": {model: s.to_json() for model, s in summary.items()},
     }
     write_json_atomic(reports / "results.json", report)
     md = results_markdown(report)

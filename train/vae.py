@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -115,9 +116,47 @@ def make_eval_fn(cfg: VAEConfig, encoder, decoder_logits, posterior: str = "diag
     return batch_terms
 
 
-def evaluate(batch_terms, x_test: np.ndarray, seed: int = 1234, split: str = "test") -> dict:
-    """BCE, KL and negative ELBO per image of one split (one posterior sample, seeded), as ``<split>_bce``
-    etc., KL per dimension, posterior means and the active-unit variances."""
+@dataclass(frozen=True)
+class SplitEvaluation:
+    """One split's figures (one posterior sample per image, seeded): mean BCE, KL and negative ELBO per image,
+    the KL per latent dimension (the joint KL's row split, and the true marginal KLs), the posterior means'
+    variance per dimension and the count of active units."""
+
+    split: str  # "test" | "validation"
+    bce: float
+    kl: float
+    neg_elbo: float
+    # The joint KL's row split (exactly the per-unit KL for Σ = I; for a correlated Σ, log det Σ shared
+    # equally and the cross terms μᵢ(Σ⁻¹μ)ᵢ included, so one entry can be negative), and the true
+    # marginal KLs KL(N(μᵢ, σᵢ²) ‖ N(0, Σᵢᵢ)), whose sum is not the joint KL when Σ is correlated.
+    kl_per_dim: tuple[float, ...]
+    kl_marginal_per_dim: tuple[float, ...]
+    active_unit_variance: tuple[float, ...]
+    active_units: int
+    z_mean: np.ndarray  # (images, latent_dim) posterior means, for the latent figures; not in the JSON
+
+    def losses(self, suffix: str = "") -> dict:
+        """``<split>_bce``, ``<split>_kl``, ``<split>_neg_elbo`` (each + ``suffix``): the history's columns."""
+        return {
+            f"{self.split}_bce{suffix}": self.bce,
+            f"{self.split}_kl{suffix}": self.kl,
+            f"{self.split}_neg_elbo{suffix}": self.neg_elbo,
+        }
+
+    def to_json(self) -> dict:
+        """The losses and the per-dimension figures, as metrics.json records them."""
+        return {
+            **self.losses(),
+            "kl_per_dim": list(self.kl_per_dim),
+            "kl_marginal_per_dim": list(self.kl_marginal_per_dim),
+            "active_unit_variance": list(self.active_unit_variance),
+            "active_units": self.active_units,
+        }
+
+
+def evaluate(batch_terms, x_test: np.ndarray, seed: int = 1234, split: str = "test") -> SplitEvaluation:
+    """BCE, KL and negative ELBO per image of one split (one posterior sample, seeded), KL per dimension,
+    posterior means and the active-unit variances."""
     bces, kls, means, marginals = [], [], [], []
     for i in range(0, len(x_test), EVAL_BATCH):
         bce, kl, mu, marginal = batch_terms(x_test[i : i + EVAL_BATCH], tf.constant([seed, i], tf.int64))
@@ -128,19 +167,17 @@ def evaluate(batch_terms, x_test: np.ndarray, seed: int = 1234, split: str = "te
     bce, kl, mu, marginal = (np.concatenate(a) for a in (bces, kls, means, marginals))
     kl_per_dim = kl.mean(axis=0)
     variance = mu.var(axis=0)
-    return {
-        f"{split}_bce": float(bce.mean()),
-        f"{split}_kl": float(kl.sum(axis=1).mean()),
-        f"{split}_neg_elbo": float((bce + kl.sum(axis=1)).mean()),
-        # The joint KL's row split (exactly the per-unit KL for Σ = I; for a correlated Σ, log det Σ shared
-        # equally and the cross terms μᵢ(Σ⁻¹μ)ᵢ included, so one entry can be negative), and the true
-        # marginal KLs KL(N(μᵢ, σᵢ²) ‖ N(0, Σᵢᵢ)), whose sum is not the joint KL when Σ is correlated.
-        "kl_per_dim": [float(v) for v in kl_per_dim],
-        "kl_marginal_per_dim": [float(v) for v in marginal.mean(axis=0)],
-        "active_unit_variance": [float(v) for v in variance],
-        "active_units": int((variance > ACTIVE_UNIT_THRESHOLD).sum()),
-        "_z_mean": mu,
-    }
+    return SplitEvaluation(
+        split=split,
+        bce=float(bce.mean()),
+        kl=float(kl.sum(axis=1).mean()),
+        neg_elbo=float((bce + kl.sum(axis=1)).mean()),
+        kl_per_dim=tuple(float(v) for v in kl_per_dim),
+        kl_marginal_per_dim=tuple(float(v) for v in marginal.mean(axis=0)),
+        active_unit_variance=tuple(float(v) for v in variance),
+        active_units=int((variance > ACTIVE_UNIT_THRESHOLD).sum()),
+        z_mean=mu,
+    )
 
 
 def importance_weighted_nll(
@@ -277,8 +314,7 @@ def train_vae(
     variables = trainer.trainable_variables
 
     def validation_row(suffix=""):
-        ev = evaluate(eval_fn, x_val, seed=settings.seed + 1, split="validation")
-        return {k + suffix: ev[k] for k in ("validation_bce", "validation_kl", "validation_neg_elbo")}
+        return evaluate(eval_fn, x_val, seed=settings.seed + 1, split="validation").losses(suffix)
 
     def end_of_epoch(epoch):
         # The curves and every choice use the validation split; the test split is evaluated once, below.
@@ -302,18 +338,17 @@ def train_vae(
     decoder32 = copy_weights(decoder_logits, build_decoder(cfg))
     decoder32_logits = keras.Model(decoder32.input, decoder32.get_layer("dec_logits").output)
     final_eval = make_eval_fn(cfg, encoder32, decoder32_logits, settings.posterior)
-    ev = evaluate(final_eval, x_test, seed=settings.seed + 1)
-    z_mean = ev.pop("_z_mean")
+    test = evaluate(final_eval, x_test, seed=settings.seed + 1)
+    z_mean = test.z_mean
     validation = {}
     if len(x_val):
-        val = evaluate(final_eval, x_val, seed=settings.seed + 1, split="validation")
-        validation = {k: val[k] for k in ("validation_bce", "validation_kl", "validation_neg_elbo")}
+        validation = evaluate(final_eval, x_val, seed=settings.seed + 1, split="validation").losses()
     metrics = {
         "model": cfg.name,
         "posterior": settings.posterior,
         "epochs_trained": len(history),
         **kept,
-        **ev,
+        **test.to_json(),
         **validation,
         # iw_samples=0 skips the estimate (the training benchmark needs only the ELBO).
         "test_iw_nll": importance_weighted_nll(
