@@ -23,8 +23,10 @@ LATENT_SPLIT_RADIX = 16
 
 def split_latent_model(model, radix: int):
     """A copy of ``model`` that takes the split latent: input (batch, 2d); its first layer, a Dense with kernel
-    W, becomes a Dense with kernel [W; W / radix] (same bias, activation and name). The layers after it are
-    ``model``'s own (shared weights). ``model`` must be a chain: Input -> Dense -> one layer after another."""
+    W, becomes a Dense with kernel [W; W / radix] (same bias, activation and name), the second half then put on
+    the int8 values the first half quantizes to, divided by ``radix`` and rounded (:func:`derivable_kernel`).
+    The layers after it are ``model``'s own (shared weights). ``model`` must be a chain: Input -> Dense -> one
+    layer after another."""
     import keras
 
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
@@ -48,7 +50,25 @@ def split_latent_model(model, radix: int):
         x = layer(x)
     split = keras.Model(x_in, x, name=model.name)
     _check_same_function(model, split, radix, batch, d)
+    weights[0] = derivable_kernel(weights[0][:d], radix)
+    dense.set_weights(weights)
     return split
+
+
+def derivable_kernel(kernel: np.ndarray, radix: int) -> np.ndarray:
+    """[W; L] for a split latent's first FULLY_CONNECTED where L's int8 weights are exactly W's int8 weights
+    divided by ``radix``, rounded half away from zero: with TFLite's per-tensor scale s = max|W| / 127 (L is
+    smaller), W quantizes to q = round(W / s) and L = round(q / radix) * s quantizes to round(q / radix). The C
+    generator then stores only W's int8 weights and derives L's as it sums (kernels/dense_row.h), half the
+    layer's flash; L is still W / radix to within one int8 step of s. The generator checks the relation on the
+    converted file and stores both halves where it does not hold."""
+    w = np.asarray(kernel, np.float32)
+    scale = np.float32(np.abs(w).max()) / np.float32(127.0)
+    if not scale > 0:
+        return np.concatenate([w, w])
+    q = np.trunc(w / scale + np.copysign(np.float32(0.5), w))
+    lo = np.sign(q) * np.floor((np.abs(q) + radix // 2) / radix)
+    return np.concatenate([w, (lo * scale).astype(np.float32)])
 
 
 def _check_same_function(model, split, radix: int, batch: int | None, d: int) -> None:

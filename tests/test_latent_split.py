@@ -53,7 +53,8 @@ def test_invalid_split_is_refused(fields, problem):
 def test_export_writes_the_split_and_the_runtime_applies_it(exported):
     """Every full-int8 TFLite decoder takes 2 x latent_dim int8s and says how in its manifest entry and its
     metadata; the runtime's decode equals the model run on LatentSplit.quantize by hand."""
-    from firmware_sim.codegen.lowering import latent_split_of
+    from firmware_sim.codegen.layouts import derived_weights, stored_dense_weights
+    from firmware_sim.codegen.lowering import latent_split_of, lower
     from firmware_sim.graph import load_graph
     from runtime.backends import TFLiteModel
     from runtime.manifest import load_manifest
@@ -73,6 +74,13 @@ def test_export_writes_the_split_and_the_runtime_applies_it(exported):
     assert split.radix == 16 and entry["inputs"][0]["scale"] == pytest.approx(split.scale)
     path = manifest.verify(entry)
     assert latent_split_of(load_graph(path), 4) == 16
+    # The remainders' int8 weights are the grid points' divided by 16 (export/latent_split.py's derivable_kernel),
+    # so the C stores half of them (dense_row.h derives the rest).
+    plan = lower(load_graph(path), name="m", graph_kind="subpixel")
+    stored, shift = stored_dense_weights(plan.dense.weights, plan.latent_split)
+    assert shift == 4 and stored.shape == (plan.dense.weights.shape[0], 2)
+    assert np.array_equal(plan.dense.weights[:, 2:], derived_weights(plan.dense.weights[:, :2], 16))
+    assert np.abs(plan.dense.weights[:, :2]).max() == 127
 
     z = manifest.prior.sample(6, seed=3).astype(np.float32)
     decoder = Decoder(manifest, entry)
@@ -101,3 +109,16 @@ def test_manifest_with_a_broken_split_is_refused(exported, tmp_path):
     (folder / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(ManifestError, match=r"latent_split' is not a valid latent split .*power of two"):
         load_manifest(folder)
+
+
+def test_derived_weights_round_half_away_from_zero():
+    from firmware_sim.codegen.layouts import derived_weights, stored_dense_weights
+
+    w = np.arange(-128, 128, dtype=np.int8)
+    expect = [int(np.sign(v) * np.floor(abs(v) / 16 + 0.5)) for v in w.astype(int)]
+    assert derived_weights(w, 16).tolist() == expect
+    full = np.stack([w, derived_weights(w, 16).astype(np.int8)], axis=1)
+    assert stored_dense_weights(full, 16)[1] == 4
+    full[3, 1] += 1  # one remainder weight off: both halves stored
+    stored, shift = stored_dense_weights(full, 16)
+    assert shift == 0 and stored.shape == full.shape

@@ -28,6 +28,7 @@ from .layouts import (
     relaxed_weights,
     simd_eligible,
     simd_weights,
+    stored_dense_weights,
     uniform_right_shift,
 )
 from .plan import DecoderPlan
@@ -131,6 +132,8 @@ def emit_c(
     M = m.upper()
     sched = schedule(plan)
     D, N = plan.latent_dim, plan.input_size
+    # A split latent's remainder weights derived from the grid points' need not be stored (dense_row.h).
+    dense_stored, derived_shift = stored_dense_weights(plan.dense.weights, plan.latent_split)
     OH, OW, OC = plan.out_shape
     L = check_prior(prior_cholesky, D)
     d = plan.dense
@@ -205,7 +208,7 @@ void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]);
         "\n/* ---- model constants ---- */\n",
         f"const float {m}_prior_cholesky[{D * D}] = {{{chol}}};\n",
         _array("uint8_t", f"{m}_pixel_lut", lut, static=False),
-        _array("int8_t", "dense_w", d.weights),
+        _array("int8_t", "dense_w", dense_stored),
         _array(_smallest_int(d.bias), "dense_bias", d.bias),
         "#if VAE_EDGE_REQUANTIZE4 /* dense_sum4's layout of the same weights (WebAssembly SIMD) */\n",
         _array("int16_t", "dense_w16", dense_pairs(d.weights)),
@@ -292,7 +295,7 @@ void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]);
     ring0_row = f"(size_t)(r % {sched.ring_rows[0]}) * {dw * dc}"
     parts.append(
         f"""static const dense_layer_t dense = {{{N}, {dw * dc}, {dc}, {d.in_zp}, {d.mult}, {d.shift}, {d.out_zp}, """
-        f"""{d.lo}, {d.hi}, {-plan.convs[0].in_zp}, dense_w, dense_bias, dense_w16}};
+        f"""{d.lo}, {d.hi}, {-plan.convs[0].in_zp}, dense_w, dense_bias, dense_w16, {derived_shift}}};
 
 /* Rows of the FULLY_CONNECTED output image ({dh}x{dw}x{dc}) up to row upto, into ring0. */
 static void ensure0(int upto) {{

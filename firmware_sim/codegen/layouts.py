@@ -88,6 +88,24 @@ def relaxed_weights(c: ConvLayer) -> tuple[np.ndarray, list[int]]:
     return np.concatenate(parts).astype(np.int8), starts
 
 
+def derived_weights(weights: np.ndarray, radix: int) -> np.ndarray:
+    """weights / radix rounded half away from zero (kernels/dense_row.h's derived_weight)."""
+    w = np.asarray(weights, np.int32)
+    return (np.sign(w) * ((np.abs(w) + radix // 2) // radix)).astype(np.int32)
+
+
+def stored_dense_weights(weights: np.ndarray, radix: int) -> tuple[np.ndarray, int]:
+    """The FULLY_CONNECTED weights (outputs, inputs) the C stores, and dense_layer_t's derived_shift: for a split
+    latent (``radix`` > 1) whose remainders' weights are exactly derived_weights of the grid points' (export
+    makes them so), only the grid points' half and log2(radix); else all of them and 0."""
+    w = np.asarray(weights)
+    if radix > 1 and w.shape[1] % 2 == 0:
+        h = w.shape[1] // 2
+        if np.array_equal(w[:, h:].astype(np.int32), derived_weights(w[:, :h], radix)):
+            return np.ascontiguousarray(w[:, :h]), int(radix).bit_length() - 1
+    return w, 0
+
+
 def dense_pairs(weights: np.ndarray) -> np.ndarray:
     """FULLY_CONNECTED weights (outputs, inputs) in dense_sum4's layout (kernels/dense_row.h): per group of four
     outputs, per pair of inputs, the four outputs' two weights as int16 (eight lanes for one i32x4.dot_i16x8_s).

@@ -25,7 +25,10 @@
 #define VAE_EDGE_DENSE_BIAS_T int32_t
 #endif
 /* FULLY_CONNECTED of in_size int8 inputs, its outputs read as an image of rows of row_values (width x channels):
- * weights [output][input], one multiplier and shift for the layer (per-tensor, as TFLite quantizes it). */
+ * weights [output][input], one multiplier and shift for the layer (per-tensor, as TFLite quantizes it).
+ * derived_shift > 0: a split latent (runtime/latent.py) whose remainders' weights are the grid points' weights
+ * divided by 2^derived_shift, rounded half away from zero; weights then holds [output][in_size / 2], the
+ * grid points' weights only (half the flash), and the others are derived as the sums run. */
 typedef struct {
   int in_size, row_values, channels;
   int32_t in_zp, multiplier;
@@ -35,14 +38,31 @@ typedef struct {
   const int8_t *weights;
   const VAE_EDGE_DENSE_BIAS_T *bias;
   const int16_t *w16; /* the weights in dense_sum4's layout (WebAssembly SIMD builds), else NULL */
+  int derived_shift;
 } dense_layer_t;
+
+/* w / 2^k rounded half away from zero (k >= 1): the weight of a split latent's remainder. */
+static inline int32_t derived_weight(int32_t w, int k) {
+  const int32_t half = (int32_t)1 << (k - 1);
+  return w >= 0 ? (w + half) >> k : -((half - w) >> k);
+}
 
 /* Output n's int32 sum: the bias plus the weights times (input - input zero point). */
 VAE_EDGE_INLINE int32_t dense_sum(const dense_layer_t *d, const int8_t *in, int n) {
-  const int8_t *w = d->weights + (size_t)n * d->in_size;
   int32_t sum = d->bias[n];
   int i;
-  for (i = 0; i < d->in_size; ++i) sum += (int32_t)w[i] * ((int32_t)in[i] - d->in_zp);
+  if (d->derived_shift > 0) {
+    const int h = d->in_size / 2;
+    const int8_t *w = d->weights + (size_t)n * (size_t)h;
+    for (i = 0; i < h; ++i)
+      sum += (int32_t)w[i] * ((int32_t)in[i] - d->in_zp) +
+             derived_weight(w[i], d->derived_shift) * ((int32_t)in[h + i] - d->in_zp);
+    return sum;
+  }
+  {
+    const int8_t *w = d->weights + (size_t)n * d->in_size;
+    for (i = 0; i < d->in_size; ++i) sum += (int32_t)w[i] * ((int32_t)in[i] - d->in_zp);
+  }
   return sum;
 }
 
