@@ -4,6 +4,7 @@
     python -m runtime check --artifacts artifacts --data ../shared/data/mnist.npz --samples 10000
     python -m runtime bench --artifacts artifacts --invokes 1000
     python -m runtime dump --artifacts artifacts --out outputs.npz   # what make pi-check compares across boards
+    python -m runtime dump --model vae2d --out vae2d.npz             # one model's outputs
 
 --model takes any model exported under --artifacts (the project's and those brought with python -m export
 --decoder; default all of them). check writes reports/check.{json,md} and one PNG per model (float vs each
@@ -104,6 +105,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     d = sub.add_parser("dump", help="raw outputs of every artifact on fixed inputs (compared across boards)")
     d.add_argument("--artifacts", default="artifacts", help="folder with <model>/export/manifest.json")
     d.add_argument("--out", required=True, help="the .npz to write")
+    d.add_argument(
+        "--model",
+        default=ALL,
+        help="one exported model (a VAE, your own or the classifier), or all (default: every one there)",
+    )
     for sp in (s, c, b, d):  # subparsers print the same one-line errors as the top-level parser
         sp.error = p.error
     return p.parse_args(argv)
@@ -121,11 +127,24 @@ def cmd_dump(args) -> int:
 
     from .dump import dump_outputs
     from .fileio import atomic_path
+    from .manifest import find_manifests
 
     replaceable_target(args.out)  # before the models run
+    found = find_manifests(args.artifacts)
+    if not found:
+        raise VaeEdgeError(f"nothing to dump: no export under {args.artifacts}; run make export")
+    if args.model != ALL and args.model not in found:
+        raise VaeEdgeError(
+            f"no model {args.model!r} under {args.artifacts}; exported there: {', '.join(sorted(found))} (or {ALL})"
+        )
+    outputs = dump_outputs(args.artifacts, models=None if args.model == ALL else [args.model])
+    if not outputs:
+        raise VaeEdgeError(
+            f"nothing to dump: {args.model} under {args.artifacts} has no TFLite or ONNX model"
+        )
     with atomic_path(args.out, suffix=".npz") as tmp:
-        np.savez(tmp, **dump_outputs(args.artifacts))
-    print(f"outputs -> {args.out}", file=sys.stderr)
+        np.savez(tmp, **outputs)
+    print(f"{len(outputs)} outputs -> {args.out}", file=sys.stderr)
     return 0
 
 

@@ -13,14 +13,19 @@ from pathlib import Path
 import numpy as np
 
 
-def dump_outputs(artifacts: Path, samples: int = 32, seed: int = 123) -> dict[str, np.ndarray]:
-    """Raw outputs (int8 stays int8) of every TFLite and ONNX artifact on fixed inputs."""
+def dump_outputs(
+    artifacts: Path, samples: int = 32, seed: int = 123, models: list[str] | None = None
+) -> dict[str, np.ndarray]:
+    """Raw outputs (int8 stays int8) of every TFLite and ONNX artifact on fixed inputs, of the exported models
+    named in ``models`` (None: all of them, the classifier included)."""
     from .backends import quantize
     from .manifest import find_manifests
     from .models import Decoder, _ImageModel
 
     out = {}
     for name, m in find_manifests(artifacts).items():
+        if models is not None and name not in models:
+            continue
         for entry in m.artifacts:
             if entry["format"] not in ("tflite", "onnx"):
                 continue

@@ -353,3 +353,27 @@ def test_quantize_rounds_half_away_from_zero_like_tflite():
     q = quantize(np.array([0.25, -0.25, 1.25, -1.25, 100.0, -100.0], np.float32), info)
     assert q.tolist() == [4, 2, 6, 0, 127, -128]
     assert dequantize(q, info).tolist() == [0.5, -0.5, 1.5, -1.5, 62.0, -65.5]
+
+
+def test_dump_one_model_and_nothing_to_dump(exported, tmp_path, capsys):
+    """dump --model writes only that model's outputs (int8 stays int8, the split latent encoded); an empty
+    folder or an unknown model is one line and exit 2, nothing written."""
+    out = tmp_path / "d.npz"
+    assert (
+        main(parse_args(["dump", "--artifacts", str(exported), "--model", "vae2d_corr", "--out", str(out)]))
+        == 0
+    )
+    with np.load(out) as d:
+        assert d.files and all(k.startswith("vae2d_corr::") for k in d.files)
+        int8 = [k for k in d.files if "_transpose_int8_b1.tflite" in k or "_subpixel_int8_b1.tflite" in k]
+        assert int8 and all(d[k].dtype == np.int8 for k in int8)
+    for argv, message in [
+        (["--artifacts", str(tmp_path / "empty")], "nothing to dump: no export under"),
+        (["--artifacts", str(exported), "--model", "vae9d"], "no model 'vae9d' under"),
+    ]:
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        capsys.readouterr()
+        assert main(parse_args(["dump", *argv, "--out", str(tmp_path / "x.npz")])) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+        assert not (tmp_path / "x.npz").exists()
