@@ -494,3 +494,17 @@ def test_own_decoder_through_export_and_firmware(tmp_path, capsys, tiny_rgb_deco
     assert measure_main(measure_args([*flags, "--model", "ups", "--reports", str(reports)])) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "RESIZE_NEAREST_NEIGHBOR" in err[0]
+
+    # python -m firmware_sim (TFLM vs the integer reference, memory plans) on the same folder: the user's one
+    # graph is the deployment graph; the model the reference cannot run is named and left out.
+    from firmware_sim.__main__ import main as simulate_main
+    from firmware_sim.__main__ import parse_args as simulate_args
+
+    sim = ["--artifacts", str(root), "--target", "cortex-m4", "--latents", "30", "--reports", str(reports)]
+    assert simulate_main(simulate_args(sim)) == 0
+    report = json.loads((reports / "firmware.json").read_text())
+    (rec,) = report["records"]
+    assert rec["model"] == "tiny_rgb" and rec["deployment_graph"] == "transpose" and rec["bit_exact_vs_tflm"]
+    assert list(rec["graphs"]) == ["transpose"] and rec["latents_checked"] == 30
+    assert [s["model"] for s in report["skipped"]] == ["ups"]
+    assert "tiny_rgb" in (reports / "firmware.md").read_text()
