@@ -41,10 +41,11 @@ typedef struct {
   int derived_shift;
 } dense_layer_t;
 
-/* w / 2^k rounded half away from zero (k >= 1): the weight of a split latent's remainder. */
+/* w / 2^k rounded half away from zero (k >= 1): the weight of a split latent's remainder. Branch-free:
+ * floor((w + half) / 2^k) for w >= 0, floor((w + half - 1) / 2^k) = ceil((w - half) / 2^k) for w < 0 (the
+ * compilers this project targets shift signed values arithmetically, as the requantization already needs). */
 static inline int32_t derived_weight(int32_t w, int k) {
-  const int32_t half = (int32_t)1 << (k - 1);
-  return w >= 0 ? (w + half) >> k : -((half - w) >> k);
+  return (w + ((int32_t)1 << (k - 1)) - (int32_t)(w < 0)) >> k;
 }
 
 /* Output n's int32 sum: the bias plus the weights times (input - input zero point). */
@@ -94,6 +95,22 @@ VAE_EDGE_INLINE v128 dense_sum4(const dense_layer_t *d, const v128 *xp, int pair
 }
 #endif
 
+/* dense_sum with the inputs' zero point already taken off (x[i] = in[i] - in_zp), for small layers. */
+#define DENSE_HOISTED_MAX 8
+VAE_EDGE_INLINE int32_t dense_sum_hoisted(const dense_layer_t *d, const int32_t *x, int n) {
+  int32_t sum = d->bias[n];
+  int i;
+  if (d->derived_shift > 0) {
+    const int h = d->in_size / 2;
+    const int8_t *w = d->weights + (size_t)n * (size_t)h;
+    for (i = 0; i < h; ++i) sum += (int32_t)w[i] * x[i] + derived_weight(w[i], d->derived_shift) * x[h + i];
+  } else {
+    const int8_t *w = d->weights + (size_t)n * d->in_size;
+    for (i = 0; i < d->in_size; ++i) sum += (int32_t)w[i] * x[i];
+  }
+  return sum;
+}
+
 /* Row r of the output image as int16 (value - next zero point), channels in ACT_INDEX order. */
 VAE_EDGE_INLINE void dense_row(const dense_layer_t *d, const int8_t *in, int r, int16_t *out) {
   int j;
@@ -109,6 +126,16 @@ VAE_EDGE_INLINE void dense_row(const dense_layer_t *d, const int8_t *in, int r, 
     return;
   }
 #endif
+  if (d->in_size <= DENSE_HOISTED_MAX) { /* the input offsets once per row: out's stores may alias in */
+    int32_t x[DENSE_HOISTED_MAX];
+    for (j = 0; j < d->in_size; ++j) x[j] = (int32_t)in[j] - d->in_zp;
+    for (j = 0; j < d->row_values; ++j) {
+      const int32_t sum = dense_sum_hoisted(d, x, r * d->row_values + j);
+      out[j - j % d->channels + ACT_INDEX(j % d->channels)] =
+          (int16_t)(requantize(sum, d->multiplier, d->shift, d->out_zp, d->lo, d->hi) + d->next_neg_zp);
+    }
+    return;
+  }
   for (j = 0; j < d->row_values; ++j) {
     const int32_t sum = dense_sum(d, in, r * d->row_values + j);
     out[j - j % d->channels + ACT_INDEX(j % d->channels)] =
