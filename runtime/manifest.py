@@ -23,6 +23,7 @@ from .backends import ModelLoadError, check_tflite_bytes
 from .errors import InvalidInputError, VaeEdgeError
 from .latent import LatentSplit
 from .prior import Prior
+from .vocab import Graph
 
 MANIFEST_NAME = "manifest.json"
 # Manifests without "manifest_version" are version 1; a newer one needs a newer runtime. This runtime reads
@@ -43,6 +44,8 @@ OUTPUT_ACTIVATIONS = (SIGMOID, TANH, NONE)
 # The values each output activation produces (none: unbounded).
 IMAGE_RANGES = {SIGMOID: (0.0, 1.0), TANH: (-1.0, 1.0), NONE: None}
 MNIST_IMAGE_SHAPE = (28, 28, 1)
+# Decoder graphs in the order a device prefers them.
+DEPLOYMENT_GRAPHS = (Graph.SUBPIXEL, Graph.TRANSPOSE)
 MAX_IMAGE_SIDE = 4096
 
 
@@ -276,6 +279,13 @@ class Manifest:
     @property
     def artifacts(self) -> list[dict]:
         return self.data["artifacts"]
+
+    @property
+    def deployment_graph(self) -> Graph | None:
+        """The decoder graph a device runs: the sub-pixel rewrite where the export has it (the project's models),
+        else the one graph of a decoder brought with ``python -m export --decoder``; None without decoders."""
+        graphs = {a.get("graph") for a in self.artifacts if a.get("role") == "decoder"}
+        return next((g for g in DEPLOYMENT_GRAPHS if g in graphs), None)
 
     def find(self, **criteria) -> list[dict]:
         return [a for a in self.artifacts if all(a.get(k) == v for k, v in criteria.items() if v is not None)]

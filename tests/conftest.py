@@ -86,14 +86,15 @@ def exported(tmp_path_factory, mnist_path) -> Path:
     return root
 
 
-def _tiny_rgb_decoder(*, batch_size: int | None = None, activation: str | None = None):
-    """Not the project's shape: a 3-D latent to a 16x16x3 image (Dense -> 4x4x8 -> two stride-2
-    Conv2DTranspose -> a 3-channel Conv2DTranspose with ``activation``), initial weights, random biases."""
+def _tiny_rgb_decoder(*, batch_size: int | None = None, activation: str | None = None, latent: int = 3):
+    """Not the project's shape: a ``latent``-D latent (3 by default) to a 16x16x3 image (Dense -> 4x4x8 -> two
+    stride-2 Conv2DTranspose -> a 3-channel Conv2DTranspose with ``activation``), initial weights, random
+    biases."""
     import keras
     import numpy as np
 
     layers = keras.layers
-    z = keras.Input((3,), batch_size=batch_size)
+    z = keras.Input((latent,), batch_size=batch_size)
     x = layers.Reshape((4, 4, 8))(layers.Dense(4 * 4 * 8, activation="relu")(z))
     x = layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu")(x)
     x = layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu")(x)

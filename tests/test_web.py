@@ -20,7 +20,7 @@ from runtime import Decoder, VaeEdgeError, load_manifest
 from tools.web.__main__ import main, parse_args
 from tools.web.bench import agreement_record
 from tools.web.browser import launch_chromium, open_site_page
-from tools.web.build import RUNTIMES, build_site, python_entries
+from tools.web.build import PAGE_MODULES, RUNTIMES, build_site, python_entries
 from tools.web.compare import (
     FLOAT32_MAX_ABS,
     compare_int8_pixels,
@@ -75,7 +75,7 @@ def test_build_is_self_contained(site):
         assert "models/vae2d_corr/decoder_int8_relaxed.wasm" in names
         assert not any(n.startswith("runtime/") for n in names)
         assert site.site_bytes("vae2d_corr") < 3e6
-    for page_file in ("index.html", "app.js", "backends.js"):  # no URL to any other host
+    for page_file in ("index.html", "app.js", *PAGE_MODULES):  # no URL to any other host
         text = (site.out / page_file).read_text()
         assert "http://" not in text and "https://" not in text, page_file
 
@@ -209,6 +209,7 @@ PAGE_FILES = [
     ("models/vae2d_corr/manifest.json", "sha256 mismatch for models/vae2d_corr/manifest.json"),
     ("site.json", "sha256 mismatch for site.json"),  # pinned in index.html
     ("backends.js", "failed to load or failed its sha256 integrity check"),
+    ("prior.js", "failed to load or failed its sha256 integrity check"),
 ]
 
 
@@ -272,7 +273,7 @@ const e = instance.exports, d = e.vae_edge_latent_dim(), out = [];
 for (const z of JSON.parse(readFileSync(zPath, "utf8"))) {
   new Float32Array(e.memory.buffer, e.vae_edge_input(), d).set(z);
   e.vae_edge_decode();
-  out.push(Array.from(new Float32Array(e.memory.buffer, e.vae_edge_output(), 784)));
+  out.push(Array.from(new Float32Array(e.memory.buffer, e.vae_edge_output(), e.vae_edge_output_size())));
 }
 console.log(JSON.stringify(out));
 """
@@ -286,7 +287,7 @@ PAGE_DECODE = """async ([b64, zs]) => {
   for (const z of zs) {
     new Float32Array(e.memory.buffer, e.vae_edge_input(), d).set(z);
     e.vae_edge_decode();
-    out.push(Array.from(new Float32Array(e.memory.buffer, e.vae_edge_output(), 784)));
+    out.push(Array.from(new Float32Array(e.memory.buffer, e.vae_edge_output(), e.vae_edge_output_size())));
   }
   return out;
 }"""
@@ -425,3 +426,105 @@ def test_wasm_relaxed_int8_is_tflm_bit_exact_on_randomized_decoders(exported, br
             _assert_tflm_logits(tflite, z, np.asarray(logits[name], np.float32))
         except AssertionError as e:
             raise AssertionError(f"{name}: logits differ from TFLite Micro's") from e
+
+
+# ---- a user's decoders (python -m export --decoder): any latent size, RGB, a linear output ------------------
+
+
+@pytest.fixture(scope="module")
+def own_exports(tmp_path_factory, mnist_path):
+    """Two decoders brought by a user, exported with the CLI: rgb8 (latent 8 -> 16x16x3 sigmoid, transposed
+    convolutions) and lin1 (latent 1 -> 16x16x3, a linear output)."""
+    from conftest import _tiny_rgb_decoder
+    from test_byom import export_cli
+
+    src, root = tmp_path_factory.mktemp("own_src"), tmp_path_factory.mktemp("own_artifacts")
+    for name, latent, activation in (("rgb8", 8, "sigmoid"), ("lin1", 1, None)):
+        _tiny_rgb_decoder(latent=latent, activation=activation).save(src / f"{name}.keras")
+        assert export_cli(src / f"{name}.keras", root, name) == 0, name
+    return root
+
+
+@pytest.mark.parametrize("runtime", ["vae-edge-wasm", "onnxruntime-web"])
+def test_own_decoders_in_the_page(own_exports, browser, tmp_path, capsys, runtime):
+    """python -m tools.web build --model: the page decodes every latent dimension of a user's RGB decoders
+    as the Python runtime does (the int8 modules as TFLite Micro), with a slider for each dimension off the pad,
+    the pad's dimensions picked from lists, and canvases of the model's size."""
+    out = tmp_path / "site"
+    args = ["build", "--artifacts", str(own_exports), "--out", str(out), "--runtime", runtime]
+    assert main(parse_args([*args, "--model", "rgb8,lin1"])) == 0
+    assert "rgb8:" in capsys.readouterr().out
+    site = json.loads((out / "site.json").read_text())
+    assert {m["name"]: m["image"] for m in site["models"]} == {
+        "rgb8": {"shape": [16, 16, 3], "range": [0.0, 1.0], "activation": "sigmoid"},
+        "lin1": {"shape": [16, 16, 3], "range": None, "activation": "none"},
+    }
+    with serving(out) as base:
+        for name in ("rgb8", "lin1"):
+            opened = open_site_page(browser, f"{base}?model={name}")
+            page = opened.page
+            manifest = load_manifest(own_exports / name / "export")
+            d = manifest.latent_dim
+            z = np.concatenate([manifest.prior.sample(5, seed=3), np.full((1, d), 2.5)]).astype(np.float32)
+            pages = {
+                p: np.asarray(page.evaluate("([p, z]) => vaeEdge.decode(p, z)", [p, z.tolist()]), np.float32)
+                for p in ("int8", "float32")
+            }
+            entries = python_entries(manifest, RUNTIMES[runtime])
+            python = {p: Decoder(manifest, e).decode(z).reshape(len(z), -1) for p, e in entries.items()}
+            assert pages["int8"].shape == (len(z), 16 * 16 * 3)
+            scale = max(1.0, float(np.abs(python["float32"]).max()))
+            assert np.abs(pages["float32"] - python["float32"]).max() <= 1e-5 * scale, name
+            if runtime == "vae-edge-wasm":
+                output = "logits" if name == "rgb8" else "image"
+                tflm, _ = tflm_pixels(manifest.folder / entries["int8"]["path"], z, output)
+                assert np.abs(pages["int8"] - tflm).max() <= 1e-6, name
+            else:
+                assert np.abs(pages["int8"] - python["int8"]).max() <= 1e-6 * scale, name
+            # Every dimension reaches the decoder: moving only the last one changes the image.
+            moved = z[:1].copy()
+            moved[0, -1] += 2.0
+            after = np.asarray(page.evaluate("z => vaeEdge.decode('int8', z)", moved.tolist()), np.float32)
+            assert np.abs(after - pages["int8"][:1]).max() > 0, name
+            assert page.evaluate(
+                "[document.querySelector('#img-int8').width, document.querySelector('#img-int8').height]"
+            ) == [16, 16]
+            sliders = page.locator("#sliders input[type=range]")
+            assert sliders.count() == max(0, d - 2), name
+            assert page.locator("#axes-row").is_visible() == (d > 2), name
+            if d > 2:  # put z7 on the pad's vertical axis; the arrow keys then move z7, z1 gets a slider
+                page.select_option("#pad-y", "7")
+                page.locator("#pad").focus()
+                page.keyboard.press("ArrowUp")
+                page.evaluate("vaeEdge.idle()")
+                state = page.evaluate("vaeEdge.state()")
+                assert state["z"][7] == pytest.approx(0.1) and state["z"][1] == 0
+                assert page.locator("#z1").count() == 1 and page.locator("#z7").count() == 0
+                page.locator("#z3").fill("1.5")
+                page.evaluate("vaeEdge.idle()")
+                assert page.evaluate("vaeEdge.state().z")[3] == pytest.approx(1.5)
+                assert page.locator("#z-text").inner_text().startswith("z = (0.00, 0.00, 0.00, 1.50,")
+            else:  # a 1-D latent: the pad moves z0 alone; the grid is one row
+                page.locator("#pad").focus()
+                page.keyboard.press("ArrowRight")
+                page.evaluate("vaeEdge.idle()")
+                assert page.evaluate("vaeEdge.state().z") == pytest.approx([0.1])
+                assert page.evaluate(
+                    "[document.querySelector('#grid').width, document.querySelector('#grid').height]"
+                ) == [16 * 15, 16]
+            assert page.locator("#error").is_hidden() and opened.errors == [], (name, opened.errors)
+            page.context.close()
+    capsys.readouterr()
+    assert main(parse_args([*args, "--model", "nope"])) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no export of nope" in err and "lin1, rgb8" in err
+
+
+def test_a_tanh_output_is_refused_by_the_generated_c_build(own_exports):
+    from tools.web.wasm import module_output
+
+    manifest = load_manifest(own_exports / "rgb8" / "export")
+    assert module_output(manifest) == "logits"
+    manifest.data["image"]["activation"] = "tanh"
+    with pytest.raises(VaeEdgeError, match="TANH.*--runtime onnxruntime-web"):
+        module_output(manifest)

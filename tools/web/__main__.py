@@ -1,11 +1,13 @@
 """vae-edge latent explorer: build the static site, serve it on 127.0.0.1, bench it in headless Chromium.
 
     python -m tools.web build --artifacts artifacts --out dist/web
+    python -m tools.web build --artifacts my_artifacts --model my_decoder --out dist/my_web
     python -m tools.web serve --site dist/web --port 8000
     python -m tools.web bench --artifacts artifacts --reports reports
 
 build copies the page, the pinned browser runtime from tools/web/node_modules (npm ci) and each VAE's int8 and
-float32 batch-1 decoders with their manifest.json into --out. bench builds the site once per browser runtime,
+float32 batch-1 decoders with their manifest.json into --out (any exported model: the project's or one exported
+with python -m export --decoder; any latent size, grey or RGB images of any size). bench builds the site once per browser runtime,
 times decodes in headless Chromium (Debian's chromium) beside the Python runtime, compares each decoder's pixels
 with its reference (tools/web/compare.py), and writes reports/web_bench.{json,md} and a screenshot of each
 model's page (reports/web_<model>.png); it exits 1, after writing them, when a decoder disagrees with its
@@ -31,6 +33,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     b.add_argument("--out", default="dist/web", help="output folder, replaced whole (default dist/web)")
     b.add_argument(
         "--runtime", choices=tuple(RUNTIMES), default=DEFAULT_RUNTIME, help=f"default {DEFAULT_RUNTIME}"
+    )
+    b.add_argument(
+        "--model",
+        type=comma_list(str),
+        default=None,
+        help="comma list of exported models to put on the page (the project's or your own, by their folder "
+        "under --artifacts; default: every exported VAE)",
     )
     s = sub.add_parser("serve", help="serve a built site on 127.0.0.1")
     s.add_argument("--site", default="dist/web", help="the built site (default dist/web)")
@@ -80,7 +89,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def cmd_build(args) -> int:
     from .build import build_site
 
-    result = build_site(artifacts=args.artifacts, out=args.out, runtime=args.runtime)
+    models = None if args.model is None else tuple(args.model)
+    result = build_site(artifacts=args.artifacts, out=args.out, runtime=args.runtime, models=models)
     for m in result.models:
         print(f"{m.name}: {m.int8} + {m.float32}; {result.site_bytes(m.name) / 1e6:.2f} MB with the runtime")
     print(f"site ({result.runtime} {result.runtime_version}): {result.out}")

@@ -6,7 +6,7 @@
 Layout of the output (every file the page loads is listed with its sha256, in ``site.json`` or in the model's
 own ``manifest.json``, and the page checks each one before use):
 
-    index.html app.js backends.js style.css site.json
+    index.html app.js backends.js images.js integrity.js prior.js style.css site.json
     runtime/<the runtime's JS module and WASM, copied from tools/web/node_modules>
     models/<model>/manifest.json  models/<model>/<the int8 and float32 batch-1 decoders>
 """
@@ -30,7 +30,9 @@ from runtime.manifest import MANIFEST_NAME, Manifest, find_manifests
 WEB_DIR = Path(__file__).resolve().parent
 SITE_SOURCES = WEB_DIR / "site"
 NODE_MODULES = WEB_DIR / "node_modules"
-PAGE_FILES = ("index.html", "app.js", "backends.js", "style.css")
+# The page's ES modules besides app.js (each pinned by the import map's integrity entries), then the rest.
+PAGE_MODULES = ("backends.js", "images.js", "integrity.js", "prior.js")
+PAGE_FILES = ("index.html", "app.js", *PAGE_MODULES, "style.css")
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ def _head(stage: Path, rt: BrowserRuntime) -> str:
     """The head's build-time part. index.html is the root of trust: it pins site.json (which pins the runtime's
     WASM and each model's manifest, which pins the decoders) and, through the import map, every script module
     (the browser refuses a module whose digest differs). The WASM download starts before the scripts run."""
-    modules = ["backends.js"] + [f"runtime/{n}" for _, n in rt.files if n.endswith((".mjs", ".js"))]
+    modules = [*PAGE_MODULES] + [f"runtime/{n}" for _, n in rt.files if n.endswith((".mjs", ".js"))]
     importmap = {
         # LiteRT.js imports its helper by bare name; an unused entry for onnxruntime-web.
         "imports": {"@litertjs/wasm-utils": "./runtime/litert-wasm-utils.js"},
@@ -130,6 +132,7 @@ def _write_index(stage: Path, rt: BrowserRuntime) -> None:
 class ModelSite:
     name: str
     latent_dim: int
+    image_shape: tuple[int, int, int]  # (H, W, C) of the decoded images
     int8: str  # file name of the int8 decoder under models/<name>/
     float32: str
     size_bytes: int  # this model's files (decoders + manifest)
@@ -151,16 +154,30 @@ class BuildResult:
 
 
 def decoder_entries(manifest: Manifest, runtime: BrowserRuntime) -> dict[str, dict]:
-    """The batch-1, float-I/O decoders the page runs: int8 on the sub-pixel graph (the deployment graph) and
-    float32 on the graph as trained, as ``runtime.Decoder.from_manifest`` picks them for ONNX."""
+    """The batch-1, float-I/O decoders the page runs: int8 on the deployment graph (the sub-pixel rewrite of the
+    project's models, a user's decoder's one graph) and float32 on the graph as trained, as
+    ``runtime.Decoder.from_manifest`` picks them for ONNX."""
     pick = {
-        "int8": dict(precision="int8", graph="subpixel", io="float"),
+        "int8": dict(precision="int8", graph=manifest.deployment_graph, io="float"),
         "float32": dict(precision="float32", graph="transpose", io="float"),
     }
     return {
         key: manifest.select(role="decoder", format=runtime.format, batch=1, **crit)
         for key, crit in pick.items()
     }
+
+
+def image_record(manifest: Manifest) -> dict:
+    """site.json's description of a model's images, as the page draws them: shape (H, W, C; 1 channel grey, 3
+    RGB), the range of the decoders' output values mapped to black..white (null: a linear output, drawn from
+    each image's own min..max) and the output activation."""
+    shape = list(manifest.image_shape)
+    if shape[2] not in (1, 3):
+        raise VaeEdgeError(
+            f"{manifest.model}: images of {shape[2]} channels; the page draws 1 (grey) or 3 (RGB) channels"
+        )
+    rng = manifest.image_range
+    return {"shape": shape, "range": list(rng) if rng else None, "activation": manifest.output_activation}
 
 
 def python_entries(manifest: Manifest, runtime: BrowserRuntime) -> dict[str, dict]:
@@ -287,8 +304,10 @@ def build_site(
     if models is not None:
         missing = sorted(set(models) - set(manifests))
         if missing:
+            have = ", ".join(sorted(manifests)) or "none"
             raise VaeEdgeError(
-                f"no export of {', '.join(missing)} under {artifacts}; run python -m export first"
+                f"no export of {', '.join(missing)} under {artifacts} (exported there: {have}); pick one of "
+                "those with --model or run python -m export first"
             )
         manifests = {k: manifests[k] for k in models}
     if not manifests:
@@ -327,13 +346,19 @@ def build_site(
             size = sum(f.stat().st_size for f in folder.iterdir())
             model_sites.append(
                 ModelSite(
-                    name, manifest.latent_dim, entries["int8"]["path"], entries["float32"]["path"], size
+                    name,
+                    manifest.latent_dim,
+                    manifest.image_shape,
+                    entries["int8"]["path"],
+                    entries["float32"]["path"],
+                    size,
                 )
             )
             model_records.append(
                 {
                     "name": name,
                     "latent_dim": manifest.latent_dim,
+                    "image": image_record(manifest),
                     "manifest": _file_record(folder / MANIFEST_NAME, f"models/{name}/{MANIFEST_NAME}"),
                     "decoders": decoders,
                 }

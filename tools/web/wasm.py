@@ -44,11 +44,16 @@ from runtime.errors import VaeEdgeError
 from runtime.manifest import Manifest
 
 WASM_DIR = Path(__file__).resolve().parent / "wasm"
-EXPORTS = ("vae_edge_latent_dim", "vae_edge_input", "vae_edge_output", "vae_edge_decode")
+EXPORTS = (
+    "vae_edge_latent_dim",
+    "vae_edge_output_size",
+    "vae_edge_input",
+    "vae_edge_output",
+    "vae_edge_decode",
+)
 # The int8 module's two more: its int8 logits, and the float logit of each int8 value (q = -128 .. 127).
 INT8_EXPORTS = ("vae_edge_output_int8", "vae_edge_dequantized")
 CFLAGS = ("--target=wasm32", "-O3", "-msimd128", "-nostdlib", "-ffreestanding", "-std=c99")
-PIXELS = 28 * 28
 # The int8 module for engines with WebAssembly relaxed SIMD (the page validates a tiny module to choose).
 RELAXED = "int8_relaxed"
 # Ops after which the float graph may only rearrange values (so its LOGISTIC can move to the page).
@@ -63,6 +68,9 @@ class WasmDecoder:
     size_bytes: int
     source: str  # the export's .tflite it was compiled from
     source_sha256: str
+    output: (
+        str  # "logits" (the page applies the sigmoid) or "image" (a linear output: the values as they are)
+    )
 
     def record(self) -> dict:
         """site.json's record of this decoder (the page checks the sha256 before it compiles the module)."""
@@ -71,7 +79,7 @@ class WasmDecoder:
             "sha256": self.sha256,
             "size_bytes": self.size_bytes,
             "io": "float",
-            "output": "logits",
+            "output": self.output,
             "from": {"path": self.source, "sha256": self.source_sha256},
         }
 
@@ -280,16 +288,27 @@ def _c_floats(name: str, values: np.ndarray) -> str:
     return f"static const float {name}[{flat.size}] = {{{body}}};\n"
 
 
+# TFLite's fused activations as float_kernels.h numbers them.
+FUSED_ACTIVATIONS = {"NONE": 0, "RELU": 1, "RELU6": 2, "RELU_N1_TO_1": 3}
+
+
 def emit_float_decoder(tflite: Path) -> str:
-    """C for the float32 decoder graph: one static buffer per activation, constant weights, kernel calls."""
+    """C for the float32 decoder graph: one static buffer per activation, constant weights, kernel calls.
+
+    Takes a (1, d) latent through FULLY_CONNECTED, RESHAPE, PAD, CONV_2D, TRANSPOSE_CONV and DEPTH_TO_SPACE
+    (the ops firmware_sim's generator takes) to an output of any shape; a LOGISTIC before the end is left to the
+    page. Anything else is one line naming the op."""
     from firmware_sim.graph import load_graph, operands
     from firmware_sim.reference import same_padding
 
     g = load_graph(tflite)
+    if len(g.inputs) != 1 or len(g.outputs) != 1:
+        raise VaeEdgeError(f"{tflite.name}: expected one input and one output")
     (z,), (out,) = g.inputs, g.outputs
     shape = {t.index: t.shape for t in g.tensors}
-    if shape[out][1:] not in ((28, 28, 1), (PIXELS,)) or len(shape[z]) != 2 or shape[z][0] != 1:
-        raise VaeEdgeError(f"{tflite.name}: expected a batch-1 decoder from (1, d) to 28x28 pixels")
+    if len(shape[z]) != 2 or shape[z][0] != 1 or shape[out][0] != 1:
+        raise VaeEdgeError(f"{tflite.name}: expected a batch-1 decoder from a (1, d) latent")
+    n_out = int(np.prod(shape[out]))
     buffer = {z: "z_in"}
     consts, body, buffers = [], [], []
     kinds = [op.kind for op in g.ops]
@@ -305,12 +324,27 @@ def emit_float_decoder(tflite: Path) -> str:
         consts.append(_c_floats(f"c{t}", values))
         return f"c{t}"
 
+    def check_channels(i: int, op, oc: int) -> None:
+        if oc > 512:
+            raise VaeEdgeError(
+                f"{tflite.name}: op {i} {op.kind} has {oc} output channels (the kernel holds 512)"
+            )
+
     for i, op in enumerate(g.ops):
-        relu = int(op.options.get("activation", "NONE") == "RELU")
-        if op.options.get("activation", "NONE") not in ("NONE", "RELU"):
-            raise VaeEdgeError(f"{tflite.name}: op {i} {op.kind} has activation {op.options['activation']}")
-        ops = operands(op)
-        x = ops.x
+        activation = op.options.get("activation", "NONE")
+        if activation not in FUSED_ACTIVATIONS:
+            raise VaeEdgeError(f"{tflite.name}: op {i} {op.kind} has activation {activation}")
+        act = FUSED_ACTIVATIONS[activation]
+        if op.kind == "TRANSPOSE_CONV":  # inputs: output shape, weights, x[, bias]
+            x, weights = op.inputs[2], op.inputs[1]
+            bias = op.inputs[3] if len(op.inputs) > 3 and op.inputs[3] >= 0 else -1
+        elif op.kind in ("RESHAPE", "LOGISTIC", "PAD", "DEPTH_TO_SPACE"):
+            x, weights, bias = op.inputs[0], -1, -1
+        else:
+            ops = operands(op)
+            x, weights, bias = ops.x, ops.weights, ops.bias
+        if x not in buffer:
+            raise VaeEdgeError(f"{tflite.name}: op {i} {op.kind} reads a tensor no earlier op wrote")
         src = buffer[x]
         if op.kind in ("RESHAPE", "LOGISTIC"):
             if op.kind == "LOGISTIC" and any(k not in LAYOUT_OPS for k in kinds[i + 1 :]):
@@ -318,60 +352,64 @@ def emit_float_decoder(tflite: Path) -> str:
                     f"{tflite.name}: LOGISTIC is followed by arithmetic; the page cannot take it"
                 )
             if op.outputs[0] == out:
-                n = int(np.prod(shape[out]))
-                body.append(f"  for (int i = 0; i < {n}; ++i) logits_out[i] = {src}[i];\n")
+                body.append(f"  for (int i = 0; i < {n_out}; ++i) logits_out[i] = {src}[i];\n")
             else:
                 buffer[op.outputs[0]] = src
             continue
-        if op.kind in ("FULLY_CONNECTED", "CONV_2D") and ops.bias < 0:
+        if op.kind in ("FULLY_CONNECTED", "CONV_2D") and bias < 0:
             raise VaeEdgeError(f"{tflite.name}: op {i} {op.kind} has no bias; re-export the decoder")
         y = dest(op.outputs[0])
         if op.kind == "FULLY_CONNECTED":
-            w, b = g.tensors[ops.weights].data, g.tensors[ops.bias].data
+            w, b = g.tensors[weights].data, g.tensors[bias].data
             n, d = w.shape
-            body.append(
-                f"  dense({src}, {d}, {const(ops.weights, w.T)}, {const(ops.bias, b)}, {n}, {relu}, {y});\n"
-            )
+            body.append(f"  dense({src}, {d}, {const(weights, w.T)}, {const(bias, b)}, {n}, {act}, {y});\n")
         elif op.kind == "PAD":
             p = g.tensors[op.inputs[1]].data
             _, h, w_, c = shape[x]
             body.append(f"  pad({src}, {h}, {w_}, {c}, {p[1][0]}, {p[1][1]}, {p[2][0]}, {p[2][1]}, {y});\n")
-        elif op.kind == "CONV_2D":
-            if (
-                (op.options.get("strideH"), op.options.get("strideW")) != (1, 1)
-                or op.options.get("dilationHFactor", 1) != 1
-                or op.options.get("dilationWFactor", 1) != 1
-            ):
-                raise VaeEdgeError(f"{tflite.name}: op {i} CONV_2D is strided or dilated; not supported")
-            k, b = g.tensors[ops.weights].data, g.tensors[ops.bias].data
+        elif op.kind in ("CONV_2D", "TRANSPOSE_CONV"):
+            if op.options.get("dilationHFactor", 1) != 1 or op.options.get("dilationWFactor", 1) != 1:
+                raise VaeEdgeError(f"{tflite.name}: op {i} {op.kind} is dilated; not supported")
+            sh, sw = int(op.options.get("strideH", 1)), int(op.options.get("strideW", 1))
+            k = g.tensors[weights].data
             oc, kh, kw, ic = k.shape
             _, h, w_, c = shape[x]
             _, oh, ow, _ = shape[op.outputs[0]]
-            if oc > 512:
-                raise VaeEdgeError(f"{tflite.name}: op {i} has {oc} output channels (the kernel holds 512)")
+            check_channels(i, op, oc)
             same = op.options.get("padding") == "SAME"  # TFLite's SAME: the smaller half before
-            top = same_padding(1, h, kh, oh) if same else 0
-            left = same_padding(1, w_, kw, ow) if same else 0
-            kernel = const(ops.weights, k.transpose(1, 2, 3, 0))
+            kernel = const(weights, k.transpose(1, 2, 3, 0))
+            b = const(bias, g.tensors[bias].data) if bias >= 0 else "0"
+            if op.kind == "CONV_2D":
+                top = same_padding(sh, h, kh, oh) if same else 0
+                left = same_padding(sw, w_, kw, ow) if same else 0
+            else:  # as TFLite's transpose_conv.cc and firmware_sim.reference pad the output
+                top = same_padding(sh, oh, kh, -(-oh // sh)) if same else 0
+                left = same_padding(sw, ow, kw, -(-ow // sw)) if same else 0
+            transposed = int(op.kind == "TRANSPOSE_CONV")
             body.append(
-                f"  conv2d({src}, {h}, {w_}, {c}, {kernel}, {const(ops.bias, b)}, {kh}, {kw}, {top}, {left}, "
-                f"{oh}, {ow}, {oc}, {relu}, {y});\n"
+                f"  convolve({src}, {h}, {w_}, {c}, {kernel}, {b}, {kh}, {kw}, {sh}, {sw}, {top}, {left}, "
+                f"{oh}, {ow}, {oc}, {act}, {transposed}, {y});\n"
             )
         elif op.kind == "DEPTH_TO_SPACE":
             _, h, w_, c = shape[x]
             body.append(f"  depth_to_space({src}, {h}, {w_}, {c}, {op.options['blockSize']}, {y});\n")
         else:
             raise VaeEdgeError(
-                f"{tflite.name}: op {i} {op.kind} is not supported by the float WebAssembly decoder"
+                f"{tflite.name}: op {i} {op.kind} is not supported by the float WebAssembly decoder "
+                "(it takes FULLY_CONNECTED, RESHAPE, PAD, CONV_2D, TRANSPOSE_CONV, DEPTH_TO_SPACE and a final "
+                "LOGISTIC); build the site with --runtime onnxruntime-web"
             )
+    if out not in buffer and not any(op.outputs[0] == out for op in g.ops):
+        raise VaeEdgeError(f"{tflite.name}: no op writes the output")
     d = shape[z][1]
     return (
         f"/* Generated by tools/web/wasm.py from {tflite.name}. Do not edit. */\n"
         '#include "float_kernels.h"\n\n'
         + "".join(consts)
-        + f"static float z_in[{d}];\nstatic float logits_out[{PIXELS}];\n"
+        + f"static float z_in[{d}];\nstatic float logits_out[{n_out}];\n"
         + "".join(buffers)
         + f"\nint vae_edge_latent_dim(void) {{ return {d}; }}\n"
+        f"int vae_edge_output_size(void) {{ return {n_out}; }}\n"
         "float *vae_edge_input(void) { return z_in; }\n"
         "float *vae_edge_output(void) { return logits_out; }\n"
         "int vae_edge_decode(void) {\n" + "".join(body) + "  return 0;\n}\n"
@@ -397,6 +435,7 @@ static float dequantized[256];
 static float dequantize(int8_t q) {{ return {u}_LOGITS_SCALE * (float)(q - {u}_LOGITS_ZERO_POINT); }}
 
 int vae_edge_latent_dim(void) {{ return {u}_LATENT_DIM; }}
+int vae_edge_output_size(void) {{ return {u}_PIXELS; }}
 float *vae_edge_input(void) {{ return z_in; }}
 float *vae_edge_output(void) {{ return logits_out; }}
 int8_t *vae_edge_output_int8(void) {{ return logits_q; }}
@@ -418,16 +457,30 @@ def _sha256(path: Path) -> str:
 
 
 def source_entries(manifest: Manifest) -> dict[str, dict]:
-    """The export's decoders the modules are compiled from: the batch-1 sub-pixel int8 (int8 I/O, the one
-    firmware_sim generates C from) and float32 ``.tflite`` files."""
+    """The export's decoders the modules are compiled from: the batch-1 int8 (int8 I/O, the one firmware_sim
+    generates C from) and float32 ``.tflite`` files of the deployment graph (the sub-pixel rewrite of the
+    project's models; the one graph of a decoder brought with ``python -m export --decoder``)."""
+    graph = manifest.deployment_graph
     return {
         "int8": manifest.select(
-            role="decoder", format="tflite", precision="int8", io="int8", batch=1, graph="subpixel"
+            role="decoder", format="tflite", precision="int8", io="int8", batch=1, graph=graph
         ),
         "float32": manifest.select(
-            role="decoder", format="tflite", precision="float32", batch=1, graph="subpixel"
+            role="decoder", format="tflite", precision="float32", batch=1, graph=graph
         ),
     }
+
+
+def module_output(manifest: Manifest) -> str:
+    """What the modules' ``vae_edge_output`` holds: ``logits`` for a sigmoid decoder (the page applies the
+    sigmoid), ``image`` for a linear output. A tanh output is refused: its int8 graph ends in a standalone TANH,
+    which the generated C does not take (the onnxruntime-web build runs it)."""
+    if manifest.output_activation == "tanh":
+        raise VaeEdgeError(
+            f"{manifest.model}: a tanh output ends its int8 graph in TANH, which the generated C does not take; "
+            "build the site with --runtime onnxruntime-web"
+        )
+    return "logits" if manifest.output_activation == "sigmoid" else "image"
 
 
 def quantize_latents(graph, z: np.ndarray) -> np.ndarray:
@@ -445,9 +498,10 @@ def quantize_latents(graph, z: np.ndarray) -> np.ndarray:
     return quantize_float32(z, scale, zero_point)
 
 
-def tflm_pixels(tflite: Path, z: np.ndarray) -> tuple[np.ndarray, float]:
+def tflm_pixels(tflite: Path, z: np.ndarray, output: str = "logits") -> tuple[np.ndarray, float]:
     """Pixels of an int8-I/O decoder computed with TFLite Micro's arithmetic (firmware_sim's numpy reference,
-    bit-exact with TFLM), the sigmoid taken as the page takes it; and the int8 logits' step (scale)."""
+    bit-exact with TFLM), as the page makes them from the module's output (:func:`module_output`): the sigmoid
+    of ``logits`` taken as the page takes it, an ``image`` as it is; and the int8 output's step (scale)."""
     from firmware_sim.graph import load_graph
     from firmware_sim.reference import IntegerReference
 
@@ -458,8 +512,10 @@ def tflm_pixels(tflite: Path, z: np.ndarray) -> tuple[np.ndarray, float]:
     pixels = []
     for q in quantize_latents(g, z):
         out = reference.run(q[None]).astype(np.int32).ravel()
-        logits = (s_out * (out - zp_out).astype(np.float32)).astype(np.float64)
-        pixels.append((1.0 / (1.0 + np.exp(-logits))).astype(np.float32))
+        values = (s_out * (out - zp_out).astype(np.float32)).astype(np.float64)
+        if output == "logits":
+            values = 1.0 / (1.0 + np.exp(-values))
+        pixels.append(values.astype(np.float32))
     return np.stack(pixels), float(s_out)
 
 
@@ -469,11 +525,13 @@ def build_wasm_decoders(manifest: Manifest, out_dir: Path) -> dict[str, WasmDeco
 
     toolchain()
     out_dir = Path(out_dir)
+    output = module_output(manifest)
     sources = source_entries(manifest)
+    graph = manifest.deployment_graph
     made = {}
     with tempfile.TemporaryDirectory(prefix="vae-edge-wasm-") as tmp:
         tmp = Path(tmp)
-        generated = generate(source=manifest.folder, out=tmp / "int8", graph="subpixel", name=manifest.model)
+        generated = generate(source=manifest.folder, out=tmp / "int8", graph=graph, name=manifest.model)
         glue = tmp / "int8" / "browser.c"
         glue.write_text(int8_glue(manifest.model))
         float_c = tmp / "float32.c"
@@ -492,6 +550,6 @@ def build_wasm_decoders(manifest: Manifest, out_dir: Path) -> dict[str, WasmDeco
     for precision, path in built.items():
         entry = sources["int8" if precision == RELAXED else precision]
         made[precision] = WasmDecoder(
-            precision, path, _sha256(path), path.stat().st_size, entry["path"], entry["sha256"]
+            precision, path, _sha256(path), path.stat().st_size, entry["path"], entry["sha256"], output
         )
     return made

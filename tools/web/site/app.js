@@ -1,9 +1,13 @@
-// vae-edge latent explorer: decodes each VAE's latents in the page with the exported decoders.
+// vae-edge latent explorer: decodes each VAE's latents in the page with the exported decoders (any latent size:
+// two dimensions on the pad, a slider for each other one; grey or RGB images of any size).
 // Reads site.json (written by python -m tools.web build; its sha256 is pinned in index.html), then per model
 // its manifest.json; every file is checked against its sha256 (crypto.subtle) before use, and a mismatch
 // stops the page with a visible error. Script modules are pinned by the import map's integrity entries.
 // window.vaeEdge exposes decode/bench hooks for tests/test_web.py and python -m tools.web bench.
 import { loadRuntime } from "./backends.js";
+import { drawImage, displayRange, heat, paint } from "./images.js";
+import { IntegrityError, fetchVerified } from "./integrity.js";
+import { gaussianStream, latentText, marginalFactor, normalQuantile, zName } from "./prior.js";
 
 const $ = (id) => document.getElementById(id);
 const PRECISIONS = ["int8", "float32"];
@@ -35,9 +39,10 @@ const RELAXED_SIMD =
 const state = {
   site: null,
   runtime: null,
-  models: new Map(), // name -> {name, latentDim, L, cov, range, sessions: {int8, float32}}
+  models: new Map(), // name -> {name, latentDim, L, cov, sd, image, sessions: {int8, float32}}
   model: null,
-  z: [0, 0, 0],
+  z: [0, 0], // the whole latent, model.latentDim values
+  padDims: [0, 1], // the latent dimensions on the pad (x, y); y is null for a 1-D latent
   decodes: 0,
   times: { int8: [], float32: [] },
   firstDecodeMs: null,
@@ -52,8 +57,6 @@ function mark(name) {
   state.phases[name] = Math.round(performance.now());
 }
 
-class IntegrityError extends Error {}
-
 function showError(message) {
   state.error = message;
   const box = $("error");
@@ -64,33 +67,6 @@ function showError(message) {
 
 function setStatus(text) {
   $("status").textContent = text;
-}
-
-async function sha256Hex(buffer) {
-  if (!crypto.subtle) {
-    throw new IntegrityError(
-      "crypto.subtle is unavailable (the page is not in a secure context): serve it on localhost or https",
-    );
-  }
-  const digest = await crypto.subtle.digest("SHA-256", buffer);
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-// Fetch a file and check it against {path, sha256}: the bytes are only returned when the digest matches.
-async function fetchVerified({ path, sha256 }) {
-  const response = await fetch(path);
-  if (!response.ok) {
-    throw new IntegrityError(`${path}: HTTP ${response.status}; rebuild the site (make web) or copy it again`);
-  }
-  const bytes = await response.arrayBuffer();
-  const actual = await sha256Hex(bytes);
-  if (actual !== sha256) {
-    throw new IntegrityError(
-      `sha256 mismatch for ${path}: expected ${sha256}, got ${actual}. The file is corrupt or was ` +
-        "modified, so it was not loaded; rebuild the site (make web) or copy it again.",
-    );
-  }
-  return bytes;
 }
 
 // ---- models ---------------------------------------------------------------------------------------------
@@ -142,8 +118,9 @@ async function loadModel(name) {
   const d = manifest.latent_dim;
   const L = manifest.prior.cholesky;
   const cov = manifest.prior.cov;
-  const sd = Math.max(Math.sqrt(cov[0][0]), Math.sqrt(cov[1][1]));
-  const model = { name, latentDim: d, L, cov, range: Math.ceil(3.5 * sd * 2) / 2, sessions };
+  const { image } = state.site.models.find((m) => m.name === name); // shape, range, activation
+  const sd = cov.map((row, i) => Math.sqrt(row[i]));
+  const model = { name, latentDim: d, L, cov, sd, image, sessions };
   state.models.set(name, model);
   return model;
 }
@@ -156,8 +133,14 @@ function enqueue(task) {
   return result;
 }
 
+// The decoder's input: the first latentDim values of z, zeros for any it lacks.
 function latent(model, z) {
-  return Float32Array.from(z.slice(0, model.latentDim));
+  return Float32Array.from({ length: model.latentDim }, (_, i) => z[i] ?? 0);
+}
+
+// Where the pad and sliders of dimension k end: ±3.5 prior standard deviations, in half units.
+function dimRange(model, k) {
+  return Math.ceil(3.5 * model.sd[k] * 2) / 2;
 }
 
 async function decodeTimed(model, precision, z) {
@@ -170,24 +153,6 @@ async function decodeTimed(model, precision, z) {
 }
 
 // ---- drawing --------------------------------------------------------------------------------------------
-
-function drawImage(canvas, values, colour) {
-  const ctx = canvas.getContext("2d");
-  const img = ctx.createImageData(28, 28);
-  for (let i = 0; i < 784; i++) {
-    const [r, g, b] = colour(values[i]);
-    img.data.set([r, g, b, 255], 4 * i);
-  }
-  ctx.putImageData(img, 0, 0);
-}
-const grey = (p) => {
-  const v = Math.round(255 * Math.min(1, Math.max(0, p)));
-  return [v, v, v];
-};
-const heat = (d) => {
-  const v = Math.min(1, d * 10);
-  return [Math.round(255 * v), Math.round(80 * v), 0];
-};
 
 function recordTime(precision, ms) {
   const arr = state.times[precision];
@@ -212,24 +177,30 @@ async function renderCurrent() {
     const { pixels, ms } = await enqueue(() => decodeTimed(model, precision, z));
     out[precision] = pixels;
     recordTime(precision, ms);
-    drawImage($(`img-${precision}`), pixels, grey);
-    if (state.firstDecodeMs === null) {
-      state.firstDecodeMs = performance.now(); // since navigation start: the first digit is on screen
-      $("first-decode").textContent = `${state.firstDecodeMs.toFixed(0)} ms after page load`;
-    }
     $(`time-${precision}`).textContent =
       `${formatMs(ms)} (median ${formatMs(median(state.times[precision]))} of ${state.times[precision].length})`;
   }
-  const diff = new Float32Array(784);
+  const shown = displayRange(model, out.int8, out.float32); // one mapping for both: they compare by eye
+  for (const precision of PRECISIONS) drawImage($(`img-${precision}`), out[precision], model, shown);
+  if (state.firstDecodeMs === null) {
+    state.firstDecodeMs = performance.now(); // since navigation start: the first image is on screen
+    $("first-decode").textContent = `${state.firstDecodeMs.toFixed(0)} ms after page load`;
+  }
+  const n = out.int8.length;
+  const diff = new Float32Array(n);
   let max = 0;
   let sum = 0;
-  for (let i = 0; i < 784; i++) {
+  for (let i = 0; i < n; i++) {
     diff[i] = Math.abs(out.int8[i] - out.float32[i]);
     max = Math.max(max, diff[i]);
     sum += diff[i];
   }
-  drawImage($("img-diff"), diff, heat);
-  $("diff-stats").textContent = `max ${max.toFixed(4)}, mean ${(sum / 784).toFixed(4)}`;
+  if (model.image.shape[2] === 3) {
+    // One heat value per pixel: the largest channel difference.
+    for (let i = 0; i < n; i += 3) diff[i] = Math.max(diff[i], diff[i + 1], diff[i + 2]);
+  }
+  drawImage($("img-diff"), diff, model, [0, shown[1] - shown[0]], heat);
+  $("diff-stats").textContent = `max ${max.toFixed(4)}, mean ${(sum / n).toFixed(4)}`;
 }
 
 // Coalesce redraw requests: at most one render in flight, and the latest z wins.
@@ -258,9 +229,21 @@ function requestRender() {
 
 const pad = $("pad");
 
+// The pad's half-width: one scale on both axes, so the prior's ellipses keep their shape.
+function padRange() {
+  const [i, j] = state.padDims;
+  return Math.max(dimRange(state.model, i), j === null ? 0 : dimRange(state.model, j));
+}
+
+// The prior's marginal over the pad's dimensions (i, j) as a lower-triangular factor [[m00, 0], [m10, m11]]
+// (for the leading two dimensions: the leading block of L); m10 = m11 = 0 for a 1-D latent.
+function padFactor() {
+  return marginalFactor(state.model.cov, ...state.padDims);
+}
+
 function padGeometry() {
   const size = pad.width;
-  const r = state.model.range;
+  const r = padRange();
   return {
     size,
     toPx: (z0, z1) => [((z0 + r) / (2 * r)) * size, ((r - z1) / (2 * r)) * size],
@@ -271,13 +254,16 @@ function padGeometry() {
 function drawPad() {
   const dpr = window.devicePixelRatio || 1;
   const css = pad.clientWidth || 300;
-  if (pad.width !== Math.round(css * dpr)) {
-    pad.width = Math.round(css * dpr);
-    pad.height = pad.width;
+  const side = Math.round(css * dpr);
+  if (pad.width !== side || pad.height !== side) {
+    // Both sides: a new canvas is 300x150, so a 300-pixel-wide pad would otherwise keep its 150 rows.
+    pad.width = side;
+    pad.height = side;
   }
   const ctx = pad.getContext("2d");
   const { size, toPx } = padGeometry();
-  const r = state.model.range;
+  const r = padRange();
+  const [i, j] = state.padDims;
   const dark = matchMedia("(prefers-color-scheme: dark)").matches;
   ctx.fillStyle = dark ? "#202329" : "#fff";
   ctx.fillRect(0, 0, size, size);
@@ -301,31 +287,39 @@ function drawPad() {
   ctx.moveTo(0, y0);
   ctx.lineTo(size, y0);
   ctx.stroke();
-  // The prior's k-sigma ellipses over (z0, z1): {L2 u : |u| = k}, L2 the leading 2x2 block of the Cholesky
-  // factor (the marginal of a lower-triangular factorisation).
-  const L = state.model.L;
+  // The prior's k-sigma ellipses over the pad's dimensions: {M u : |u| = k}, M = padFactor() (the marginal
+  // of a lower-triangular factorisation); for a 1-D latent, its k-sigma bounds.
+  const [m00, m10, m11] = padFactor();
   ctx.strokeStyle = dark ? "#6cb2ff" : "#0a66c2";
   for (let k = 1; k <= 3; k++) {
     ctx.globalAlpha = 1 - 0.25 * (k - 1);
     ctx.beginPath();
-    for (let i = 0; i <= 96; i++) {
-      const t = (2 * Math.PI * i) / 96;
-      const u0 = k * Math.cos(t);
-      const u1 = k * Math.sin(t);
-      const [x, y] = toPx(L[0][0] * u0, L[1][0] * u0 + L[1][1] * u1);
-      if (i === 0) ctx.moveTo(x, y);
-      else ctx.lineTo(x, y);
+    if (j === null) {
+      for (const sign of [-1, 1]) {
+        const [x] = toPx(sign * k * m00, 0);
+        ctx.moveTo(x, 0);
+        ctx.lineTo(x, size);
+      }
+    } else {
+      for (let n = 0; n <= 96; n++) {
+        const t = (2 * Math.PI * n) / 96;
+        const u0 = k * Math.cos(t);
+        const u1 = k * Math.sin(t);
+        const [x, y] = toPx(m00 * u0, m10 * u0 + m11 * u1);
+        if (n === 0) ctx.moveTo(x, y);
+        else ctx.lineTo(x, y);
+      }
     }
     ctx.stroke();
   }
   ctx.globalAlpha = 1;
   ctx.fillStyle = dark ? "#aaa" : "#666";
   ctx.font = `${12 * dpr}px system-ui, sans-serif`;
-  ctx.fillText("z₀ →", size - 40 * dpr, y0 - 6 * dpr);
-  ctx.fillText("z₁ ↑", x0 + 6 * dpr, 14 * dpr);
+  ctx.fillText(`${zName(i)} →`, size - 40 * dpr, y0 - 6 * dpr);
+  if (j !== null) ctx.fillText(`${zName(j)} ↑`, x0 + 6 * dpr, 14 * dpr);
   const [px, py] = toPx(
-    Math.max(-r, Math.min(r, state.z[0])),
-    Math.max(-r, Math.min(r, state.z[1])),
+    Math.max(-r, Math.min(r, state.z[i])),
+    j === null ? 0 : Math.max(-r, Math.min(r, state.z[j])),
   );
   ctx.fillStyle = "#e8590c";
   ctx.beginPath();
@@ -333,28 +327,106 @@ function drawPad() {
   ctx.fill();
 }
 
+// A slider for each latent dimension not on the pad (every dimension is decoded).
+function buildSliders() {
+  const box = $("sliders");
+  box.replaceChildren();
+  const model = state.model;
+  for (let k = 0; k < model.latentDim; k++) {
+    if (state.padDims.includes(k)) continue;
+    const r = dimRange(model, k);
+    const row = document.createElement("div");
+    row.className = "slider";
+    const label = document.createElement("label");
+    label.htmlFor = `z${k}`;
+    const value = document.createElement("output");
+    value.id = `z${k}-value`;
+    value.textContent = state.z[k].toFixed(2);
+    label.append(`${zName(k)} `, value);
+    const input = Object.assign(document.createElement("input"), {
+      id: `z${k}`,
+      type: "range",
+      min: String(-r),
+      max: String(r),
+      step: "0.05",
+      value: String(state.z[k]),
+    });
+    input.setAttribute("aria-label", `z${k}`);
+    input.addEventListener("input", () => {
+      const z = [...state.z];
+      z[k] = Number(input.value);
+      setLatent(z);
+    });
+    input.addEventListener("change", () => drawGrid()); // the grid is the cross-section at these values
+    row.append(label, input);
+    box.append(row);
+  }
+  box.hidden = box.childElementCount === 0;
+}
+
+// The pad's two dimensions (for latents of more than two), picked from two lists; picking the other list's
+// dimension swaps them.
+function buildAxisPickers() {
+  const d = state.model.latentDim;
+  $("axes-row").hidden = d <= 2;
+  for (const [id, slot] of [["pad-x", 0], ["pad-y", 1]]) {
+    const select = $(id);
+    select.replaceChildren(...Array.from({ length: d }, (_, k) => new Option(zName(k), String(k))));
+    select.value = String(state.padDims[slot]);
+  }
+}
+
+function setPadDims(x, y) {
+  state.padDims = [x, y];
+  buildAxisPickers();
+  buildSliders();
+  setLatent(state.z);
+  drawGrid();
+}
+
+for (const [id, slot] of [["pad-x", 0], ["pad-y", 1]]) {
+  $(id).addEventListener("change", () => {
+    const picked = Number($(id).value);
+    const dims = [...state.padDims];
+    if (dims[1 - slot] === picked) dims[1 - slot] = dims[slot];
+    dims[slot] = picked;
+    setPadDims(dims[0], dims[1]);
+  });
+}
+
 function setLatent(z, { render = true } = {}) {
   const d = state.model.latentDim;
-  state.z = [z[0], z[1], d > 2 ? z[2] : 0];
-  const shown = state.z.slice(0, d).map((v) => v.toFixed(2));
-  $("z-text").textContent = `z = (${shown.join(", ")})`;
-  pad.setAttribute("aria-valuetext", `z = (${shown.join(", ")})`);
-  if (d > 2) {
-    $("z2").value = String(state.z[2]);
-    $("z2-value").textContent = state.z[2].toFixed(2);
+  state.z = Array.from({ length: d }, (_, k) => z[k] ?? 0);
+  const text = latentText(state.z);
+  $("z-text").textContent = text;
+  pad.setAttribute("aria-valuetext", text);
+  for (let k = 0; k < d; k++) {
+    const input = $(`z${k}`);
+    if (!input) continue;
+    input.value = String(state.z[k]);
+    $(`z${k}-value`).textContent = state.z[k].toFixed(2);
   }
   drawPad();
   return render ? requestRender() : null;
+}
+
+// The latent with the pad's dimensions at (a, b), the others as they are.
+function withPad(a, b) {
+  const z = [...state.z];
+  const [i, j] = state.padDims;
+  z[i] = a;
+  if (j !== null) z[j] = b;
+  return z;
 }
 
 function pointerToLatent(event) {
   const rect = pad.getBoundingClientRect();
   const scale = pad.width / rect.width;
   const { toZ } = padGeometry();
-  const r = state.model.range;
-  const [z0, z1] = toZ((event.clientX - rect.left) * scale, (event.clientY - rect.top) * scale);
+  const r = padRange();
+  const [a, b] = toZ((event.clientX - rect.left) * scale, (event.clientY - rect.top) * scale);
   const clamp = (v) => Math.max(-r, Math.min(r, v));
-  setLatent([clamp(z0), clamp(z1), state.z[2]]);
+  setLatent(withPad(clamp(a), clamp(b)));
 }
 
 pad.addEventListener("pointerdown", (event) => {
@@ -374,36 +446,14 @@ pad.addEventListener("keydown", (event) => {
   ];
   if (!move) return;
   event.preventDefault();
-  const r = state.model.range;
+  const r = padRange();
   const clamp = (v) => Math.max(-r, Math.min(r, Math.round(v * 1000) / 1000));
-  setLatent([clamp(state.z[0] + move[0]), clamp(state.z[1] + move[1]), state.z[2]]);
+  const [i, j] = state.padDims;
+  setLatent(withPad(clamp(state.z[i] + move[0]), j === null ? 0 : clamp(state.z[j] + move[1])));
 });
 window.addEventListener("resize", () => state.model && drawPad());
 
-$("z2").addEventListener("input", () => setLatent([state.z[0], state.z[1], Number($("z2").value)]));
-$("z2").addEventListener("change", () => drawGrid());
-
-// ---- prior samples: z = L eps, eps from a seeded PRNG (mulberry32 + Box-Muller) ---------------------------
-
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function gaussianStream(seed) {
-  const uniform = mulberry32(seed);
-  return () => {
-    const u1 = 1 - uniform(); // (0, 1]
-    const u2 = uniform();
-    return Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2);
-  };
-}
+// ---- prior samples: z = L eps, eps from a seeded PRNG (prior.js) ------------------------------------------
 
 function samplePrior() {
   const model = state.model;
@@ -415,11 +465,10 @@ function samplePrior() {
   const eps = Array.from({ length: d }, () => state.rng());
   const z = model.L.map((row) => row.reduce((acc, l, j) => acc + l * eps[j], 0));
   state.samples += 1;
-  $("sample-info").textContent = `sample ${state.samples} of seed ${Number($("seed").value) || 0}: z = (${z
-    .map((v) => v.toFixed(2))
-    .join(", ")})`;
-  const rendered = setLatent([z[0], z[1], d > 2 ? z[2] : 0]);
-  if (d > 2) drawGrid(); // the grid is the cross-section at the new z2
+  $("sample-info").textContent =
+    `sample ${state.samples} of seed ${Number($("seed").value) || 0}: ${latentText(z)}`;
+  const rendered = setLatent(z);
+  if (d > 2) drawGrid(); // the grid is the cross-section at the new values off the pad
   return rendered;
 }
 $("sample").addEventListener("click", () => state.model && samplePrior());
@@ -429,28 +478,10 @@ $("seed").addEventListener("change", () => {
 
 // ---- manifold grid ----------------------------------------------------------------------------------------
 
-// Standard-normal quantile (Acklam's rational approximation, relative error < 1.2e-9).
-function normalQuantile(p) {
-  const a = [-39.69683028665376, 220.9460984245205, -275.9285104469687, 138.357751867269, -30.66479806614716, 2.506628277459239];
-  const b = [-54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972, -13.28068155288572];
-  const c = [-0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
-  const d = [0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416];
-  const tail = (q) =>
-    (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
-    ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
-  if (p < 0.02425) return tail(Math.sqrt(-2 * Math.log(p)));
-  if (p > 1 - 0.02425) return -tail(Math.sqrt(-2 * Math.log(1 - p)));
-  const q = p - 0.5;
-  const r = q * q;
-  return (
-    ((((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q) /
-    (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1)
-  );
-}
-
 // The manifold as train/figures.py draws it: a GRID_N x GRID_N grid of eps at the standard-normal 5-95%
-// quantiles (equal prior mass per cell) mapped through z = L eps, so vae2d_corr's grid follows the prior's
-// tilt; z2 (3-D models) stays at the slider's value.
+// quantiles (equal prior mass per cell) mapped through the prior's factor over the pad's dimensions, so
+// vae2d_corr's grid follows the prior's tilt; the other dimensions stay at their sliders' values (a 1-D latent:
+// one row).
 let gridToken = 0;
 let gridRun = null; // the latest grid drawing (vaeEdge.idle waits for it)
 function drawGrid() {
@@ -463,31 +494,35 @@ async function drawGridNow() {
   const model = state.model;
   const token = ++gridToken;
   const canvas = $("grid");
-  canvas.width = 28 * GRID_N;
-  canvas.height = 28 * GRID_N;
+  const [h, w] = model.image.shape;
+  const [i, j] = state.padDims;
+  const rows = j === null ? 1 : GRID_N;
+  canvas.width = w * GRID_N;
+  canvas.height = h * rows;
+  canvas.style.aspectRatio = `${canvas.width} / ${canvas.height}`;
   const ctx = canvas.getContext("2d");
-  const tile = ctx.createImageData(28, 28);
-  const axis = Array.from({ length: GRID_N }, (_, i) => normalQuantile(0.05 + (0.9 * i) / (GRID_N - 1)));
-  const L = model.L;
+  const tile = ctx.createImageData(w, h);
+  const axis = Array.from({ length: GRID_N }, (_, k) => normalQuantile(0.05 + (0.9 * k) / (GRID_N - 1)));
+  const [m00, m10, m11] = padFactor();
   const t0 = performance.now();
-  for (let row = 0; row < GRID_N; row++) {
+  for (let row = 0; row < rows; row++) {
     for (let col = 0; col < GRID_N; col++) {
       if (token !== gridToken || model !== state.model) return; // superseded
       const e0 = axis[col];
-      const e1 = axis[GRID_N - 1 - row];
-      const z = [L[0][0] * e0, L[1][0] * e0 + L[1][1] * e1, state.z[2]];
+      const e1 = j === null ? 0 : axis[GRID_N - 1 - row];
+      const z = withPad(m00 * e0, m10 * e0 + m11 * e1);
       const { pixels } = await enqueue(() => decodeTimed(model, "int8", z));
-      for (let i = 0; i < 784; i++) {
-        const v = Math.round(255 * pixels[i]);
-        tile.data.set([v, v, v, 255], 4 * i);
-      }
-      ctx.putImageData(tile, 28 * col, 28 * row);
+      paint(tile.data, 0, w, pixels, model, displayRange(model, pixels));
+      ctx.putImageData(tile, w * col, h * row);
     }
   }
-  const zs = model.latentDim > 2 ? `, z₂ = ${state.z[2].toFixed(2)}` : "";
+  const others = state.z.map((v, k) => (state.padDims.includes(k) ? null : `${zName(k)} = ${v.toFixed(2)}`));
+  const rest = others.filter((t) => t !== null);
+  const fixed = rest.length ? `, ${rest.slice(0, 4).join(", ")}${rest.length > 4 ? ", …" : ""}` : "";
   $("grid-info").textContent =
-    `${GRID_N}×${GRID_N} int8 decodes of z = L ε, ε on the standard-normal 5–95% quantiles` +
-    ` (±${axis[GRID_N - 1].toFixed(2)})${zs}, in ${(performance.now() - t0).toFixed(0)} ms`;
+    `${GRID_N}×${rows} int8 decodes over (${[i, j].filter((k) => k !== null).map(zName).join(", ")}): the ` +
+    `prior's factor times ε on the standard-normal 5–95% quantiles (±${axis[GRID_N - 1].toFixed(2)})${fixed}, ` +
+    `in ${(performance.now() - t0).toFixed(0)} ms`;
 }
 $("draw-grid").addEventListener("click", () => state.model && drawGrid());
 
@@ -499,13 +534,17 @@ async function selectModel(name) {
   state.model = model;
   state.rng = null;
   state.times = { int8: [], float32: [] };
+  state.z = new Array(model.latentDim).fill(0);
+  state.padDims = [0, model.latentDim > 1 ? 1 : null];
   $("model").value = name;
-  $("z2-row").hidden = model.latentDim < 3;
+  buildAxisPickers();
+  buildSliders();
   $("sample-info").textContent = "";
-  await setLatent([0, 0, 0]);
+  await setLatent(state.z);
+  const [h, w, c] = model.image.shape;
   setStatus(
-    `${name}: latent ${model.latentDim}-D, int8 ${model.sessions.int8.entry.path}, float32 ` +
-      `${model.sessions.float32.entry.path}`,
+    `${name}: latent ${model.latentDim}-D, ${h}×${w}×${c} images, int8 ${model.sessions.int8.entry.path}, ` +
+      `float32 ${model.sessions.float32.entry.path}`,
   );
   drawGrid();
 }
@@ -522,7 +561,10 @@ async function start() {
   if (!pinned) throw new Error("index.html has no site.json digest; build the site with make web");
   const siteBytes = await fetchVerified({ path: "site.json", sha256: pinned });
   state.site = JSON.parse(new TextDecoder().decode(siteBytes));
-  for (const m of state.site.models) $("model").add(new Option(`${m.name} (${m.latent_dim}-D)`, m.name));
+  for (const m of state.site.models) {
+    const shape = m.image.shape.join("×") !== "28×28×1" ? `, ${m.image.shape.join("×")}` : "";
+    $("model").add(new Option(`${m.name} (${m.latent_dim}-D${shape})`, m.name));
+  }
   const wanted = new URLSearchParams(location.search).get("model");
   const first = state.site.models.some((m) => m.name === wanted) ? wanted : state.site.models[0].name;
   // Download and check the first model's files while the runtime's WASM downloads and compiles.

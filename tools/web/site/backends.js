@@ -2,32 +2,36 @@
 // built with (python -m tools.web build --runtime ...):
 //   const rt = await loadRuntime(site.runtime, fetchVerified);
 //   const session = await rt.open(modelBytes, manifestEntry);
-//   const pixels = await session.run(latentFloat32Array);   // Float32Array(784), probabilities in [0, 1]
-// Every decoder the build picks takes float latents and returns pixel probabilities (manifest io "float").
+//   const pixels = await session.run(latentFloat32Array);   // Float32Array(H * W * C), the decoder's image
+// Every decoder the build picks takes float latents and returns the image (manifest io "float"): pixel
+// probabilities for a sigmoid decoder, values in the model's range otherwise.
 
 // vae-edge-wasm: each decoder is its own WebAssembly module (tools/web/wasm.py) exporting vae_edge_input() and
-// vae_edge_output() (pointers into its memory: the float latent in, 784 float logits out) and vae_edge_decode();
-// the sigmoid is applied here, in double precision, then stored as float32 like every runtime's output.
-// An int8 module also exports its int8 logits and the 256 float logits they dequantize to: the sigmoid of those
-// 256 is taken once, and a decode looks its pixels up (the same values, without 784 Math.exp calls a decode).
+// vae_edge_output() (pointers into its memory: the float latent in, vae_edge_output_size() floats out, row-major
+// H x W x C) and vae_edge_decode(). entry.output says what the output holds: "logits" of a sigmoid decoder (the
+// sigmoid is applied here, in double precision, then stored as float32 like every runtime's output) or "image"
+// (a linear output, returned as it is). An int8 module also exports its int8 outputs and the 256 floats they
+// dequantize to: the sigmoid of those 256 is taken once, and a decode looks its pixels up (the same values,
+// without one Math.exp call per pixel a decode).
 function loadVaeEdgeWasm(rt) {
   return {
     name: rt.name,
     version: rt.version,
-    async open(bytes) {
+    async open(bytes, entry) {
       const { instance } = await WebAssembly.instantiate(bytes, {});
       const e = instance.exports;
       const d = e.vae_edge_latent_dim();
+      const n = e.vae_edge_output_size();
       const input = new Float32Array(e.memory.buffer, e.vae_edge_input(), d);
-      const logits = new Float32Array(e.memory.buffer, e.vae_edge_output(), 784);
-      const sigmoid = (x) => 1 / (1 + Math.exp(-x));
-      let pixelsOf = () => Float32Array.from(logits, sigmoid);
+      const logits = new Float32Array(e.memory.buffer, e.vae_edge_output(), n);
+      const activate = entry.output === "image" ? (x) => x : (x) => 1 / (1 + Math.exp(-x));
+      let pixelsOf = () => Float32Array.from(logits, activate);
       if (e.vae_edge_output_int8) {
-        const q = new Int8Array(e.memory.buffer, e.vae_edge_output_int8(), 784);
-        const table = Float32Array.from(new Float32Array(e.memory.buffer, e.vae_edge_dequantized(), 256), sigmoid);
+        const q = new Int8Array(e.memory.buffer, e.vae_edge_output_int8(), n);
+        const table = Float32Array.from(new Float32Array(e.memory.buffer, e.vae_edge_dequantized(), 256), activate);
         pixelsOf = () => {
-          const pixels = new Float32Array(784);
-          for (let i = 0; i < 784; i++) pixels[i] = table[q[i] + 128];
+          const pixels = new Float32Array(n);
+          for (let i = 0; i < n; i++) pixels[i] = table[q[i] + 128];
           return pixels;
         };
       }

@@ -7,15 +7,23 @@
 
 #define VAE_EDGE_MAX_CHANNELS 512
 
-static void dense(const float *x, int d, const float *w_dn, const float *bias, int n, int relu, float *y) {
+/* TFLite's fused activations: 0 NONE, 1 RELU, 2 RELU6, 3 RELU_N1_TO_1. */
+static float activate(float v, int act) {
+  if (act == 1) return v > 0.0f ? v : 0.0f;
+  if (act == 2) return v < 0.0f ? 0.0f : (v > 6.0f ? 6.0f : v);
+  if (act == 3) return v < -1.0f ? -1.0f : (v > 1.0f ? 1.0f : v);
+  return v;
+}
+
+static void dense(const float *x, int d, const float *w_dn, const float *bias, int n, int act, float *y) {
   for (int o = 0; o < n; ++o) y[o] = bias[o];
   for (int i = 0; i < d; ++i) {
     const float xv = x[i];
     const float *w = w_dn + (long)i * n;
     for (int o = 0; o < n; ++o) y[o] += xv * w[o];
   }
-  if (relu)
-    for (int o = 0; o < n; ++o) y[o] = y[o] > 0.0f ? y[o] : 0.0f;
+  if (act)
+    for (int o = 0; o < n; ++o) y[o] = activate(y[o], act);
 }
 
 static void pad(const float *x, int h, int w, int c, int top, int bottom, int left, int right, float *y) {
@@ -25,19 +33,33 @@ static void pad(const float *x, int h, int w, int c, int top, int bottom, int le
     for (int q = 0; q < w * c; ++q) y[((r + top) * ow + left) * c + q] = x[r * w * c + q];
 }
 
-/* Stride-1 convolution; input pixels outside the image (pad_top/pad_left before, the rest after) are zero. */
-static void conv2d(const float *x, int h, int w, int c, const float *k_hwio, const float *bias, int kh, int kw,
-                   int pad_top, int pad_left, int oh, int ow, int oc, int relu, float *y) {
+/* The input row (or column) output position o reads through tap k, or -1 if none. A convolution: o * s + k -
+ * pad, inside the input (outside it the input is zero). TFLite's TRANSPOSE_CONV in gather form: the i with
+ * i * s + k - pad == o, taps landing outside the output dropped as TFLite drops them. */
+static int tap_source(int o, int k, int s, int pad, int n, int transposed) {
+  if (!transposed) {
+    const int i = o * s + k - pad;
+    return i >= 0 && i < n ? i : -1;
+  }
+  const int t = o + pad - k;
+  return t >= 0 && t % s == 0 && t / s < n ? t / s : -1;
+}
+
+/* CONV_2D (transposed = 0) or TRANSPOSE_CONV (1) of stride (sh, sw), weights (KH, KW, I, O); the bias, or zero
+ * where the graph has none (bias NULL), is added first. */
+static void convolve(const float *x, int h, int w, int c, const float *k_hwio, const float *bias, int kh, int kw,
+                     int sh, int sw, int pad_top, int pad_left, int oh, int ow, int oc, int act, int transposed,
+                     float *y) {
   float acc[VAE_EDGE_MAX_CHANNELS];
   for (int oy = 0; oy < oh; ++oy)
     for (int ox = 0; ox < ow; ++ox) {
-      for (int o = 0; o < oc; ++o) acc[o] = bias[o];
+      for (int o = 0; o < oc; ++o) acc[o] = bias ? bias[o] : 0.0f;
       for (int ky = 0; ky < kh; ++ky) {
-        const int iy = oy + ky - pad_top;
-        if (iy < 0 || iy >= h) continue;
+        const int iy = tap_source(oy, ky, sh, pad_top, h, transposed);
+        if (iy < 0) continue;
         for (int kx = 0; kx < kw; ++kx) {
-          const int ix = ox + kx - pad_left;
-          if (ix < 0 || ix >= w) continue;
+          const int ix = tap_source(ox, kx, sw, pad_left, w, transposed);
+          if (ix < 0) continue;
           const float *xp = x + ((long)iy * w + ix) * c;
           const float *kp = k_hwio + ((long)(ky * kw + kx) * c) * oc;
           for (int i = 0; i < c; ++i) {
@@ -48,7 +70,7 @@ static void conv2d(const float *x, int h, int w, int c, const float *k_hwio, con
         }
       }
       float *yp = y + ((long)oy * ow + ox) * oc;
-      for (int o = 0; o < oc; ++o) yp[o] = relu && acc[o] < 0.0f ? 0.0f : acc[o];
+      for (int o = 0; o < oc; ++o) yp[o] = activate(acc[o], act);
     }
 }
 
