@@ -67,7 +67,7 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     return q_fixed, shift
 
 
-# ----------------------------------------------------------------------------------- gemmlowp logistic
+# --------------------------------------------------------------------------------- gemmlowp logistic, tanh
 def _srm_pot(x, exponent: int):
     """SaturatingRoundingMultiplyByPOT<exponent>."""
     x = np.asarray(x, np.int64)
@@ -123,7 +123,9 @@ def _exp_on_negative_values(a, integer_bits: int):
     return np.where(np.asarray(a) == 0, INT32_MAX, result)
 
 
-def _one_over_one_plus_x_for_x_in_0_1(a):
+def _half_denominator_reciprocal(a):
+    """1 / ((1 + a) / 2) for a raw Q0.31 ``a`` in (0, 1), as raw Q2.29: the Newton-Raphson division shared by
+    gemmlowp's one_over_one_plus_x_for_x_in_0_1 and one_minus_x_over_one_plus_x_for_x_in_0_1."""
     # half_denominator = RoundingHalfSum(a, One) with One = INT32_MAX for 0 integer bits
     s = np.asarray(a, np.int64) + INT32_MAX
     half_denominator = np.where(s >= 0, (s + 1) // 2, -((-(s - 1)) // 2))
@@ -132,7 +134,16 @@ def _one_over_one_plus_x_for_x_in_0_1(a):
     for _ in range(3):
         one_minus = _add(one_f2, -_mul(half_denominator, x))
         x = _add(x, _srm_pot(_mul(x, one_minus), 2))
-    return _srm_pot(x, 1)  # Rescale<0>(ExactMulByPot<-1>(x)): Q1.30 raw -> Q0.31
+    return x
+
+
+def _one_over_one_plus_x_for_x_in_0_1(a):
+    # Rescale<0>(ExactMulByPot<-1>(x)): the Q2.29 raw read as Q1.30, then to Q0.31
+    return _srm_pot(_half_denominator_reciprocal(a), 1)
+
+
+def _one_minus_x_over_one_plus_x_for_x_in_0_1(a):
+    return _srm_pot(_add(_half_denominator_reciprocal(a), -(1 << 29)), 2)  # Rescale<0>(x - F2::One())
 
 
 def gemmlowp_logistic(a, integer_bits: int):
@@ -143,3 +154,17 @@ def gemmlowp_logistic(a, integer_bits: int):
     result_pos = _one_over_one_plus_x_for_x_in_0_1(_exp_on_negative_values(wrap32(-abs_a), integer_bits))
     result_neg = _add(INT32_MAX, -result_pos)
     return np.where(a == 0, 1 << 30, np.where(positive, result_pos, result_neg))
+
+
+def gemmlowp_tanh(a, integer_bits: int):
+    """gemmlowp::tanh on raw Q(integer_bits).(31-integer_bits) values -> raw Q0.31.
+
+    tanh(|a|) = (1 - e^(-2|a|)) / (1 + e^(-2|a|)): neg_tanh_on_negative_values takes the non-positive input,
+    ExactMulByPot<1> reads the same raw value with one more integer bit (twice the value, no arithmetic), and
+    one_minus_x_over_one_plus_x_for_x_in_0_1 divides; the sign is put back and tanh(0) is exactly 0.
+    """
+    a = np.asarray(a, np.int64)
+    negative = a < 0
+    n = np.where(negative, a, wrap32(-a))
+    t = _one_minus_x_over_one_plus_x_for_x_in_0_1(_exp_on_negative_values(n, integer_bits + 1))
+    return np.where(a == 0, 0, np.where(negative, wrap32(-t), t))

@@ -7,9 +7,10 @@
 
 Each op does what TFLM's reference kernel does on an MCU: int8 × int8 products accumulated in int32 with the
 input offset, int32 bias, requantization by a Q31 multiplier and a shift (MultiplyByQuantizedMultiplier),
-output offset, clamp to the fused activation's range; LOGISTIC through gemmlowp's fixed-point logistic. The
-multipliers are derived from the tensors' float scales exactly as TFLM's Prepare() derives them. An op outside
-the supported set raises :class:`UnsupportedOpError` naming it — nothing is approximated.
+output offset, clamp to the fused activation's range; LOGISTIC and TANH through gemmlowp's fixed-point logistic and
+tanh; LEAKY_RELU, RELU and RELU6 as TFLM's int8 kernels requantize or clamp. The multipliers are derived from the
+tensors' float scales exactly as TFLM's Prepare() derives them. An op outside the supported set raises
+:class:`UnsupportedOpError` naming it — nothing is approximated.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 
 from .fixedpoint import (
     gemmlowp_logistic,
+    gemmlowp_tanh,
     multiply_by_quantized_multiplier,
     quantize_multiplier,
     rounding_divide_by_pot,
@@ -38,8 +40,15 @@ SUPPORTED_OPS = (
     "LOGISTIC",
     "QUANTIZE",
     "DEQUANTIZE",
+    "TANH",
+    "LEAKY_RELU",
+    "RELU",
+    "RELU6",
 )
+# TFLM registers no RELU_N1_TO_1 kernel (only the fused activation of that name), so there is none here either.
 LOGISTIC_INPUT_INTEGER_BITS = 4
+TANH_INPUT_INTEGER_BITS = 4  # both kernels' kInputIntegerBits: the input as gemmlowp::FixedPoint<int32, 4>
+TANH_OUTPUT_SCALE = 1.0 / 128  # int8 TANH's output: scale 2^-7, zero point 0 (what TFLite requires)
 
 
 @dataclass
@@ -106,6 +115,39 @@ def fully_connected_multiplier(inp: Tensor, filt: Tensor, out: Tensor) -> tuple[
     return quantize_multiplier(
         effective_scale(float(inp.scale[0]), float(filt.scale[0]), float(out.scale[0]))
     )
+
+
+def rescale_multiplier(input_scale: float, output_scale: float, alpha: float = 1.0) -> tuple[int, int]:
+    """QuantizeMultiplier(alpha · s_in / s_out), each float32 widened to double first, the arithmetic in double.
+
+    The int8 RELU (CalculateReluOpData<int8_t>, kernels/activations_common.cc) and LEAKY_RELU
+    (CalculateOpDataLeakyRelu, kernels/leaky_relu_common.cc: alpha's multiplier and the identity one) of the
+    pinned wheel (:data:`firmware_sim.TFLM_VERSION`). tflite-micro's source at the mirrored commit (90b983c)
+    reads ``static_cast<double>(input->params.scale / output->params.scale)`` and ``static_cast<double>(
+    input->params.scale * params->alpha / output->params.scale)``, float32 arithmetic, but the wheel's
+    _runtime.so widens first (cvtss2sd, then mulsd alpha · s_in and divsd by s_out), and the wheel is what is
+    matched: on scales where the two derivations requantize an input one step apart, TFLM gives the double
+    one's output (tests/test_exactness.py). ``alpha`` 1.0 is the identity multiplier (a product by 1 is exact).
+    """
+    return quantize_multiplier(effective_scale(input_scale, alpha, output_scale))
+
+
+def fixed_point_input(input_scale: float, integer_bits: int) -> tuple[int, int, int]:
+    """(multiplier, left shift, radius) taking an int8 input to raw Q(integer_bits).(31 - integer_bits).
+
+    The int8 Prepare() of TFLM's LOGISTIC (kernels/logistic_common.cc) and TANH (kernels/tanh.cc): the real
+    multiplier s_in · 2^(31 - integer_bits) in double, std::frexp, the Q31 mantissa rounded by TfLiteRound (no
+    QuantizeMultiplier), and CalculateInputRadius (kernels/internal/quantization_util.cc) in double, floored:
+    an input at least that far from the zero point saturates without going through the fixed-point function.
+    """
+    q, left_shift = math.frexp(float(np.float32(input_scale)) * float(1 << (31 - integer_bits)))
+    if left_shift < 0:  # CalculateInputRadius would shift 1LL by a negative amount (undefined in C++)
+        raise UnsupportedOpError(
+            f"an input scale of {input_scale:g} is too small for the fixed-point kernels"
+        )
+    multiplier = int(tflite_round(q * (1 << 31)))
+    radius = math.floor(1.0 * ((1 << integer_bits) - 1) * (1 << (31 - integer_bits)) / (1 << left_shift))
+    return multiplier, left_shift, radius
 
 
 def same_padding(stride: int, in_size: int, filter_size: int, out_size: int) -> int:
@@ -275,25 +317,97 @@ class IntegerReference:
             f"{kh}x{kw} s{sh} scatter into int32 scratch {oh}x{ow}x{oc}; clamp [{lo}, {hi}]",
         )
 
-    def _logistic(self, op: Op, args):
-        x = args[0].astype(np.int64)
-        inp, out = self.t(op.inputs[0]), self.t(op.outputs[0])
-        if int(out.zero_point[0]) != -128:
-            raise UnsupportedOpError("int8 LOGISTIC needs an output zero point of -128")
-        bits = LOGISTIC_INPUT_INTEGER_BITS
-        q, left_shift = math.frexp(float(inp.scale[0]) * float(1 << (31 - bits)))
-        multiplier = int(tflite_round(q * (1 << 31)))
-        radius = math.floor(1.0 * ((1 << bits) - 1) * (1 << (31 - bits)) / (1 << left_shift))
-        centered = x - int(inp.zero_point[0])
-        q4 = multiply_by_quantized_multiplier(centered, multiplier, left_shift)
-        q0 = gemmlowp_logistic(q4, bits)
-        y = np.clip(rounding_divide_by_pot(q0, 31 - 8) - 128, -128, 127)
+    def _fixed_point_activation(
+        self, op: Op, x, function, name: str, bits: int, output_shift: int, offset: int
+    ):
+        """The int8 eval of TFLM's LOGISTIC and TANH (reference_integer_ops::Logistic, ::Tanh in
+        kernels/internal/reference/integer_ops/logistic.h, tanh.h): the centered input saturates to -128 / 127 at
+        the radius; otherwise MultiplyByQuantizedMultiplier to raw Q(bits).(31 - bits), the gemmlowp function
+        to raw Q0.31, RoundingDivideByPOT(·, output_shift), the output offset, clamp."""
+        inp = self.t(op.inputs[0])
+        multiplier, left_shift, radius = fixed_point_input(float(inp.scale[0]), bits)
+        centered = np.asarray(x, np.int64) - int(inp.zero_point[0])
+        q0 = function(multiply_by_quantized_multiplier(centered, multiplier, left_shift), bits)
+        y = np.clip(rounding_divide_by_pot(q0, output_shift) + offset, -128, 127)
         y = np.where(centered <= -radius, -128, np.where(centered >= radius, 127, y))
         return (
             y.astype(np.int8),
             0,
-            f"gemmlowp fixed-point logistic, input ×{multiplier}·2^{left_shift}, radius {radius}",
+            f"gemmlowp fixed-point {name}, input ×{multiplier}·2^{left_shift}, radius {radius}",
         )
+
+    def _logistic(self, op: Op, args):
+        """int8 LOGISTIC: TFLM kernels/logistic_common.cc (Prepare) and reference_integer_ops::Logistic."""
+        if int(self.t(op.outputs[0]).zero_point[0]) != -128:
+            raise UnsupportedOpError("int8 LOGISTIC needs an output zero point of -128")
+        return self._fixed_point_activation(
+            op, args[0], gemmlowp_logistic, "logistic", LOGISTIC_INPUT_INTEGER_BITS, 31 - 8, -128
+        )
+
+    def _tanh(self, op: Op, args):
+        """int8 TANH: TFLM kernels/tanh.cc (Prepare: the input multiplier, shift and radius as LOGISTIC's) and
+        reference_integer_ops::Tanh (kernels/internal/reference/integer_ops/tanh.h) on gemmlowp::tanh of
+        FixedPoint<int32, 4>, the Q0.31 result divided by 2^24 with rounding. The output's quantization is not
+        in the arithmetic: TFLM runs the kernel whatever it is, so a graph whose TANH output is not quantized
+        as TFLite requires (scale 1/128, zero point 0) would not mean what it says, and is refused."""
+        out = self.t(op.outputs[0])
+        if float(out.scale[0]) != TANH_OUTPUT_SCALE or int(out.zero_point[0]) != 0:
+            raise UnsupportedOpError(
+                f"int8 TANH needs its output quantized with scale 1/128 and zero point 0, not scale "
+                f"{float(out.scale[0]):g} and zero point {int(out.zero_point[0])}"
+            )
+        return self._fixed_point_activation(
+            op, args[0], gemmlowp_tanh, "tanh", TANH_INPUT_INTEGER_BITS, 31 - 7, 0
+        )
+
+    def _leaky_relu(self, op: Op, args):
+        """int8 LEAKY_RELU: TFLM kernels/leaky_relu_common.cc (CalculateOpDataLeakyRelu) and
+        reference_ops::QuantizeLeakyRelu (kernels/internal/reference/leaky_relu.h).
+
+        Both multipliers are double arithmetic on the float32 scales and alpha, in the pinned wheel
+        (:func:`rescale_multiplier`): alpha · s_in / s_out and s_in / s_out. x - zp_in >= 0
+        takes the identity multiplier, a negative one alpha's; a negative alpha's multiplier is applied as
+        -MultiplyByQuantizedMultiplier(x, -m, shift). Then the output offset and the int8 clamp.
+        """
+        inp, out = self.t(op.inputs[0]), self.t(op.outputs[0])
+        s_in, s_out = float(inp.scale[0]), float(out.scale[0])
+        m_alpha, shift_alpha = rescale_multiplier(s_in, s_out, op.options.get("alpha", 0.0))
+        m_id, shift_id = rescale_multiplier(s_in, s_out)
+        centered = np.asarray(args[0], np.int64) - int(inp.zero_point[0])
+        sign = -1 if m_alpha < 0 else 1
+        scaled = np.where(
+            centered >= 0,
+            multiply_by_quantized_multiplier(centered, m_id, shift_id),
+            sign * multiply_by_quantized_multiplier(centered, sign * m_alpha, shift_alpha),
+        )
+        zp_out = int(out.zero_point[0])
+        y = np.clip(scaled + zp_out, -128, 127).astype(np.int8)
+        note = f"x{-int(inp.zero_point[0]):+d} ×{m_id}·2^{shift_id} (x >= 0) or ×{m_alpha}·2^{shift_alpha}"
+        return y, 0, f"{note}; {zp_out:+d}"
+
+    def _relu(self, op: Op, args):
+        """int8 RELU: TFLM kernels/activations_common.cc (CalculateReluOpData<int8_t>) and ReluQuantized
+        (kernels/activations.h): the multiplier s_in / s_out in double (:func:`rescale_multiplier`),
+        zp_out + MultiplyByQuantizedMultiplier(x - zp_in), clamped to [max(-128, zp_out + roundf(0 / s_out)), 127]."""
+        inp, out = self.t(op.inputs[0]), self.t(op.outputs[0])
+        mult, shift = rescale_multiplier(float(inp.scale[0]), float(out.scale[0]))
+        lo, hi = activation_range(out, "RELU")
+        centered = np.asarray(args[0], np.int64) - int(inp.zero_point[0])
+        y = requantize(centered, mult, shift, int(out.zero_point[0]), lo, hi)
+        return y, 0, f"x{-int(inp.zero_point[0]):+d} ×{mult}·2^{shift}; clamp [{lo}, {hi}]"
+
+    def _relu6(self, op: Op, args):
+        """int8 RELU6: TFLM kernels/activations_common.cc (Relu6Prepare) and Relu6Quantized (kernels/activations.h).
+
+        A clamp of the input codes to [zp_in, FloatToQuantizedType<int8_t>(6.0f, s_in, zp_in)] (micro_utils.h:
+        round(6.0f / s_in) in float32, plus zp_in, clamped to int8) with no requantization: TFLM never reads
+        the output's quantization, so neither does this (a converter may give the output other parameters than
+        the input's; TFLM's codes are then what the next op reads, and this reproduces them).
+        """
+        inp = self.t(op.inputs[0])
+        # activation_range's float32 quotient and rounding are FloatToQuantizedType's
+        lo, hi = activation_range(inp, "RELU6")
+        return np.clip(np.asarray(args[0]), lo, hi).astype(np.int8), 0, f"clamp [{lo}, {hi}]"
 
     def _quantize(self, op: Op, args):
         out = self.t(op.outputs[0])

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .fixedpoint import multiply_by_quantized_multiplier, quantize_multiplier
-from .reference import effective_scale
+from .reference import effective_scale, rescale_multiplier
 
 SINGLE_OP_KINDS = (
     "FULLY_CONNECTED",
@@ -32,7 +32,14 @@ SINGLE_OP_KINDS = (
     "DEPTH_TO_SPACE",
     "PAD",
     "RESHAPE",
+    "TANH",
+    "LEAKY_RELU",
+    "RELU",
+    "RELU6",
 )
+# int8 -> int8 one value at a time: each model's inputs hold every int8 value (the generator tabulates them).
+# TFLite Micro has no RELU_N1_TO_1 kernel (only the fused activation), so it is not among them.
+ELEMENTWISE_KINDS = ("TANH", "LEAKY_RELU", "RELU", "RELU6")
 BOUNDARY_KINDS = ("FULLY_CONNECTED", "CONV_2D", "TRANSPOSE_CONV")
 ACTIVATIONS = ("NONE", "RELU", "RELU6")
 # With two input channels weighted 127 and 1, (x0 - zp)·127 + (x1 - zp) reaches every integer within this
@@ -151,6 +158,40 @@ def multiplier_pair(s_in: float, s_w: float, s_out: float) -> tuple[tuple[int, i
     """(TFLM's multiplier: the product in double, the multiplier with the product rounded to float32)."""
     single = float(np.float32(s_in) * np.float32(s_w)) / float(np.float32(s_out))
     return quantize_multiplier(effective_scale(s_in, s_w, s_out)), quantize_multiplier(single)
+
+
+def rescale_multiplier_pair(s_in: float, s_out: float, alpha: float = 1.0):
+    """(TFLM's RELU / LEAKY_RELU multiplier: alpha · s_in / s_out in double, the same in float32)."""
+    single = float(np.float32(s_in) * np.float32(alpha) / np.float32(s_out))
+    return rescale_multiplier(s_in, s_out, alpha), quantize_multiplier(single)
+
+
+def rescale_boundary(
+    rng, kind: str, draws: int = 1024, tries: int = 200
+) -> tuple[float, int, float, int, float]:
+    """(s_in, zp_in, s_out, zp_out, alpha) for RELU or LEAKY_RELU where an int8 input requantizes one step
+    apart with the multiplier taken in float32 (tflite-micro's source) instead of the pinned TFLM's double
+    (RELU: the identity multiplier, x >= zp_in; LEAKY_RELU: alpha's, x < zp_in), that input's output inside
+    int8 so that no clamp hides it. ``draws`` scale pairs at a time, each over every centered input."""
+    centered = np.arange(0, 256) if kind == "RELU" else -np.arange(1, 256)
+    for _ in range(tries):
+        s_in = np.exp(rng.uniform(np.log(1e-3), 0.0, draws)).astype(np.float32)
+        s_out = (s_in * np.exp(rng.uniform(-2.0, 2.0, draws))).astype(np.float32)
+        alpha = rng.uniform(0.0, 1.0, draws).astype(np.float32) if kind == "LEAKY_RELU" else np.ones(draws)
+        pairs = [rescale_multiplier_pair(*v) for v in zip(s_in, s_out, alpha, strict=True)]
+        (m, shift), (m32, shift32) = (np.array([p[k] for p in pairs], np.int64).T for k in (0, 1))
+        ours = multiply_by_quantized_multiplier(centered, m[:, None], shift[:, None])
+        hit = (ours != multiply_by_quantized_multiplier(centered, m32[:, None], shift32[:, None])) & (
+            np.abs(ours) <= 250
+        )
+        if hit.any():
+            row, col = (int(v[0]) for v in np.nonzero(hit))
+            c, out = int(centered[col]), int(ours[row, col])
+            zp_in = int(rng.integers(max(-128, -128 - c), min(128, 128 - c)))
+            zp_out = int(rng.integers(max(-128, -127 - out), min(128, 127 - out)))
+            a = float(alpha[row]) if kind == "LEAKY_RELU" else 0.0
+            return float(s_in[row]), zp_in, float(s_out[row]), zp_out, a
+    raise RuntimeError("no rescale boundary found; raise tries")
 
 
 def boundary_accumulators(rng, tries: int = 400) -> tuple[float, float, float, int, np.ndarray]:
@@ -313,6 +354,68 @@ def _logistic(rng, batch: int) -> SingleOpCase:
     return SingleOpCase("LOGISTIC", b.finish([xi], [yi]), x, f"s_in {s_in:.4g} zp {zp_in}")
 
 
+def _every_int8(rng, shape) -> np.ndarray:
+    """All 256 int8 values in a drawn order, then drawn ones, filling ``shape`` (each value at least once when
+    the shape holds 256 or more)."""
+    n = int(np.prod(shape))
+    values = np.concatenate([rng.permutation(np.arange(-128, 128)), rng.integers(-128, 128, max(n - 256, 0))])
+    return values[:n].astype(np.int8).reshape(shape)
+
+
+def elementwise_model(
+    kind: str, *, shape, s_in: float, zp_in: int, s_out: float, zp_out: int, alpha: float = 0.0
+) -> bytes:
+    """One int8 TANH, LEAKY_RELU (with ``alpha``), RELU or RELU6 of ``shape``."""
+    b = GraphBuilder()
+    xi = b.tensor("x", shape, np.int8, scale=[s_in], zero_point=[zp_in])
+    yi = b.tensor("y", shape, np.int8, scale=[s_out], zero_point=[zp_out])
+    if kind == "LEAKY_RELU":
+        o = b.s.LeakyReluOptionsT()
+        o.alpha = float(np.float32(alpha))
+        b.op(kind, [xi], [yi], o, "LeakyReluOptions")
+    else:
+        b.op(kind, [xi], [yi])
+    return b.finish([xi], [yi])
+
+
+def _elementwise(rng, batch: int, kind: str) -> SingleOpCase:
+    """Drawn quantization: TANH's output as TFLite requires it (1/128, 0); RELU6's mostly the input's (TFLM's
+    int8 kernel clamps the input codes without requantizing; a quarter of the time the output says [0, 6], as a
+    converter may write it, and TFLM ignores), its scale a third of the time one whose 6 / s in
+    float32 is within an ulp of a rounding tie; LEAKY_RELU and RELU an output scale within e^±2 of the input's
+    and any zero points, LEAKY_RELU an alpha in (0, 1), a third of the time (:func:`rescale_boundary`) where
+    a multiplier derived in float32 rather than TFLM's double moves an output."""
+    shape = (batch, int(rng.integers(1, 9)))
+    s_in, zp_in = _scale(rng, 1e-3, 1.0), int(rng.integers(-128, 128))
+    alpha, special = 0.0, ""
+    if kind == "TANH":
+        s_out, zp_out = 1.0 / 128, 0
+    elif kind == "RELU6":
+        s_in = _scale(rng, 6.0 / 300, 6.0 / 20)
+        if rng.random() < 1 / 3:  # 6 / s_in near k + 1/2: std::round's tie and its neighbours
+            tie = np.float32(6.0 / (int(rng.integers(20, 300)) + 0.5))
+            s_in = float(np.nextafter(tie, np.float32(rng.choice([0.0, 1.0]))) if rng.random() < 0.5 else tie)
+            special = " (near a tie)"
+        s_out, zp_out = s_in, zp_in
+        if rng.random() < 1 / 4:  # as a converter may write it: [0, 6] on the output, which TFLM never reads
+            s_out, zp_out = float(np.float32(6.0 / 255)), -128
+            special += " (output quantized unlike the input)"
+    elif rng.random() < 1 / 3:
+        s_in, zp_in, s_out, zp_out, alpha = rescale_boundary(rng, kind)
+        special = " (boundary)"
+    else:
+        s_out = float(np.float32(s_in * np.exp(rng.uniform(-2.0, 2.0))))
+        zp_out = int(rng.integers(-128, 128))
+        if kind == "LEAKY_RELU":
+            alpha = float(np.float32(rng.uniform(0.0, 1.0)))
+    model = elementwise_model(
+        kind, shape=shape, s_in=s_in, zp_in=zp_in, s_out=s_out, zp_out=zp_out, alpha=alpha
+    )
+    note = f"{shape[1]} wide, s_in {s_in:.6g} zp {zp_in} -> s_out {s_out:.6g} zp {zp_out}"
+    note += (f" alpha {alpha:.6g}" if kind == "LEAKY_RELU" else "") + special
+    return SingleOpCase(kind, model, _every_int8(rng, shape), note)
+
+
 def _quantize(rng, batch: int) -> SingleOpCase:
     b = GraphBuilder()
     s, zp = _scale(rng, 1e-3, 1.0), int(rng.integers(-128, 128))
@@ -391,6 +494,8 @@ def single_op_case(kind: str, rng, *, batch: int, boundary: bool = False) -> Sin
         return _dequantize(rng, batch)
     if kind in ("DEPTH_TO_SPACE", "PAD", "RESHAPE"):
         return _data_movement(rng, batch, kind)
+    if kind in ELEMENTWISE_KINDS:
+        return _elementwise(rng, batch, kind)
     raise ValueError(f"no synthetic case for {kind} (known: {', '.join(SINGLE_OP_KINDS)})")
 
 

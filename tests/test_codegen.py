@@ -290,3 +290,63 @@ def test_any_output_shape_is_tflm_exact(tmp_path, tiny_rgb_decoder):
     host = measure.parse_harness(measure._run([str(measure.build_host_harness(gen, tmp_path, M4_LATENTS))]))
     m4 = measure.run_qemu(measure.build_cortex_m4(gen, tmp_path, latents=M4_LATENTS).elf)
     assert m4["latents"] == M4_LATENTS and m4["checksum"] == host["checksum"]
+
+
+def standalone_activations_decoder():
+    """A 3-D latent to 16x16x3 whose converted int8 graph keeps its activations as ops of their own: LEAKY_RELU
+    on the FULLY_CONNECTED output, RELU6 after a bias-free transposed convolution, TANH between convolutions
+    and LOGISTIC at the end (initial weights, random biases)."""
+    layers = keras.layers
+    z = keras.Input((3,), batch_size=1)
+    x = layers.LeakyReLU(0.2)(layers.Dense(4 * 4 * 8)(z))
+    x = layers.Reshape((4, 4, 8))(x)
+    x = layers.ReLU(max_value=6.0)(layers.Conv2DTranspose(8, 3, strides=2, padding="same", use_bias=False)(x))
+    x = layers.Activation("tanh")(layers.Conv2DTranspose(8, 3, strides=2, padding="same")(x))
+    x = layers.Conv2DTranspose(4, 3, padding="same")(x)
+    x = layers.Activation("sigmoid")(layers.Conv2D(3, 3, padding="same")(x))
+    model = keras.Model(z, x)
+    rng = np.random.default_rng(2)
+    for layer in model.layers:
+        if len(layer.get_weights()) == 2:
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel, rng.normal(0, 0.1, bias.shape).astype(np.float32)])
+    return model
+
+
+def test_standalone_activations_are_tflm_exact(tmp_path):
+    """Standalone activations become tables applied to their layer's rows: the C (host with sanitizers, SIMD
+    and portable; the emulated Cortex-M4 and M55, Helium) equals TFLite Micro and the numpy reference."""
+    from firmware_sim.targets import all_targets
+    from firmware_sim.toolchain import build_target
+
+    measure.require_tools()
+    calib = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+    tflite = tmp_path / "act.tflite"
+    tflite.write_bytes(to_tflite(standalone_activations_decoder(), "int8", "int8", calib))
+    kinds = [op.kind for op in load_graph(tflite).ops]
+    assert {"LEAKY_RELU", "RELU6", "TANH", "LOGISTIC"} <= set(kinds), kinds
+    gen = generate(source=tflite, out=tmp_path / "gen", name="act")
+    assert gen.plan.dense.lut is not None and gen.plan.output_op == "LOGISTIC"
+    assert sum(c.lut is not None for c in gen.plan.convs) == 3
+    rng = np.random.default_rng(1)
+    corners = np.array(np.meshgrid(*[[-128, 127]] * 3)).reshape(3, -1).T
+    latents = np.concatenate([corners, rng.integers(-128, 128, (192, 3))]).astype(np.int8)
+    reference = IntegerReference(load_graph(tflite))
+    assert all(np.array_equal(run_plan(gen.plan, z[None]), reference.run(z[None])) for z in latents[:20])
+    for portable in (False, True):
+        (tmp_path / f"host{portable}").mkdir()
+        check = measure.check_host(
+            gen, tflite, latents=latents, out=tmp_path / f"host{portable}", portable=portable
+        )
+        assert (check.latents_checked, check.bit_exact) == (200, True), portable
+    host = measure.parse_harness(measure._run([str(measure.build_host_harness(gen, tmp_path, M4_LATENTS))]))
+    for name in ("cortex-m4", "cortex-m55"):
+        target = all_targets()[name]
+        (tmp_path / name).mkdir()
+        build = build_target(
+            target, gen, tmp_path / name, latents=M4_LATENTS, kernel=target.emulated.kernels[0]
+        )
+        result = measure.run_target(target, build.elf)
+        assert result["latents"] == M4_LATENTS and result["checksum"] == host["checksum"], name
+    # The pixel table maps the LOGISTIC's [0, 1] output, not a sigmoid of it.
+    assert "round(255 * value) (a LOGISTIC output)" in gen.header.read_text()

@@ -23,9 +23,11 @@ from firmware_sim.graph import _parse, load_graph
 from firmware_sim.reference import IntegerReference, effective_scale, fully_connected_multiplier
 from firmware_sim.synthetic import (
     BOUNDARY_KINDS,
+    ELEMENTWISE_KINDS,
     SINGLE_OP_KINDS,
     fully_connected_model,
     multiplier_pair,
+    rescale_multiplier_pair,
     single_op_case,
 )
 from firmware_sim.tflm import TflmModel
@@ -202,9 +204,41 @@ def test_single_op_search_finds_no_difference():
     """A seeded subset of make exactness: every op kind, drawn models, TFLM against the reference."""
     results = check_single_ops(seed=7, models_per_op=12, inputs=300)
     assert [r.kind for r in results] == list(SINGLE_OP_KINDS)
+    assert set(ELEMENTWISE_KINDS) <= set(SINGLE_OP_KINDS)
     for r in results:
         assert r.models == 12 and r.inputs == 12 * 300 and r.values >= r.inputs
         assert r.differing_values == 0, r.examples
+
+
+@pytest.mark.parametrize("kind", ELEMENTWISE_KINDS)
+def test_elementwise_table_is_tflm_exact_on_every_int8(kind, monkeypatch):
+    """TANH, LEAKY_RELU, RELU, RELU6: 30 drawn quantizations each, every int8 input. The 256-entry table the
+    generator reads (the op's method on a 1-D array of all int8 values) and a run of the reference give TFLM's
+    outputs. RELU and LEAKY_RELU cases on a rescale boundary fail with the multiplier in float32, as
+    tflite-micro's source reads, not in double, as the pinned wheel computes it."""
+    rng = np.random.default_rng([26, ELEMENTWISE_KINDS.index(kind)])
+    every = np.arange(-128, 128, dtype=np.int8)
+    cases = [single_op_case(kind, rng, batch=256) for _ in range(30)]
+    tflm = [_tflm(c.model, c.inputs) for c in cases]
+    for case, expected in zip(cases, tflm, strict=True):
+        assert np.array_equal(np.unique(case.inputs), every)  # each table entry is compared
+        graph = _parse(kind, case.model)
+        ref = IntegerReference(graph)
+        table, _, _ = getattr(ref, "_" + kind.lower())(graph.ops[0], [every])
+        assert table.dtype == np.int8 and table.shape == (256,)
+        assert np.array_equal(table[case.inputs.astype(np.int64) + 128], expected), case.note
+        assert np.array_equal(ref.run(case.inputs), expected), case.note
+    if kind in ("RELU", "LEAKY_RELU"):
+        boundary = [k for k, c in enumerate(cases) if c.note.endswith("(boundary)")]
+        assert len(boundary) >= 5
+        monkeypatch.setattr(
+            reference_module,
+            "rescale_multiplier",
+            lambda s_in, s_out, alpha=1.0: rescale_multiplier_pair(s_in, s_out, alpha)[1],
+        )
+        for k in boundary:
+            wrong = IntegerReference(_parse(kind, cases[k].model)).run(cases[k].inputs)
+            assert not np.array_equal(wrong, tflm[k]), cases[k].note
 
 
 def test_decoder_search_finds_no_difference(tmp_path):

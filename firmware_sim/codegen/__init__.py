@@ -17,8 +17,10 @@ lowering is checked against the reference without a compiler.
 
 What it takes: a (1, D) int8 latent, one FULLY_CONNECTED on it, a RESHAPE to an
 image, then a chain of CONV_2D / TRANSPOSE_CONV / PAD / DEPTH_TO_SPACE ending in any (1, H, W, C) int8 image;
-the header states the shapes (``<M>_INPUT_SIZE``, ``<M>_OUTPUT_H/W/C``, ``<M>_OUTPUT_SIZE``). Anything else
-is refused with one line naming it.
+standalone activations (LOGISTIC, TANH, LEAKY_RELU, RELU, RELU6) after any layer, each the table of its 256
+int8 outputs (computed by :mod:`firmware_sim.reference` with TFLite Micro's arithmetic) applied to the rows that
+layer writes; the header states the shapes (``<M>_INPUT_SIZE``, ``<M>_OUTPUT_H/W/C``, ``<M>_OUTPUT_SIZE``).
+Anything else is refused with one line naming it.
 
 The C picks its inner loops at compile time: Cortex-M4 DSP (SMLAD), portable C (``-DVAE_EDGE_PORTABLE``), and
 128-bit SIMD on x86 (SSE2) and WebAssembly (``-msimd128``). The SIMD build reads its own copy of the weights

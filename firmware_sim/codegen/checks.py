@@ -14,7 +14,7 @@ import numpy as np
 from runtime.errors import VaeEdgeError
 
 from ..graph import REEXPORT, Graph, InvalidGraphError, Tensor, UnsupportedOpError, operands
-from .plan import DecoderPlan
+from .plan import ELEMENTWISE_OPS, DecoderPlan
 
 # What the generator accepts from a graph (issue 23: the C must never trust the file). The project's decoders
 # are far inside every bound (latent 2-3, 7x7..28x28 images of <= 64 channels, 3x3 kernels, stride 2, about
@@ -110,6 +110,7 @@ _ARITY = {
     "CONV_2D": (2, 3),
     "TRANSPOSE_CONV": (3, 4),
     "DEPTH_TO_SPACE": (1, 1),
+    **{kind: (1, 1) for kind in ELEMENTWISE_OPS},
 }
 
 
@@ -196,6 +197,8 @@ def _expected_shape(graph: Graph, op, x: Tensor, where: str) -> tuple[int, ...]:
         _check_quant(w, f"the {where} weights", per_channel=1)
         _check_bias(graph, op, 2, n, where)
         return (1, n)
+    if op.kind in ELEMENTWISE_OPS:
+        return tuple(x.shape)
     if len(x.shape) != 4 and op.kind != "RESHAPE":
         raise _refuse(f"{where} reads shape {x.shape}; the generator needs an image (1, H, W, C)")
     if op.kind == "RESHAPE":

@@ -124,6 +124,43 @@ def _preprocessor_choice(branches: list[tuple[str, str]], default: str) -> str:
     return f"{out}#else\n{default}#endif\n"
 
 
+def grey_table(plan: DecoderPlan) -> tuple[list[int], str]:
+    """The 256 grey levels of the output's int8 values, and what they are: the sigmoid of logits (the
+    project's decoders end at int8 logits), or the image a final LOGISTIC ([0, 1]) or TANH ([-1, 1]) wrote."""
+    if plan.output_op not in ("LOGISTIC", "TANH"):
+        return pixel_lut(plan.logits_scale, plan.logits_zp), "round(255 * sigmoid(value))"
+    tanh = plan.output_op == "TANH"
+    values = np.float32(plan.logits_scale) * (np.arange(-128, 128) - plan.logits_zp).astype(np.float32)
+    unit = (values.astype(np.float64) + 1) / 2 if tanh else values.astype(np.float64)
+    grey = np.clip(np.round(255 * unit), 0, 255).astype(int).tolist()
+    return (
+        grey,
+        "round(255 * (value + 1) / 2) (a TANH output)" if tanh else "round(255 * value) (a LOGISTIC output)",
+    )
+
+
+def _next_offset(layer, next_zp: int) -> int:
+    """What a layer adds to the values it writes for the next layer: -(its input zero point), or 0 when a table
+    (the layer's standalone activation) maps the written values afterwards (common.h's table_row16)."""
+    return 0 if layer.lut is not None else -next_zp
+
+
+def _table_array(name: str, lut, next_zp: int | None) -> str:
+    """A layer's activation table: int16 ``activation(q) - next_zp`` between layers, int8 ``activation(q)``
+    for the logits (``next_zp`` None); nothing without a table."""
+    if lut is None:
+        return ""
+    values = np.asarray(lut, np.int64)
+    if next_zp is None:
+        return _array("int8_t", name, values)
+    return _array("int16_t", name, values - next_zp)
+
+
+def _table_pass(name: str, lut, row: str, n: int, bits: int) -> str:
+    """The call that maps a written row through the layer's table (nothing without one)."""
+    return "" if lut is None else f"    table_row{bits}({row}, {n}, {name});\n"
+
+
 def emit_c(
     plan: DecoderPlan, *, prior_cholesky: np.ndarray | None = None, prior_note: str = ""
 ) -> tuple[str, str]:
@@ -137,7 +174,7 @@ def emit_c(
     OH, OW, OC = plan.out_shape
     L = check_prior(prior_cholesky, D)
     d = plan.dense
-    lut = pixel_lut(plan.logits_scale, plan.logits_zp)
+    lut, grey_doc = grey_table(plan)
     relaxed = relaxed_eligible(plan)
     shapes = [d.out_shape] + [c.out_shape for c in plan.convs]
     ring_values = [sched.ring_rows[k] * shapes[k][1] * shapes[k][2] for k in range(len(sched.ring_rows))]
@@ -178,14 +215,15 @@ def emit_c(
 #define {M}_LATENT_SCALE {_float(plan.latent_scale)}
 #define {M}_LATENT_ZERO_POINT ({plan.latent_zp})
 #define {M}_LATENT_SPLIT {plan.latent_split}
-/* Output logits: logit = scale * (q - zero_point); pixel = {m}_pixel_lut[q + 128]. */
+/* Output: value = scale * (q - zero_point) (a logit unless the graph ends in an activation); grey level =
+ * {m}_pixel_lut[q + 128]. */
 #define {M}_LOGITS_SCALE {_float(plan.logits_scale)}
 #define {M}_LOGITS_ZERO_POINT ({plan.logits_zp})
 #define {M}_STATIC_RAM_BYTES {static_bytes}
 
 /* The prior's Cholesky factor L (S = L L^T){(", " + prior_note) if prior_note else ""}. */
 extern const float {m}_prior_cholesky[{D * D}];
-/* round(255 * sigmoid(logit)) for q = -128 .. 127. */
+/* {grey_doc} for q = -128 .. 127. */
 extern const uint8_t {m}_pixel_lut[256];
 
 /* Decode one int8 latent into {OH}x{OW}x{OC} int8 logits (row-major). Returns 0. */
@@ -208,6 +246,7 @@ void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]);
         "\n/* ---- model constants ---- */\n",
         f"const float {m}_prior_cholesky[{D * D}] = {{{chol}}};\n",
         _array("uint8_t", f"{m}_pixel_lut", lut, static=False),
+        _table_array("dense_lut", d.lut, plan.convs[0].in_zp),
         _array("int8_t", "dense_w", dense_stored),
         _array(_smallest_int(d.bias), "dense_bias", d.bias),
         "#if VAE_EDGE_REQUANTIZE4 /* dense_sum4's layout of the same weights (WebAssembly SIMD) */\n",
@@ -269,6 +308,7 @@ void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]);
             _array("int32_t", f"l{k}_bias", np.concatenate([ph.bias for ph in params])),
             _array("int32_t", f"l{k}_mult", np.concatenate([ph.mult for ph in params])),
             _array("int8_t", f"l{k}_shift", np.concatenate([ph.shift for ph in params])),
+            _table_array(f"l{k}_lut", c.lut, plan.convs[k].in_zp if k < len(plan.convs) else None),
         ]
         strides.append(0 if shared else c.out_shape[2])
     parts.append(
@@ -288,14 +328,14 @@ void {m}_sample(const float z[{M}_LATENT_DIM], uint8_t pixels[{M}_PIXELS]);
         parts.append(
             f"static const conv_layer_t layer{k} = {{{c.in_shape[0]}, {c.in_shape[1]}, {c.in_shape[2]}, "
             f"{sched.ring_rows[k - 1]}, ring{k - 1}, {c.out_shape[1]}, {c.out_shape[2]}, {c.P}, {c.Q}, "
-            f"{c.out_zp}, {c.lo}, {c.hi}, {-plan.convs[k].in_zp if k < len(plan.convs) else 0}, l{k}_tap_start, l{k}_dy, l{k}_dx, l{k}_w_start, l{k}_w, "
+            f"{c.out_zp}, {c.lo}, {c.hi}, {_next_offset(c, plan.convs[k].in_zp if k < len(plan.convs) else 0)}, l{k}_tap_start, l{k}_dy, l{k}_dx, l{k}_w_start, l{k}_w, "
             f"l{k}_bias, l{k}_mult, l{k}_shift, {strides[k - 1]}}};\n"
         )
     dh, dw, dc = d.out_shape
     ring0_row = f"(size_t)(r % {sched.ring_rows[0]}) * {dw * dc}"
     parts.append(
         f"""static const dense_layer_t dense = {{{N}, {dw * dc}, {dc}, {d.in_zp}, {d.mult}, {d.shift}, {d.out_zp}, """
-        f"""{d.lo}, {d.hi}, {-plan.convs[0].in_zp}, dense_w, dense_bias, dense_w16, {derived_shift}}};
+        f"""{d.lo}, {d.hi}, {_next_offset(d, plan.convs[0].in_zp)}, dense_w, dense_bias, dense_w16, {derived_shift}}};
 
 /* Rows of the FULLY_CONNECTED output image ({dh}x{dw}x{dc}) up to row upto, into ring0. */
 static void ensure0(int upto) {{
@@ -306,7 +346,7 @@ static void ensure0(int upto) {{
 #else
     dense_row(&dense, latent, r, ring0 + {ring0_row});
 #endif
-    rows_done[0]++;
+{_table_pass("dense_lut", d.lut, f"ring0 + {ring0_row}", dw * dc, 16)}    rows_done[0]++;
   }}
 }}
 """
@@ -350,7 +390,7 @@ static void ensure{k}(int upto) {{
     const int hi = {c.Q} * (r / {c.P}) + need_hi[r % {c.P}];
     ensure{k - 1}(hi < {c.in_shape[0] - 1} ? hi : {c.in_shape[0] - 1});
 {call}
-    rows_done[{k}]++;
+{_table_pass(f"l{k}_lut", c.lut, *((f"ring{k} + (size_t)(r % {sched.ring_rows[k]}) * {ow * oc}", ow * oc, 16) if k < n else (f"logits_out + (size_t)r * {ow * oc}", ow * oc, 8)))}    rows_done[{k}]++;
   }}
 }}
 """

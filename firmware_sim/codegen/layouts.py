@@ -60,9 +60,11 @@ RELAXED_QUADS_MAX = 512  # conv_row_relaxed's per-pixel list of input groups wit
 
 def relaxed_eligible(plan: DecoderPlan) -> bool:
     """Whether conv_row_relaxed (WebAssembly relaxed SIMD) takes every layer: 16-input vectors, few taps, and
-    inputs u = value - input zero point in [0, 255] (low 7 bits and high bit as two byte planes). All layers or
-    none: the relaxed build keeps every activation in those planes."""
+    inputs u = value - input zero point in [0, 255] (low 7 bits and high bit as two byte planes), no standalone
+    activation (a table). All layers or none: the relaxed build keeps every activation in those planes."""
     producers = [(plan.dense.lo, plan.dense.hi)] + [(c.lo, c.hi) for c in plan.convs[:-1]]
+    if plan.dense.lut is not None or any(c.lut is not None for c in plan.convs):
+        return False  # the relaxed kernels write their byte planes themselves; a table pass needs int16 rows
     return all(
         c.in_shape[2] % 16 == 0
         and max(len(ph.taps) for ph in c.phases) <= SIMD_TAPS_MAX

@@ -5,7 +5,7 @@ numpy, so the lowering is checked against :mod:`firmware_sim.reference` without 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -13,9 +13,15 @@ from runtime.latent import METADATA_NAME as LATENT_SPLIT_METADATA  # written by 
 
 from ..fixedpoint import multiply_by_quantized_multiplier
 from ..graph import Graph, UnsupportedOpError, operands
-from ..reference import activation_range, fully_connected_multiplier, per_channel_multipliers, same_padding
+from ..reference import (
+    IntegerReference,
+    activation_range,
+    fully_connected_multiplier,
+    per_channel_multipliers,
+    same_padding,
+)
 from .checks import check_graph, check_int8, check_plan
-from .plan import SUPPORTED_OPS, ConvLayer, DecoderPlan, DenseLayer, Phase
+from .plan import ELEMENTWISE_OPS, SUPPORTED_OPS, ConvLayer, DecoderPlan, DenseLayer, Phase
 
 
 @dataclass
@@ -112,6 +118,19 @@ def lower(
             dense = DenseLayer(**dense_rows, out_shape=tuple(int(s) for s in shape[1:]))
             layer_shapes[0] = dense.out_shape
             views[op.outputs[0]] = _View(0, 1, 0, 0)
+        elif op.kind in ELEMENTWISE_OPS:
+            v = views.get(op.inputs[0])
+            if v is None or v.layer != len(convs) or v.pad_t or v.pad_l:
+                raise UnsupportedOpError(f"{op.kind} is supported only on the output of the layer before it")
+            only_consumer(op.inputs[0])
+            if v.layer == 0:
+                dense_rows["lut"] = compose_tables(dense_rows.get("lut"), elementwise_table(graph, op))
+                dense = replace(dense, lut=dense_rows["lut"])
+            else:
+                convs[-1] = replace(
+                    convs[-1], lut=compose_tables(convs[-1].lut, elementwise_table(graph, op))
+                )
+            views[op.outputs[0]] = v
         elif op.kind == "PAD":
             v = views.get(op.inputs[0])
             pads = np.asarray(t[op.inputs[1]].data).reshape(-1, 2)
@@ -127,6 +146,8 @@ def lower(
             views[op.outputs[0]] = _View(v.layer, 1, 0, 0)
         else:  # CONV_2D or TRANSPOSE_CONV
             nxt = only_consumer(op.outputs[0])
+            while nxt is not None and nxt.kind in ELEMENTWISE_OPS:  # an activation keeps the layout
+                nxt = only_consumer(nxt.outputs[0])
             bo = int(nxt.options["blockSize"]) if nxt is not None and nxt.kind == "DEPTH_TO_SPACE" else 1
             if bo == 1 and _feeds_subpixel_conv(graph, op, nxt, only_consumer):
                 # Sub-pixel chain: this output's channels are the 2x2 phases of the image the next convolution
@@ -157,9 +178,27 @@ def lower(
         dense=dense,
         convs=tuple(convs),
         latent_split=latent_split_of(graph, int(tin.shape[1])),
+        output_op=next((op.kind for op in graph.ops if op.outputs[0] == graph.outputs[0]), "")
+        if any(op.kind in ELEMENTWISE_OPS and op.outputs[0] == graph.outputs[0] for op in graph.ops)
+        else "",
     )
     check_plan(plan)
     return plan
+
+
+def elementwise_table(graph: Graph, op) -> np.ndarray:
+    """A standalone int8 activation as the table of its 256 outputs (input q at q + 128), computed by
+    :mod:`firmware_sim.reference` with TFLite Micro's arithmetic for the op's own quantization."""
+    check_int8(graph.tensors[op.inputs[0]], f"the {op.kind} input")
+    check_int8(graph.tensors[op.outputs[0]], f"the {op.kind} output")
+    every = np.arange(-128, 128, dtype=np.int8)
+    out, _, _ = getattr(IntegerReference(graph), "_" + op.kind.lower())(op, [every])
+    return np.asarray(out, np.int8).reshape(256)
+
+
+def compose_tables(first: np.ndarray | None, then: np.ndarray) -> np.ndarray:
+    """The table of ``then`` applied after ``first`` (None: nothing before)."""
+    return then if first is None else then[first.astype(np.int64) + 128]
 
 
 def latent_split_of(graph: Graph, input_size: int) -> int:
@@ -302,9 +341,9 @@ def run_plan(plan: DecoderPlan, z: np.ndarray) -> np.ndarray:
     """The lowered decoder in numpy (whole images, no streaming): int8 (1, H, W, C) logits for one int8 latent."""
     d = plan.dense
     acc = d.weights.astype(np.int64) @ (np.asarray(z, np.int64).reshape(-1) - d.in_zp) + d.bias
-    x = np.clip(multiply_by_quantized_multiplier(acc, d.mult, d.shift) + d.out_zp, d.lo, d.hi).reshape(
-        d.out_shape
-    )
+    x = _table(
+        np.clip(multiply_by_quantized_multiplier(acc, d.mult, d.shift) + d.out_zp, d.lo, d.hi), d.lut
+    ).reshape(d.out_shape)
     for layer in plan.convs:
         ih, iw, ic = layer.in_shape
         m = 4 * max(layer.Q, 1) + 4
@@ -321,5 +360,9 @@ def run_plan(plan: DecoderPlan, z: np.ndarray) -> np.ndarray:
                 acc += patch @ ph.weights[:, k, :].astype(np.int64).T
             q = multiply_by_quantized_multiplier(acc, ph.mult, ph.shift) + layer.out_zp
             out[py::P, px::P] = np.clip(q, layer.lo, layer.hi)
-        x = out
+        x = _table(out, layer.lut)
     return x.astype(np.int8).reshape(1, *plan.out_shape)
+
+
+def _table(x: np.ndarray, lut: np.ndarray | None) -> np.ndarray:
+    return x if lut is None else lut.astype(np.int64)[np.asarray(x, np.int64) + 128]

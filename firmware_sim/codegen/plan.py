@@ -13,7 +13,18 @@ from runtime.vocab import Graph as GraphKind
 GRAPHS = (GraphKind.TRANSPOSE.value, GraphKind.SUBPIXEL.value)
 # The built-in decoders' image; the generator takes any (H, W, C) output (DecoderPlan.out_shape).
 IMAGE_SHAPE = (28, 28, 1)
-SUPPORTED_OPS = ("FULLY_CONNECTED", "RESHAPE", "PAD", "CONV_2D", "TRANSPOSE_CONV", "DEPTH_TO_SPACE")
+# Standalone int8 -> int8 activations: each is a table of its 256 outputs (firmware_sim.reference computes it with
+# TFLite Micro's arithmetic), applied to the output of the layer before it.
+ELEMENTWISE_OPS = ("LOGISTIC", "TANH", "LEAKY_RELU", "RELU", "RELU6")
+SUPPORTED_OPS = (
+    "FULLY_CONNECTED",
+    "RESHAPE",
+    "PAD",
+    "CONV_2D",
+    "TRANSPOSE_CONV",
+    "DEPTH_TO_SPACE",
+    *ELEMENTWISE_OPS,
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,9 @@ class DenseLayer:
     lo: int
     hi: int
     out_shape: tuple[int, int, int]
+    # The standalone activations after it as one table: output value of requantized value q at q + 128 (int8),
+    # or None. The values the next layer reads are the table's (its input zero point is theirs).
+    lut: np.ndarray | None = None
 
     @property
     def real_macs(self) -> int:
@@ -58,6 +72,7 @@ class ConvLayer:
     out_zp: int
     lo: int
     hi: int
+    lut: np.ndarray | None = None  # as DenseLayer.lut
 
     def phase_pixels(self, py: int, px: int) -> tuple[int, int]:
         oh, ow, _ = self.out_shape
@@ -99,6 +114,9 @@ class DecoderPlan:
     # 1: one int8 per latent dimension; a power of two R >= 2: the split latent (runtime/latent.py), the
     # grid point then R times the remainder, both on (latent_scale, latent_zp).
     latent_split: int = 1
+    # The standalone activation that ends the graph (LOGISTIC, TANH, ...), "" when the output is a layer's own
+    # (a sigmoid decoder's logits): what the pixel table maps to grey levels.
+    output_op: str = ""
 
     @property
     def latent_dim(self) -> int:

@@ -14,9 +14,11 @@
 #if defined(__GNUC__)
 #define VAE_EDGE_INLINE static inline __attribute__((always_inline))
 #define VAE_EDGE_ALIGN4 __attribute__((aligned(4)))
+#define VAE_EDGE_MAYBE_UNUSED __attribute__((unused)) /* a decoder without standalone activations */
 #else
 #define VAE_EDGE_INLINE static inline
 #define VAE_EDGE_ALIGN4
+#define VAE_EDGE_MAYBE_UNUSED
 #endif
 /* ---- integer helpers: TFLite's arithmetic (the default build, double rounding) ---- */
 static inline int32_t rounding_divide_by_pot(int32_t x, int exponent) {
@@ -42,6 +44,20 @@ static inline int32_t requantize(int32_t acc, int32_t multiplier, int shift, int
   int32_t v = multiply_by_quantized_multiplier(acc, multiplier, shift) + zero_point;
   v = v < lo ? lo : v;
   return v > hi ? hi : v;
+}
+
+/* A standalone activation (TANH, LOGISTIC, LEAKY_RELU, RELU, RELU6) as the table of its 256 outputs, applied in
+ * place to a row its layer has written: int16 rows between layers hold the requantized value q (the layer then
+ * adds no zero point) and become table[q + 128] = activation(q) - the next layer's input zero point; the int8
+ * logits of the last layer become table[q + 128] = activation(q). */
+VAE_EDGE_MAYBE_UNUSED static inline void table_row16(int16_t *row, int n, const int16_t *table) {
+  int i;
+  for (i = 0; i < n; ++i) row[i] = table[row[i] + 128];
+}
+
+VAE_EDGE_MAYBE_UNUSED static inline void table_row8(int8_t *row, int n, const int8_t *table) {
+  int i;
+  for (i = 0; i < n; ++i) row[i] = table[row[i] + 128];
 }
 
 /* Weights are packed four int8 to a uint32_t word, byte j = bits 8j..8j+7 (by value, any endianness). For a

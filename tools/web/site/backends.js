@@ -9,8 +9,8 @@
 // vae-edge-wasm: each decoder is its own WebAssembly module (tools/web/wasm.py) exporting vae_edge_input() and
 // vae_edge_output() (pointers into its memory: the float latent in, vae_edge_output_size() floats out, row-major
 // H x W x C) and vae_edge_decode(). entry.output says what the output holds: "logits" of a sigmoid decoder (the
-// sigmoid is applied here, in double precision, then stored as float32 like every runtime's output) or "image"
-// (a linear output, returned as it is). An int8 module also exports its int8 outputs and the 256 floats they
+// sigmoid is applied here, in double precision, then stored as float32 like every runtime's output), "tanh" (the
+// input of a final tanh, applied here alike) or "image" (returned as it is). An int8 module also exports its int8 outputs and the 256 floats they
 // dequantize to: the sigmoid of those 256 is taken once, and a decode looks its pixels up (the same values,
 // without one Math.exp call per pixel a decode).
 function loadVaeEdgeWasm(rt) {
@@ -24,7 +24,7 @@ function loadVaeEdgeWasm(rt) {
       const n = e.vae_edge_output_size();
       const input = new Float32Array(e.memory.buffer, e.vae_edge_input(), d);
       const logits = new Float32Array(e.memory.buffer, e.vae_edge_output(), n);
-      const activate = entry.output === "image" ? (x) => x : (x) => 1 / (1 + Math.exp(-x));
+      const activate = { image: (x) => x, tanh: Math.tanh }[entry.output] ?? ((x) => 1 / (1 + Math.exp(-x)));
       let pixelsOf = () => Float32Array.from(logits, activate);
       if (e.vae_edge_output_int8) {
         const q = new Int8Array(e.memory.buffer, e.vae_edge_output_int8(), n);
