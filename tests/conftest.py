@@ -86,16 +86,19 @@ def exported(tmp_path_factory, mnist_path) -> Path:
     return root
 
 
-def _tiny_rgb_decoder(*, batch_size: int | None = None, activation: str | None = None, latent: int = 3):
+def _tiny_rgb_decoder(
+    *, batch_size: int | None = None, activation: str | None = None, latent: int = 3, leaky: bool = False
+):
     """Not the project's shape: a ``latent``-D latent (3 by default) to a 16x16x3 image (Dense -> 4x4x8 -> two
     stride-2 Conv2DTranspose -> a 3-channel Conv2DTranspose with ``activation``), initial weights, random
-    biases."""
+    biases. ``leaky``: the Dense's ReLU is a LeakyReLU(0.2) instead (a standalone LEAKY_RELU op)."""
     import keras
     import numpy as np
 
     layers = keras.layers
     z = keras.Input((latent,), batch_size=batch_size)
-    x = layers.Reshape((4, 4, 8))(layers.Dense(4 * 4 * 8, activation="relu")(z))
+    dense = layers.Dense(4 * 4 * 8, activation=None if leaky else "relu")(z)
+    x = layers.Reshape((4, 4, 8))(layers.LeakyReLU(0.2)(dense) if leaky else dense)
     x = layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu")(x)
     x = layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu")(x)
     model = keras.Model(z, layers.Conv2DTranspose(3, 3, padding="same", activation=activation)(x))

@@ -14,7 +14,7 @@ from firmware_sim import measure
 from firmware_sim.codegen import generate, lower, run_plan
 from firmware_sim.codegen import main as codegen_main
 from firmware_sim.codegen import parse_args as codegen_args
-from firmware_sim.graph import load_graph
+from firmware_sim.graph import UnsupportedOpError, load_graph
 from firmware_sim.reference import IntegerReference
 
 # The transposed graph's TFLM Invoke() (~226 M instructions) is what this test spends its time on.
@@ -292,15 +292,17 @@ def test_any_output_shape_is_tflm_exact(tmp_path, tiny_rgb_decoder):
     assert m4["latents"] == M4_LATENTS and m4["checksum"] == host["checksum"]
 
 
-def standalone_activations_decoder():
+def standalone_activations_decoder(relu6: bool = False):
     """A 3-D latent to 16x16x3 whose converted int8 graph keeps its activations as ops of their own: LEAKY_RELU
-    on the FULLY_CONNECTED output, RELU6 after a bias-free transposed convolution, TANH between convolutions
-    and LOGISTIC at the end (initial weights, random biases)."""
+    on the FULLY_CONNECTED output, RELU (``relu6``: RELU6) after a bias-free transposed convolution, TANH between
+    convolutions and LOGISTIC at the end (initial weights, random biases)."""
     layers = keras.layers
     z = keras.Input((3,), batch_size=1)
     x = layers.LeakyReLU(0.2)(layers.Dense(4 * 4 * 8)(z))
     x = layers.Reshape((4, 4, 8))(x)
-    x = layers.ReLU(max_value=6.0)(layers.Conv2DTranspose(8, 3, strides=2, padding="same", use_bias=False)(x))
+    x = layers.ReLU(max_value=6.0 if relu6 else None)(
+        layers.Conv2DTranspose(8, 3, strides=2, padding="same", use_bias=False)(x)
+    )
     x = layers.Activation("tanh")(layers.Conv2DTranspose(8, 3, strides=2, padding="same")(x))
     x = layers.Conv2DTranspose(4, 3, padding="same")(x)
     x = layers.Activation("sigmoid")(layers.Conv2D(3, 3, padding="same")(x))
@@ -324,7 +326,7 @@ def test_standalone_activations_are_tflm_exact(tmp_path):
     tflite = tmp_path / "act.tflite"
     tflite.write_bytes(to_tflite(standalone_activations_decoder(), "int8", "int8", calib))
     kinds = [op.kind for op in load_graph(tflite).ops]
-    assert {"LEAKY_RELU", "RELU6", "TANH", "LOGISTIC"} <= set(kinds), kinds
+    assert {"LEAKY_RELU", "RELU", "TANH", "LOGISTIC"} <= set(kinds), kinds
     gen = generate(source=tflite, out=tmp_path / "gen", name="act")
     assert gen.plan.dense.lut is not None and gen.plan.output_op == "LOGISTIC"
     assert sum(c.lut is not None for c in gen.plan.convs) == 3
@@ -350,3 +352,10 @@ def test_standalone_activations_are_tflm_exact(tmp_path):
         assert result["latents"] == M4_LATENTS and result["checksum"] == host["checksum"], name
     # The pixel table maps the LOGISTIC's [0, 1] output, not a sigmoid of it.
     assert "round(255 * value) (a LOGISTIC output)" in gen.header.read_text()
+    # A standalone RELU6 the converter quantizes unlike its input: TFLM's int8 kernel ignores the output's
+    # quantization (its values are not the graph's), so the generator refuses it with one line.
+    relu6 = tmp_path / "relu6.tflite"
+    relu6.write_bytes(to_tflite(standalone_activations_decoder(relu6=True), "int8", "int8", calib))
+    with pytest.raises(UnsupportedOpError, match="RELU6 has an output quantized unlike its input"):
+        generate(source=relu6, out=tmp_path / "relu6", name="relu6")
+    assert not (tmp_path / "relu6").exists()

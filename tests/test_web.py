@@ -434,14 +434,15 @@ def test_wasm_relaxed_int8_is_tflm_bit_exact_on_randomized_decoders(exported, br
 @pytest.fixture(scope="module")
 def own_exports(tmp_path_factory, mnist_path):
     """Three decoders brought by a user, exported with the CLI: rgb8 (latent 8 -> 16x16x3 sigmoid, transposed
-    convolutions), lin1 (latent 1 -> 16x16x3, a linear output) and tanh2 (latent 2, a tanh output: its int8
-    graph ends in a standalone TANH)."""
+    convolutions), lin1 (latent 1 -> 16x16x3, a linear output) and tanh2 (latent 2, a LeakyReLU and a tanh
+    output: its int8 graph holds standalone LEAKY_RELU and TANH ops, tables in the generated C)."""
     from conftest import _tiny_rgb_decoder
     from test_byom import export_cli
 
     src, root = tmp_path_factory.mktemp("own_src"), tmp_path_factory.mktemp("own_artifacts")
     for name, latent, activation in (("rgb8", 8, "sigmoid"), ("lin1", 1, None), ("tanh2", 2, "tanh")):
-        _tiny_rgb_decoder(latent=latent, activation=activation).save(src / f"{name}.keras")
+        decoder = _tiny_rgb_decoder(latent=latent, activation=activation, leaky=name == "tanh2")
+        decoder.save(src / f"{name}.keras")
         assert export_cli(src / f"{name}.keras", root, name) == 0, name
     return root
 
@@ -467,6 +468,9 @@ def test_own_decoders_in_the_page(own_exports, browser, tmp_path, capsys, runtim
             page = opened.page
             manifest = load_manifest(own_exports / name / "export")
             d = manifest.latent_dim
+            if name == "tanh2":  # the standalone activations the generated C takes as tables
+                int8_graph = load_graph(manifest.folder / source_entries(manifest)["int8"]["path"])
+                assert {"LEAKY_RELU", "TANH"} <= {op.kind for op in int8_graph.ops}
             z = np.concatenate([manifest.prior.sample(5, seed=3), np.full((1, d), 2.5)]).astype(np.float32)
             pages = {
                 p: np.asarray(page.evaluate("([p, z]) => vaeEdge.decode(p, z)", [p, z.tolist()]), np.float32)

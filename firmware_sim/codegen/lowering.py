@@ -189,8 +189,21 @@ def lower(
 def elementwise_table(graph: Graph, op) -> np.ndarray:
     """A standalone int8 activation as the table of its 256 outputs (input q at q + 128), computed by
     :mod:`firmware_sim.reference` with TFLite Micro's arithmetic for the op's own quantization."""
-    check_int8(graph.tensors[op.inputs[0]], f"the {op.kind} input")
-    check_int8(graph.tensors[op.outputs[0]], f"the {op.kind} output")
+    tin, tout = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    check_int8(tin, f"the {op.kind} input")
+    check_int8(tout, f"the {op.kind} output")
+    if op.kind == "RELU6" and (float(tin.scale[0]), int(tin.zero_point[0])) != (
+        float(tout.scale[0]),
+        int(tout.zero_point[0]),
+    ):
+        # TFLM's int8 RELU6 clamps the input codes and never reads the output's quantization: its outputs (and
+        # a C bit-exact with them) would mean other values than the graph says. TFLite requantizes.
+        raise UnsupportedOpError(
+            f"op {op.index} RELU6 has an output quantized unlike its input ({float(tout.scale[0]):.6g}, "
+            f"{int(tout.zero_point[0])} vs {float(tin.scale[0]):.6g}, {int(tin.zero_point[0])}); TFLite Micro's "
+            "int8 RELU6 ignores the output quantization, so it would decode this graph wrongly: give the layer "
+            "before it a bias or ReLU6 as its own activation (the converter then fuses it)"
+        )
     every = np.arange(-128, 128, dtype=np.int8)
     out, _, _ = getattr(IntegerReference(graph), "_" + op.kind.lower())(op, [every])
     return np.asarray(out, np.int8).reshape(256)

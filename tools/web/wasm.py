@@ -279,16 +279,22 @@ def build_relaxed_module(sources: list[Path], out: Path, include: list[Path], *,
     return out
 
 
+def _c_float(v: float) -> str:
+    """A float32 literal that reads back exactly: 9 significant digits, and a point or an exponent before f."""
+    t = f"{float(np.float32(v)):.9g}"
+    return t + ("f" if any(ch in t for ch in ".e") else ".0f")
+
+
 def _c_floats(name: str, values: np.ndarray) -> str:
     flat = np.asarray(values, np.float32).ravel()
-    # 9 significant digits: every float32 reads back exactly; a literal needs a point or an exponent before f
-    texts = (f"{float(v):.9g}" for v in flat)
-    body = ",".join(t + ("f" if any(ch in t for ch in ".e") else ".0f") for t in texts)
+    body = ",".join(_c_float(v) for v in flat)
     return f"static const float {name}[{flat.size}] = {{{body}}};\n"
 
 
 # TFLite's fused activations as float_kernels.h numbers them.
 FUSED_ACTIVATIONS = {"NONE": 0, "RELU": 1, "RELU6": 2, "RELU_N1_TO_1": 3}
+# Standalone activation ops the float module computes (LOGISTIC and TANH only at the end, by the page).
+STANDALONE = ("LEAKY_RELU", "RELU", "RELU6")
 
 
 # What a float module's output holds, by the final activation left to the page (tools/web/site/backends.js).
@@ -343,7 +349,7 @@ def emit_float_decoder(tflite: Path) -> tuple[str, str]:
         if op.kind == "TRANSPOSE_CONV":  # inputs: output shape, weights, x[, bias]
             x, weights = op.inputs[2], op.inputs[1]
             bias = op.inputs[3] if len(op.inputs) > 3 and op.inputs[3] >= 0 else -1
-        elif op.kind in ("RESHAPE", "LOGISTIC", "TANH", "PAD", "DEPTH_TO_SPACE"):
+        elif op.kind in ("RESHAPE", "LOGISTIC", "TANH", "PAD", "DEPTH_TO_SPACE", *STANDALONE):
             x, weights, bias = op.inputs[0], -1, -1
         else:
             ops = operands(op)
@@ -397,14 +403,20 @@ def emit_float_decoder(tflite: Path) -> tuple[str, str]:
                 f"  convolve({src}, {h}, {w_}, {c}, {kernel}, {b}, {kh}, {kw}, {sh}, {sw}, {top}, {left}, "
                 f"{oh}, {ow}, {oc}, {act}, {transposed}, {y});\n"
             )
+        elif op.kind in STANDALONE:
+            n = int(np.prod(shape[x]))
+            if op.kind == "LEAKY_RELU":
+                body.append(f"  leaky_relu({src}, {n}, {_c_float(op.options['alpha'])}, {y});\n")
+            else:
+                body.append(f"  activation({src}, {n}, {FUSED_ACTIVATIONS[op.kind]}, {y});\n")
         elif op.kind == "DEPTH_TO_SPACE":
             _, h, w_, c = shape[x]
             body.append(f"  depth_to_space({src}, {h}, {w_}, {c}, {op.options['blockSize']}, {y});\n")
         else:
             raise VaeEdgeError(
                 f"{tflite.name}: op {i} {op.kind} is not supported by the float WebAssembly decoder "
-                "(it takes FULLY_CONNECTED, RESHAPE, PAD, CONV_2D, TRANSPOSE_CONV, DEPTH_TO_SPACE and a final "
-                "LOGISTIC or TANH); build the site with --runtime onnxruntime-web"
+                "(it takes FULLY_CONNECTED, RESHAPE, PAD, CONV_2D, TRANSPOSE_CONV, DEPTH_TO_SPACE, LEAKY_RELU, "
+                "RELU, RELU6 and a final LOGISTIC or TANH); build the site with --runtime onnxruntime-web"
             )
     if out not in buffer and not any(op.outputs[0] == out for op in g.ops):
         raise VaeEdgeError(f"{tflite.name}: no op writes the output")

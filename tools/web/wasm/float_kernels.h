@@ -74,6 +74,16 @@ static void convolve(const float *x, int h, int w, int c, const float *k_hwio, c
     }
 }
 
+/* Standalone activations: RELU (act 1) and RELU6 (act 2) as activate(); LEAKY_RELU as TFLite's float kernel,
+ * v > 0 ? v : alpha * v. */
+static void activation(const float *x, int n, int act, float *y) {
+  for (int i = 0; i < n; ++i) y[i] = activate(x[i], act);
+}
+
+static void leaky_relu(const float *x, int n, float alpha, float *y) {
+  for (int i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : alpha * x[i];
+}
+
 /* TFLite's DEPTH_TO_SPACE (DCR): output (bs*r + i, bs*q + j, k) = input (r, q, (bs*i + j) * c/bs^2 + k). */
 static void depth_to_space(const float *x, int h, int w, int c, int bs, float *y) {
   const int oc = c / (bs * bs);
