@@ -346,14 +346,8 @@ def emit_float_decoder(tflite: Path) -> tuple[str, str]:
         if activation not in FUSED_ACTIVATIONS:
             raise VaeEdgeError(f"{tflite.name}: op {i} {op.kind} has activation {activation}")
         act = FUSED_ACTIVATIONS[activation]
-        if op.kind == "TRANSPOSE_CONV":  # inputs: output shape, weights, x[, bias]
-            x, weights = op.inputs[2], op.inputs[1]
-            bias = op.inputs[3] if len(op.inputs) > 3 and op.inputs[3] >= 0 else -1
-        elif op.kind in ("RESHAPE", "LOGISTIC", "TANH", "PAD", "DEPTH_TO_SPACE", *STANDALONE):
-            x, weights, bias = op.inputs[0], -1, -1
-        else:
-            ops = operands(op)
-            x, weights, bias = ops.x, ops.weights, ops.bias
+        ops = operands(op)  # TRANSPOSE_CONV's too (its x is its third input)
+        x, weights, bias = ops.x, ops.weights, ops.bias
         if x not in buffer:
             raise VaeEdgeError(f"{tflite.name}: op {i} {op.kind} reads a tensor no earlier op wrote")
         src = buffer[x]
