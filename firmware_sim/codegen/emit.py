@@ -355,10 +355,13 @@ static void ensure0(int upto) {{
     for k, c in enumerate(plan.convs, start=1):
         need = ", ".join(str(h) for h in sched.need_hi[k - 1])
         oh, ow, oc = c.out_shape
-        if k < n:
-            dest = f"ring{k} + (size_t)(r % {sched.ring_rows[k]}) * {ow * oc}, NULL"
+        if k < n:  # the row this layer writes: into its ring (int16), or the caller's logits (int8)
+            row, bits = f"ring{k} + (size_t)(r % {sched.ring_rows[k]}) * {ow * oc}", 16
+            dest = f"{row}, NULL"
         else:
-            dest = f"NULL, logits_out + (size_t)r * {ow * oc}"
+            row, bits = f"logits_out + (size_t)r * {ow * oc}", 8
+            dest = f"NULL, {row}"
+        table = _table_pass(f"l{k}_lut", c.lut, row, ow * oc, bits)
         right = uniform_right_shift(c)
         call_branches = []
         if relaxed:
@@ -390,7 +393,7 @@ static void ensure{k}(int upto) {{
     const int hi = {c.Q} * (r / {c.P}) + need_hi[r % {c.P}];
     ensure{k - 1}(hi < {c.in_shape[0] - 1} ? hi : {c.in_shape[0] - 1});
 {call}
-{_table_pass(f"l{k}_lut", c.lut, *((f"ring{k} + (size_t)(r % {sched.ring_rows[k]}) * {ow * oc}", ow * oc, 16) if k < n else (f"logits_out + (size_t)r * {ow * oc}", ow * oc, 8)))}    rows_done[{k}]++;
+{table}    rows_done[{k}]++;
   }}
 }}
 """

@@ -165,6 +165,7 @@ def lower(
         raise UnsupportedOpError("the model output is not the last convolution's image")
     if convs[0].in_shape != dense.out_shape:
         raise UnsupportedOpError("the first convolution does not read the FULLY_CONNECTED output image")
+    last = next((op for op in graph.ops if op.outputs[0] == graph.outputs[0]), None)  # writes the output
     plan = DecoderPlan(
         name=name,
         graph_kind=graph_kind,
@@ -178,9 +179,7 @@ def lower(
         dense=dense,
         convs=tuple(convs),
         latent_split=latent_split_of(graph, int(tin.shape[1])),
-        output_op=next((op.kind for op in graph.ops if op.outputs[0] == graph.outputs[0]), "")
-        if any(op.kind in ELEMENTWISE_OPS and op.outputs[0] == graph.outputs[0] for op in graph.ops)
-        else "",
+        output_op=last.kind if last is not None and last.kind in ELEMENTWISE_OPS else "",
     )
     check_plan(plan)
     return plan
